@@ -1,0 +1,31 @@
+# qsnn-lightning: `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-full footprint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create the virtual environment and install the package (idempotent)
+
+test: $(STAMP) ## run the default test suite (slow tests excluded)
+	$(BIN)/pytest -q
+
+test-full: $(STAMP) ## run every test, slow ones included
+	$(BIN)/pytest -q -m ''
+
+footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10)
+	$(BIN)/qsnn footprint --arch resnet19,vgg16,vggsnn --dataset cifar10 --bits 32w32u,1w8u,1w4u,1w2u --batch 1,64,256
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache src/*.egg-info

@@ -1,0 +1,88 @@
+"""The ``qsnn`` command line: ``qsnn footprint`` (more subcommands arrive with their issues).
+
+Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
+"""
+
+import argparse
+import json
+import sys
+
+from .data.info import dataset_info
+from .footprint import footprint_table, format_table, rows_as_dicts
+from .models import BACKBONES
+from .precision import Precision
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A problem with the user's input, reported as one line with exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (with a pointer to --help) instead of usage + message."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(item) for item in _csv(text)]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def run_footprint(args: argparse.Namespace) -> None:
+    archs = _csv(args.arch)
+    unknown = [arch for arch in archs if arch not in BACKBONES]
+    if unknown or not archs:
+        raise UsageError(f"unknown architecture {', '.join(unknown) or '(none)'}; choose from {', '.join(sorted(BACKBONES))}")
+    try:
+        info = dataset_info(args.dataset)
+        precisions = [Precision.parse(bits) for bits in _csv(args.bits)]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not precisions:
+        raise UsageError("--bits needs at least one bit width, e.g. 1w2u")
+    batches = _positive_ints(args.batch, "--batch")
+    try:
+        rows = footprint_table(archs, info.input_shape, info.num_classes, precisions, batches)
+    except ValueError as error:  # e.g. an input too small for the architecture
+        raise UsageError(str(error)) from None
+    print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_table(rows))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    footprint = commands.add_parser("footprint", help="memory footprint and model size (Table 2, Figure 3)")
+    footprint.add_argument("--arch", default="resnet19,vgg16,vggsnn", help="comma-separated backbones")
+    footprint.add_argument("--dataset", default="cifar10", help="dataset whose input shape and classes to use")
+    footprint.add_argument("--bits", default="32w32u,1w8u,1w4u,1w2u", help="comma-separated bit widths <W>w<K>u")
+    footprint.add_argument("--batch", default="1,64,256", help="comma-separated batch sizes")
+    footprint.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    footprint.set_defaults(run=run_footprint)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.run(args)
+    except UsageError as error:
+        print(f"qsnn: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

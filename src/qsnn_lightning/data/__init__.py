@@ -1,0 +1,1 @@
+"""Datasets: input shapes and class counts (`info`)."""

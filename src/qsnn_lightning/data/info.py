@@ -1,0 +1,25 @@
+"""What the model needs to know about each dataset: input shape (C, H, W) and class count."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+DATASETS = {
+    "fashionmnist": DatasetInfo((1, 28, 28), 10),
+    "cifar10": DatasetInfo((3, 32, 32), 10),
+    "cifar100": DatasetInfo((3, 32, 32), 100),
+    "tinyimagenet": DatasetInfo((3, 64, 64), 200),
+    "dvsgesture": DatasetInfo((2, 128, 128), 11),
+    "dvscifar10": DatasetInfo((2, 48, 48), 10),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]

@@ -1,0 +1,47 @@
+"""What every backbone shares: direct encoding of static images and per-batch state reset."""
+
+import torch
+from torch import nn
+
+from ..neurons import reset_states
+from ..precision import Precision
+
+
+class SpikingBackbone(nn.Module):
+    """A Q-SNN backbone mapping inputs to per-step logits ``[T, B, classes]``.
+
+    Inputs are either static images ``[B, C, H, W]`` (direct encoding: the image is presented at
+    every one of ``timesteps`` steps) or event frames ``[T, B, C, H, W]``. Every forward pass
+    starts from a cleared membrane state, so batches never share state. The prediction is the
+    time mean of the logits.
+    """
+
+    def __init__(self, precision: Precision, timesteps: int, input_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self.precision = precision
+        self.timesteps = timesteps
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+
+    def encode(self, stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Input currents of the first spiking layer, ``[T, B, ...]``.
+
+        A static image gives the same current at every step, so the stem runs once and its
+        output is repeated over T (identical to running it T times, BatchNorm statistics
+        included).
+        """
+        if x.dim() == 4:
+            current = stem(x.unsqueeze(0))
+            return current.expand(self.timesteps, *current.shape[1:])
+        if x.dim() == 5:
+            return stem(x)
+        raise ValueError(f"expected [B, C, H, W] images or [T, B, C, H, W] frames, got shape {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reset_states(self)
+        return self.forward_steps(x)
+
+    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,61 @@
+"""VGG-style spiking backbones: VGG16 (13 conv), VGGSNN (8 conv + 1 fc, TET's DVS network) and a
+small net for Fashion-MNIST, all described by a list of conv widths and pools ("P")."""
+
+import torch
+from torch import nn
+
+from ..layers import LayerFactory, MultiStep
+from .base import SpikingBackbone
+
+POOL = "P"
+VGG16 = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512)
+VGGSNN = (64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL)
+# Fashion-MNIST (1x28x28): 28 -> 14 -> 7 -> 3, a 1152-input 8-bit classifier (11.5 KB at 10
+# classes) and 37,632 spiking neurons, so that a 1w-2u export fits a Cortex-M4 with 64 KB of RAM.
+FMNISTNET = (16, POOL, 64, POOL, 128, 128, POOL)
+
+
+class VGG(SpikingBackbone):
+    """conv3x3-BN-LIF layers with 2x2 average pooling at each ``"P"``, then one fc.
+
+    ``head="gap"`` averages the last spike maps over space before the fc (VGG16, as in
+    Table 2's accounting); ``head="flatten"`` flattens them (TET's VGGSNN).
+    """
+
+    HEADS = ("gap", "flatten")
+
+    def __init__(
+        self,
+        factory: LayerFactory,
+        config: tuple,
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        timesteps: int = 2,
+        head: str = "gap",
+    ):
+        super().__init__(factory.precision, timesteps, input_shape, num_classes)
+        if head not in self.HEADS:
+            raise ValueError(f"head must be one of {self.HEADS}, got {head!r}")
+        channels, height, width = input_shape
+        pools = config.count(POOL)
+        if min(height, width) < 2**pools:
+            raise ValueError(f"input {height}x{width} is too small for {pools} 2x2 poolings")
+        self.head = head
+        self.stem = factory.conv_bn(channels, config[0], 3, edge=True)
+        self.stem_lif = factory.lif()
+        layers, cin = [], config[0]
+        for item in config[1:]:
+            if item == POOL:
+                layers.append(MultiStep(nn.AvgPool2d(2)))
+                height, width = height // 2, width // 2
+            else:
+                layers += [factory.conv_bn(cin, item, 3), factory.lif()]
+                cin = item
+        self.features = nn.Sequential(*layers)
+        features = cin if head == "gap" else cin * height * width
+        self.fc = factory.classifier(features, num_classes)
+
+    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = self.features(self.stem_lif(self.encode(self.stem, x)))
+        pooled = spikes.mean(dim=(-2, -1)) if self.head == "gap" else spikes.flatten(2)
+        return self.fc(pooled)

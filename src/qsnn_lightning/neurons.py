@@ -1,0 +1,97 @@
+"""Multi-step leaky integrate-and-fire neurons with k-bit membrane potentials.
+
+One time step, in the order of Eq. 10 (the order of the authors' release):
+
+    u[t] = tau * v[t-1] + x[t]          charge        (Eq. 1; x[t] = W s^{l-1}[t] computed upstream)
+    s[t] = H(u[t] - theta)              fire          (Eq. 2, triangle surrogate of Eq. 5 backward)
+    u[t] = u[t] * (1 - s[t])            hard reset    (Eq. 3)
+    v[t] = Q_u(u[t])                    store k bits  (Eq. 8-10)
+
+so the quantizer acts on the state stored between time steps. Quantizing *before* the spike
+(the order of the paper's Algorithm 1) is available as ``quantize_before_spike=True`` for
+ablation only: at k = 2 it rounds nearly every potential to 0 and the network stops firing.
+
+State has an explicit life: ``v`` is created on the first step of the first call, carried
+across calls (streaming) until :meth:`LIF.reset` / :func:`reset_states` clears it. Backbones
+clear it at the start of every forward pass, so batches never share state.
+"""
+
+import torch
+from torch import nn
+
+from .quant import FULL_PRECISION_BITS, MembraneQuant
+from .surrogate import spike
+
+
+class LIF(nn.Module):
+    """Multi-step LIF neuron on ``[T, B, ...]`` inputs returning ``[T, B, ...]`` spikes.
+
+    After each call ``firing_rate`` holds f_l of Eq. 15 (mean spike count over neurons, batch
+    and time; differentiable, for the WS-DR loss) and ``v`` the stored membrane (detached:
+    streaming across calls truncates backpropagation at the call boundary).
+    """
+
+    def __init__(
+        self,
+        tau: float = 0.5,
+        theta: float = 1.0,
+        beta: float = 1.0,
+        membrane_bits: int = FULL_PRECISION_BITS,
+        quantize_before_spike: bool = False,
+    ):
+        super().__init__()
+        self.tau = tau
+        self.theta = theta
+        self.beta = beta
+        self.quantize_before_spike = quantize_before_spike
+        self.membrane_quant = MembraneQuant(membrane_bits)
+        self.v: torch.Tensor | None = None
+        self.firing_rate: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the membrane state and the last firing rate."""
+        self.v = None
+        self.firing_rate = None
+
+    def _initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        if self.v is None:
+            return torch.zeros_like(x[0])
+        if self.v.shape != x.shape[1:]:
+            raise RuntimeError(
+                f"LIF state has shape {tuple(self.v.shape)} but the input step has {tuple(x.shape[1:])}: "
+                "call reset_states(model) between batches"
+            )
+        return self.v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self._initial_state(x)
+        spikes = []
+        for x_t in x:
+            u = self.tau * v + x_t  # Eq. 1 / Eq. 10
+            if self.quantize_before_spike:
+                u = self.membrane_quant(u)  # Algorithm 1 order (ablation only)
+            s = spike(u - self.theta, self.beta)  # Eq. 2, surrogate Eq. 5
+            u = u * (1.0 - s)  # Eq. 3, hard reset
+            v = u if self.quantize_before_spike else self.membrane_quant(u)  # Eq. 8-10
+            spikes.append(s)
+        out = torch.stack(spikes)
+        self.v = v.detach()
+        self.firing_rate = out.mean()  # f_l of Eq. 15
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau={self.tau}, theta={self.theta}, beta={self.beta}, "
+            f"quantize_before_spike={self.quantize_before_spike}"
+        )
+
+
+def spiking_layers(model: nn.Module) -> list[LIF]:
+    """The model's LIF layers in registration order (the order of the forward pass in our backbones)."""
+    return [m for m in model.modules() if isinstance(m, LIF)]
+
+
+def reset_states(model: nn.Module) -> None:
+    """Clear the membrane state of every LIF layer in ``model``."""
+    for layer in spiking_layers(model):
+        layer.reset()

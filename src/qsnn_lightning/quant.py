@@ -1,0 +1,181 @@
+"""Quantizers: small objects with a precision (`bits`), a forward rule and a gradient rule.
+
+Layers hold them; the exporter reads `bits` and the scales from them, so the quantization rules
+live here and nowhere else.
+
+Gradient rules
+--------------
+* Rounding and clipping to the integer range use the straight-through estimator
+  (`round_clip_ste`): forward ``clip(round(x))``, backward 1. ``torch.round`` rounds half to
+  even; the integer export has to match it.
+* Binary weights use the *clipped* straight-through estimator: the gradient of ``sign(w_hat)``
+  is 1 where ``|w_hat| <= 1`` and 0 elsewhere. The channel scale ``alpha_w = mean|w_hat|`` is an
+  ordinary differentiable function of the weights.
+* 8-bit weights: straight-through rounding, the per-channel scale treated as a constant.
+* Membrane potentials: straight-through rounding and clipping, so ``dQ_u/du = 1``; in training
+  nothing is clipped anyway, since ``alpha_u`` is the step's ``max |u|``. ``alpha_u`` itself is a
+  statistic without gradient, as BatchNorm's statistics are.
+"""
+
+import torch
+from torch import nn
+
+FULL_PRECISION_BITS = 32
+
+
+def round_clip_ste(x: torch.Tensor, limit: int) -> torch.Tensor:
+    """``clip(round(x), -limit, limit)`` forward, identity backward (straight-through estimator)."""
+    return x + (torch.round(x).clamp(-limit, limit) - x).detach()
+
+
+def _per_channel(reduce, w: torch.Tensor) -> torch.Tensor:
+    """Reduce ``w`` over every dimension but the first (output channels), keeping dims."""
+    return reduce(w, dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+class FullPrecisionWeight(nn.Module):
+    """32-bit weights (the 32w baseline): the identity."""
+
+    bits = FULL_PRECISION_BITS
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def integer_weights(self, w: torch.Tensor):
+        raise ValueError("full-precision (32w) weights have no integer form; train a 1w model to export")
+
+
+class IntWeight(nn.Module):
+    """Symmetric per-output-channel integer weights (8-bit for the first and last layers).
+
+    ``scale_c = max|w_c| / (2^(b-1) - 1)``, ``Q(w) = scale_c * round(w / scale_c)``.
+    """
+
+    def __init__(self, bits: int = 8):
+        super().__init__()
+        if not 2 <= bits <= 16:
+            raise ValueError(f"integer weights need 2..16 bits, got {bits}")
+        self.bits = bits
+        self.qmax = 2 ** (bits - 1) - 1
+
+    def scale(self, w: torch.Tensor) -> torch.Tensor:
+        return (_per_channel(torch.amax, w.detach().abs()) / self.qmax).clamp_min(torch.finfo(w.dtype).tiny)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale = self.scale(w)
+        return round_clip_ste(w / scale, self.qmax) * scale
+
+    def integer_weights(self, w: torch.Tensor):
+        """(codes in [-qmax, qmax] as int32, per-channel scale) with ``codes * scale == forward(w)``."""
+        scale = self.scale(w)
+        codes = torch.round(w.detach() / scale).clamp(-self.qmax, self.qmax).to(torch.int32)
+        return codes, scale.flatten()
+
+
+class BinaryWeight(nn.Module):
+    """1-bit weights ``alpha_w * sign(w_hat)`` (Eq. 6-7) with WS-DR standardization (Eq. 14).
+
+    ``standardize``: ``"layer"`` (Eq. 14, the paper's choice: one mean and std per layer),
+    ``"channel"`` (one per output channel, as in the authors' release) or ``"none"`` (plain Q-SNN).
+    ``sign(0) = +1`` (Eq. 7); ``alpha_w`` is the mean ``|w_hat|`` of each output channel.
+    """
+
+    bits = 1
+    STANDARDIZATIONS = ("layer", "channel", "none")
+
+    def __init__(self, standardize: str = "layer", eps: float = 1e-5):
+        super().__init__()
+        if standardize not in self.STANDARDIZATIONS:
+            raise ValueError(f"standardize must be one of {self.STANDARDIZATIONS}, got {standardize!r}")
+        self.standardize = standardize
+        self.eps = eps
+
+    def standardized(self, w: torch.Tensor) -> torch.Tensor:
+        """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
+        if self.standardize == "none":
+            return w
+        if self.standardize == "layer":
+            var, mean = torch.var_mean(w, correction=0)
+        else:
+            var, mean = torch.var_mean(w, dim=tuple(range(1, w.dim())), keepdim=True, correction=0)
+        return (w - mean) / torch.sqrt(var + self.eps)
+
+    @staticmethod
+    def signs(w_hat: torch.Tensor) -> torch.Tensor:
+        """Eq. 7: +1 where ``w_hat >= 0``, -1 elsewhere (so sign(0) = +1)."""
+        return torch.where(w_hat >= 0, 1.0, -1.0).to(w_hat.dtype)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        w_hat = self.standardized(w)
+        alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
+        clipped = w_hat.clamp(-1, 1)
+        sign_ste = clipped + (self.signs(w_hat) - clipped).detach()  # clipped straight-through
+        return alpha * sign_ste
+
+    def integer_weights(self, w: torch.Tensor):
+        """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
+        w_hat = self.standardized(w.detach())
+        alpha = _per_channel(torch.mean, w_hat.abs())
+        return self.signs(w_hat).to(torch.int32), alpha.flatten()
+
+
+class MembraneQuant(nn.Module):
+    """k-bit membrane quantizer Q_u (Eq. 8-9) with a calibrated scale for inference.
+
+    ``Q_u(u) = alpha_u / n * round(n * clip(u / alpha_u, -1, 1))`` with ``n = 2^(k-1) - 1`` levels
+    on each side (k = 2 gives {-alpha_u, 0, +alpha_u}); ``bits = 32`` switches it off.
+
+    In training ``alpha_u`` is the layer's ``max |u|`` at that time step (the paper's layer-wise
+    max) and a running estimate is updated by exponential averaging, as BatchNorm does with its
+    statistics; in eval mode the running estimate is used, so inference does not depend on the
+    batch and the exported model has a constant scale. Before any training step has been seen
+    the eval path falls back to the step's max.
+    """
+
+    def __init__(self, bits: int = FULL_PRECISION_BITS, momentum: float = 0.1):
+        super().__init__()
+        if not (2 <= bits <= 16 or bits == FULL_PRECISION_BITS):
+            raise ValueError(f"membrane bits k must be in 2..16 or {FULL_PRECISION_BITS} (off), got {bits}")
+        self.bits = bits
+        self.momentum = momentum
+        self.register_buffer("running_alpha", torch.tensor(0.0))
+        self.register_buffer("num_steps_tracked", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits != FULL_PRECISION_BITS
+
+    @property
+    def levels(self) -> int:
+        """``n = 2^(k-1) - 1``: the largest integer level."""
+        return 2 ** (self.bits - 1) - 1
+
+    def scale(self, u: torch.Tensor) -> torch.Tensor:
+        """``alpha_u`` for this step: the step's max |u| in training (updating the running
+        estimate), the running estimate in eval. Never synchronizes with the device."""
+        step_max = u.detach().abs().amax().clamp_min(torch.finfo(u.dtype).tiny)
+        if self.training:
+            self._track(step_max)
+            return step_max
+        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(u.dtype), step_max)
+
+    @torch.no_grad()
+    def _track(self, step_max: torch.Tensor) -> None:
+        first = self.num_steps_tracked == 0
+        averaged = torch.lerp(self.running_alpha, step_max.to(self.running_alpha.dtype), self.momentum)
+        self.running_alpha.copy_(torch.where(first, step_max.to(self.running_alpha.dtype), averaged))
+        self.num_steps_tracked += 1
+
+    def integer_levels(self, u: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``round(n * clip(u / alpha_u, -1, 1))``: each potential's level in [-n, n] (Eq. 8-9)."""
+        return torch.round(self.levels * u / alpha).clamp(-self.levels, self.levels)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return u
+        alpha = self.scale(u)
+        # Eq. 8-9; clip(round(n x)) equals round(n clip(x)) because n is an integer.
+        return alpha / self.levels * round_clip_ste(self.levels * u / alpha, self.levels)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, momentum={self.momentum}"

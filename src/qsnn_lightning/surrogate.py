@@ -1,0 +1,32 @@
+"""Spike generation with a surrogate gradient.
+
+Forward is the Heaviside step of Eq. 2, ``s = 1 if u >= theta else 0``; backward replaces its
+derivative by the triangle of Eq. 5, ``ds/du = max(0, beta - |u - theta|)``.
+"""
+
+import torch
+
+
+class TriangleSpike(torch.autograd.Function):
+    """Heaviside forward (Eq. 2), triangle surrogate backward (Eq. 5).
+
+    The input is the distance to threshold ``x = u - theta``; ``beta`` sets the half-width
+    (and the peak height) of the triangle.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.beta = beta
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        surrogate = (ctx.beta - x.abs()).clamp_min(0)  # Eq. 5
+        return grad_output * surrogate, None
+
+
+def spike(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Spikes of ``x = u - theta`` with the triangle surrogate gradient (Eq. 2, 5)."""
+    return TriangleSpike.apply(x, beta)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from qsnn_lightning.footprint import model_bits, spiking_layer_sizes
+from qsnn_lightning.layers import QConv2d, QLinear
+from qsnn_lightning.models import BACKBONES, build_model
+from qsnn_lightning.neurons import spiking_layers
+from qsnn_lightning.quant import BinaryWeight
+
+
+def test_resnet19_has_the_papers_parameter_count():
+    model = build_model("resnet19", num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == 12_569_226
+
+
+@pytest.mark.parametrize(
+    "name, shape, frames",
+    [("resnet19", (3, 32, 32), False), ("vgg16", (3, 64, 64), False),
+     ("vggsnn", (2, 48, 48), True), ("vggsnn", (2, 128, 128), True), ("fmnistnet", (1, 28, 28), False)],
+)
+def test_backbones_give_per_step_logits(name, shape, frames):
+    model = build_model(name, input_shape=shape, num_classes=7, timesteps=3, bits="1w2u")
+    x = torch.rand(3, 2, *shape) if frames else torch.rand(2, *shape)
+    assert model(x).shape == (3, 2, 7)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_quantizers_follow_the_roles(name):
+    shape = (1, 28, 28) if name == "fmnistnet" else (3, 32, 32)
+    model = build_model(name, input_shape=shape, bits="1w4u")
+    layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
+    assert layers[0].weight_quant.bits == 8 and layers[-1].weight_quant.bits == 8
+    assert all(isinstance(m.weight_quant, BinaryWeight) for m in layers[1:-1])
+    assert {layer.membrane_quant.bits for layer in spiking_layers(model)} == {4}
+    full = build_model(name, input_shape=shape, bits="32w32u")
+    assert {m.weight_quant.bits for m in full.modules() if isinstance(m, (QConv2d, QLinear))} == {32}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_direct_encoding_equals_presenting_the_image_every_step(mode):
+    torch.manual_seed(0)
+    model = build_model("fmnistnet", input_shape=(1, 28, 28), timesteps=3, bits="1w8u").train(mode == "train")
+    image = torch.rand(4, 1, 28, 28)
+    once = model(image)
+    repeated = model(image.unsqueeze(0).repeat(3, 1, 1, 1, 1))
+    assert torch.allclose(once, repeated, atol=1e-5)
+
+
+def test_batches_do_not_share_state():
+    torch.manual_seed(0)
+    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u").eval()
+    first = torch.rand(3, 1, 28, 28)
+    expected = model(first)
+    model(torch.rand(5, 1, 28, 28))  # a batch of another size in between
+    assert torch.equal(model(first), expected)
+
+
+def test_build_model_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet20'"):
+        build_model("resnet20")
+    with pytest.raises(ValueError, match="membrane bits"):
+        build_model("fmnistnet", bits="1w33u", input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match="too small"):
+        build_model("vgg16", input_shape=(3, 8, 8))
+    with pytest.raises(ValueError, match="standardize"):
+        build_model("fmnistnet", standardize="batch", input_shape=(1, 28, 28))
+
+
+def test_fmnistnet_at_1w2u_fits_a_cortex_m4():
+    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u")
+    flash_bytes = model_bits(model) / 8
+    last_layer_bytes = model.fc.weight.numel()  # 8-bit classifier
+    neurons = spiking_layer_sizes(model, (1, 28, 28))
+    # every layer's membrane held at once as one int8 each, plus every layer's spikes as bits
+    ram_bytes = sum(neurons) + sum(neurons) / 8
+    assert flash_bytes < 64 * 1024 and last_layer_bytes <= 16 * 1024
+    assert ram_bytes < 48 * 1024

@@ -1,0 +1,164 @@
+import pytest
+import torch
+
+from qsnn_lightning.precision import Precision
+from qsnn_lightning.quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant
+
+
+def quantize_with_alpha(bits, u, alpha):
+    quant = MembraneQuant(bits).eval()
+    quant.running_alpha.fill_(alpha)
+    quant.num_steps_tracked.fill_(1)
+    return quant(u)
+
+
+# Eq. 8: alpha/n * round(n * clip(u/alpha, -1, 1)), n = 2^(k-1) - 1, torch.round = half to even.
+def test_membrane_k2_has_three_levels():
+    u = torch.tensor([-1.0, -0.6, -0.5, -0.2, 0.0, 0.3, 0.5, 0.51, 1.0])
+    expected = torch.tensor([-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    assert torch.equal(quantize_with_alpha(2, u, 1.0), expected)
+
+
+def test_membrane_k4_seven_levels_each_side():
+    u = torch.tensor([0.1, -0.5, 0.9, -1.0, 0.25])  # n = 7: 7u = 0.7, -3.5, 6.3, -7, 1.75
+    expected = torch.tensor([1.0, -4.0, 6.0, -7.0, 2.0]) / 7
+    assert torch.allclose(quantize_with_alpha(4, u, 1.0), expected)
+
+
+def test_membrane_k8_grid_with_scale():
+    u = torch.tensor([0.3, -0.7, 1.2])  # alpha = 2, n = 127: 127*u/2 = 19.05, -44.45, 76.2
+    expected = torch.tensor([19.0, -44.0, 76.0]) * 2 / 127
+    assert torch.allclose(quantize_with_alpha(8, u, 2.0), expected)
+
+
+def test_membrane_clips_outside_alpha_and_is_sign_symmetric():
+    u = torch.tensor([3.0, -5.0, 0.4, 0.8])
+    q = quantize_with_alpha(4, u, 1.0)
+    assert q[0] == 1.0 and q[1] == -1.0
+    assert torch.equal(quantize_with_alpha(4, -u, 1.0), -q)
+
+
+def test_training_scale_is_the_step_max_and_running_scale_is_calibrated():
+    quant = MembraneQuant(2, momentum=0.1).train()
+    q = quant(torch.tensor([0.5, -2.0, 1.2]))  # alpha = max|u| = 2: round(0.25, -1, 0.6) = 0, -1, 1
+    assert torch.equal(q, torch.tensor([0.0, -2.0, 2.0]))
+    assert quant.running_alpha.item() == 2.0  # first step initializes the running scale
+    quant(torch.tensor([4.0]))
+    assert quant.running_alpha.item() == pytest.approx(2.0 + 0.1 * (4.0 - 2.0))
+    quant.eval()
+    # eval uses the calibrated 2.2 whatever the batch holds: 1.2/2.2 rounds to 1 at k = 2
+    assert torch.allclose(quant(torch.tensor([1.2, 100.0])), torch.tensor([2.2, 2.2]))
+    assert torch.allclose(quant(torch.tensor([1.2])), torch.tensor([2.2]))
+
+
+def test_eval_before_calibration_falls_back_to_the_step_max():
+    quant = MembraneQuant(2).eval()
+    assert torch.equal(quant(torch.tensor([0.4, -1.0])), torch.tensor([0.0, -1.0]))
+    assert quant.num_steps_tracked.item() == 0
+
+
+def test_membrane_gradient_is_straight_through():
+    u = torch.tensor([0.3, -0.8, 0.55], requires_grad=True)
+    MembraneQuant(2).train()(u).sum().backward()
+    assert torch.equal(u.grad, torch.ones(3))
+
+
+def test_membrane_off_at_32_bits_and_bad_k_rejected():
+    u = torch.randn(10)
+    assert torch.equal(MembraneQuant(32)(u), u)
+    for bad in (0, 1, 17, 33):
+        with pytest.raises(ValueError, match="membrane bits"):
+            MembraneQuant(bad)
+
+
+def test_binary_weights_of_standardized_gaussian_split_50_50():
+    torch.manual_seed(0)
+    w = 3.0 + 5.0 * torch.randn(64, 64, 3, 3)
+    w = w + torch.linspace(0, 4, 64).view(64, 1, 1, 1)  # skewed per channel too
+    plain = BinaryWeight("none")(w)
+    assert (plain > 0).float().mean() > 0.65  # without WS-DR the signs follow the mean
+    for mode in ("layer", "channel"):
+        signs = BinaryWeight(mode)(w).sign()
+        assert (signs > 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_binary_weight_values_and_channel_scale():
+    w = torch.tensor([[1.0, -3.0, 0.0, 2.0], [-0.5, -0.5, 1.5, 0.0]])
+    q = BinaryWeight("none")(w)
+    # alpha_c = mean|w_c| = 1.5 and 0.625; sign(0) = +1 (Eq. 7)
+    assert torch.equal(q, torch.tensor([[1.5, -1.5, 1.5, 1.5], [-0.625, -0.625, 0.625, 0.625]]))
+    signs, alpha = BinaryWeight("none").integer_weights(w)
+    assert signs.dtype == torch.int32 and torch.equal(alpha, torch.tensor([1.5, 0.625]))
+    assert torch.equal(signs * alpha.view(2, 1), q)
+
+
+def test_layer_standardization_is_eq14():
+    w = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    quant = BinaryWeight("layer", eps=0.0)
+    expected = (w - 3.0) / torch.tensor(3.5).sqrt()  # mean 3, population variance 3.5
+    assert torch.allclose(quant.standardized(w), expected)
+    channel = BinaryWeight("channel", eps=0.0).standardized(w)
+    assert torch.allclose(channel, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]]))
+
+
+def test_binary_gradient_is_clipped_straight_through_plus_scale_term():
+    w = torch.tensor([[0.5, -2.0, 0.25, -0.75]], requires_grad=True)
+    BinaryWeight("none")(w).sum().backward()
+    # out_i = alpha * ste(w_i), alpha = mean|w| = 0.875, sum of signs = 0
+    # d/dw_i = alpha * 1[|w_i| <= 1] + (sum_j sign_j) * sign(w_i) / 4
+    assert torch.allclose(w.grad, torch.tensor([[0.875, 0.0, 0.875, 0.875]]))
+    v = torch.tensor([[0.5, 2.0, 0.25]], requires_grad=True)
+    BinaryWeight("none")(v).sum().backward()  # alpha = 11/12, sum of signs = 3
+    assert torch.allclose(v.grad, torch.tensor([[11 / 12 + 1.0, 1.0, 11 / 12 + 1.0]]))
+
+
+def test_int8_weights_round_trip_within_half_a_step():
+    torch.manual_seed(1)
+    w = torch.randn(16, 8, 3, 3) * torch.linspace(0.01, 3, 16).view(16, 1, 1, 1)
+    quant = IntWeight(8)
+    q = quant(w)
+    codes, scale = quant.integer_weights(w)
+    step = w.abs().amax(dim=(1, 2, 3)) / 127
+    assert torch.allclose(scale, step)
+    assert ((q - w).abs() <= step.view(16, 1, 1, 1) / 2 + 1e-7).all()
+    assert codes.abs().max() == 127 and codes.dtype == torch.int32
+    assert torch.allclose(codes * scale.view(16, 1, 1, 1), q)
+
+
+def test_int_weight_gradient_is_straight_through():
+    w = torch.randn(4, 3, requires_grad=True)
+    IntWeight(8)(w).sum().backward()
+    assert torch.equal(w.grad, torch.ones(4, 3))
+
+
+def test_full_precision_is_identity_and_has_no_integer_form():
+    w = torch.randn(3, 3)
+    assert FullPrecisionWeight()(w) is w
+    with pytest.raises(ValueError, match="full-precision"):
+        FullPrecisionWeight().integer_weights(w)
+
+
+@pytest.mark.parametrize(
+    "text, weight_bits, membrane_bits",
+    [("1w2u", 1, 2), ("1w8u", 1, 8), ("32w32u", 32, 32), ("4w4u", 4, 4), (" 1w16u ", 1, 16)],
+)
+def test_precision_parse(text, weight_bits, membrane_bits):
+    precision = Precision.parse(text)
+    assert (precision.weight_bits, precision.membrane_bits) == (weight_bits, membrane_bits)
+    assert str(precision) == text.strip()
+
+
+@pytest.mark.parametrize("text", ["3w", "1w0u", "1w33u", "1w1u", "0w2u", "16w8u", "w2u", "1w2"])
+def test_precision_rejects_bad_strings_in_one_line(text):
+    with pytest.raises(ValueError) as error:
+        Precision.parse(text)
+    assert "\n" not in str(error.value) and text in str(error.value)
+
+
+def test_precision_assigns_quantizers_by_role():
+    binary = Precision.parse("1w2u")
+    assert isinstance(binary.weight_quant(edge=False), BinaryWeight)
+    assert binary.weight_quant(edge=True).bits == 8
+    assert binary.weight_quant(edge=False, standardize="none").standardize == "none"
+    assert Precision.parse("32w8u").weight_quant(edge=True).bits == 32
+    assert Precision.parse("4w4u").weight_quant(edge=False).bits == 4
