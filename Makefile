@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-full footprint clean
+EXP    ?= fmnist_1w2u
+ARGS   ?=
+CKPT   ?=
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: help setup data train evaluate test test-full footprint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,10 +23,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create the virtual environment and install the package (idempotent)
 
-test: $(STAMP) ## run the default test suite (slow tests excluded)
+data: ## find or install Fashion-MNIST (Debian package dataset-fashion-mnist; as root, else torchvision downloads it)
+	@test -d $(FMNIST) || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+	  echo "Fashion-MNIST is not in $(FMNIST): it will be downloaded by torchvision on first use (needs network)"
+
+train: $(STAMP) data ## train experiments/$(EXP).yaml (default fmnist_1w2u); overrides in ARGS="key=value ..."
+	$(BIN)/qsnn train $(EXP) $(ARGS)
+
+evaluate: $(STAMP) ## test a checkpoint on its experiment's test split: make evaluate CKPT=runs/.../best.ckpt
+	$(BIN)/qsnn test $(CKPT) $(ARGS)
+
+test: $(STAMP) data ## run the default test suite (slow tests excluded)
 	$(BIN)/pytest -q
 
-test-full: $(STAMP) ## run every test, slow ones included
+test-full: $(STAMP) data ## run every test, slow ones included
 	$(BIN)/pytest -q -m ''
 
 footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10)

@@ -1,4 +1,4 @@
-"""The ``qsnn`` command line: ``qsnn footprint`` (more subcommands arrive with their issues).
+"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn footprint``.
 
 Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
 """
@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from .config import DEFAULT_EXPERIMENT
 from .data.info import dataset_info
 from .footprint import footprint_table, format_table, rows_as_dicts
 from .models import BACKBONES
@@ -60,9 +61,59 @@ def run_footprint(args: argparse.Namespace) -> None:
     print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_table(rows))
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input (config, data, checkpoint), reported in one line."""
+    from .config import ConfigError
+    from .data import DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError
+    from .train import CheckpointError
+
+    return ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .train import train
+
+    experiment, overrides = args.experiment, list(args.overrides)
+    if "=" in experiment:  # `qsnn train key=value ...`: the default experiment with overrides
+        experiment, overrides = DEFAULT_EXPERIMENT, [experiment, *overrides]
+    try:
+        results = train(load_config(experiment, overrides))
+    except _user_errors() as error:
+        raise UsageError(_one_line(error)) from None
+    accuracy = results["test_acc"]
+    print(f"{results['experiment']}: test accuracy {accuracy:.4f}" if accuracy is not None else "no test accuracy")
+    print(f"run directory: {results['run_dir']}")
+
+
+def run_test(args: argparse.Namespace) -> None:
+    from .train import evaluate_checkpoint
+
+    try:
+        results = evaluate_checkpoint(args.checkpoint, args.overrides)
+    except _user_errors() as error:
+        raise UsageError(_one_line(error)) from None
+    print(json.dumps(results, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    train = commands.add_parser("train", help="train an experiment (experiments/<EXP>.yaml) with overrides")
+    train.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT,
+                       help=f"experiment name (default {DEFAULT_EXPERIMENT})")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_epochs=1")
+    train.set_defaults(run=run_train)
+
+    test = commands.add_parser("test", help="evaluate a checkpoint on its experiment's test split")
+    test.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
+    test.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.data_dir=/data")
+    test.set_defaults(run=run_test)
 
     footprint = commands.add_parser("footprint", help="memory footprint and model size (Table 2, Figure 3)")
     footprint.add_argument("--arch", default="resnet19,vgg16,vggsnn", help="comma-separated backbones")

@@ -1,0 +1,191 @@
+"""Experiment configuration: OmegaConf, merged base -> experiment -> command-line dotlist, and
+validated against a schema (the dataclasses below) plus the allowed values of each choice.
+
+Every problem is reported as a :class:`ConfigError` with a one-line message naming the key and
+what is allowed.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from .losses import REDUCTIONS
+from .models import BACKBONES
+from .precision import Precision
+from .quant import BinaryWeight
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+DEFAULT_EXPERIMENT = "fmnist_1w2u"
+
+
+class ConfigError(ValueError):
+    """A bad experiment name, config key or value; the message is one line."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "fmnistnet"
+    bits: str = "1w2u"
+    timesteps: int = 2
+    standardize: str = "layer"  # WS-DR weight standardization (Eq. 14): layer | channel | none
+    tau: float = 0.5
+    theta: float = 1.0
+    beta: float = 1.0
+    quantize_before_spike: bool = False
+
+
+@dataclass
+class LossConfig:
+    lam: float = 1e-3  # lambda of Eq. 16; 0 switches the spike term off
+    reduction: str = "sum"  # Eq. 15 sums over hidden layers; "mean" as in the authors' release
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd (momentum) | adam; cosine decay over trainer.max_epochs
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # applied to conv / linear weights only
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashionmnist"
+    data_dir: Optional[str] = None
+    batch_size: int = 128
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    download: bool = True
+    augment: bool = True
+    subset: Optional[int] = None  # use only the first N samples of each split (smoke runs)
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    fast_dev_run: bool = False
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    limit_test_batches: Optional[float] = None
+    log_every_n_steps: int = 50
+    gradient_clip_val: Optional[float] = None
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = DEFAULT_EXPERIMENT
+    seed: int = 42
+    run_dir: str = "runs"
+    logger: str = "csv"  # csv | tensorboard (CSV metrics are always written)
+    ckpt_path: Optional[str] = None  # resume training from this checkpoint
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from .data import DATAMODULES  # late: the data package imports torchvision
+
+    return {
+        "model.arch": tuple(sorted(BACKBONES)),
+        "model.standardize": BinaryWeight.STANDARDIZATIONS,
+        "loss.reduction": REDUCTIONS,
+        "optim.name": ("sgd", "adam"),
+        "data.name": tuple(sorted(DATAMODULES)),
+        "logger": ("csv", "tensorboard"),
+    }
+
+
+POSITIVE = ("model.timesteps", "data.batch_size", "trainer.max_epochs", "trainer.num_nodes", "optim.lr")
+NON_NEGATIVE = ("loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta")
+
+
+def experiment_names(directory: Path = EXPERIMENTS_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.yaml") if path.stem != "base")
+
+
+def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
+    key = getattr(error, "full_key", None) or getattr(error, "key", "")
+    if isinstance(error, ConfigKeyError) or "not in" in str(error):
+        parent, _, leaf = str(key).rpartition(".")
+        node = OmegaConf.select(schema, parent) if parent else schema
+        valid = ", ".join(node.keys()) if isinstance(node, DictConfig) else "(none)"
+        where = f" in '{parent}'" if parent else ""
+        return f"unknown config key '{key}'; valid keys{where}: {valid}"
+    if isinstance(error, ValidationError):
+        message = str(error).splitlines()[0]
+        return f"bad value for '{key}': {message}"
+    return str(error).splitlines()[0]
+
+
+def _merge(schema: DictConfig, *configs) -> DictConfig:
+    try:
+        return OmegaConf.merge(schema, *configs)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error, schema)) from None
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values the schema's types cannot: choices, bit widths, ranges."""
+    for key, allowed in _choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"bad value for '{key}': {value!r}; allowed: {', '.join(allowed)}")
+    try:
+        Precision.parse(cfg.model.bits)
+    except ValueError as error:
+        raise ConfigError(f"bad value for 'model.bits': {error}") from None
+    for key in POSITIVE:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be > 0")
+    for key in NON_NEGATIVE:
+        if OmegaConf.select(cfg, key) < 0:
+            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be >= 0")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"bad value for 'data.val_fraction': {cfg.data.val_fraction}; it must be in [0, 1)")
+
+
+def _parse_overrides(overrides) -> DictConfig:
+    malformed = [item for item in overrides if "=" not in item]
+    if malformed:
+        raise ConfigError(f"override {malformed[0]!r} is not of the form key=value")
+    return OmegaConf.from_dotlist(list(overrides))
+
+
+def restore_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
+    """A configuration saved in a checkpoint, with ``key=value`` overrides, validated again."""
+    cfg = _merge(OmegaConf.structured(ExperimentConfig), saved, _parse_overrides(overrides))
+    validate(cfg)
+    return cfg
+
+
+def load_config(
+    experiment: str = DEFAULT_EXPERIMENT, overrides: list[str] = (), directory: Path = EXPERIMENTS_DIR
+) -> DictConfig:
+    """base.yaml -> <experiment>.yaml -> ``key=value`` overrides, validated; ``name`` is the experiment."""
+    path = directory / f"{experiment}.yaml"
+    if experiment == "base" or not path.is_file():
+        raise ConfigError(
+            f"unknown experiment {experiment!r}; choose one of {', '.join(experiment_names(directory))} "
+            f"(files in {directory})"
+        )
+    command_line = _parse_overrides(overrides)
+    try:
+        files = [OmegaConf.load(directory / "base.yaml"), OmegaConf.load(path)]
+    except Exception as error:  # YAML syntax errors and the like
+        raise ConfigError(f"cannot read the experiment configuration: {str(error).splitlines()[0]}") from None
+    cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": experiment}, command_line)
+    validate(cfg)
+    return cfg

@@ -1,0 +1,135 @@
+"""``QSNNClassifier``: a LightningModule around any registered backbone and the WS-DR loss."""
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from .footprint import model_bits
+from .layers import QConv2d, QLinear
+from .losses import LossParts, WSDRLoss
+from .models import build_model
+from .neurons import spiking_layers
+
+TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported where there are more than 10 classes
+
+
+class QSNNClassifier(L.LightningModule):
+    """Train, validate and test a Q-SNN classifier with one ``model_step``.
+
+    The backbone returns per-step logits ``[T, B, classes]``; the loss is Eq. 16 on them and the
+    prediction is their time mean. Every forward pass starts from a cleared neuron state.
+    Metric keys: ``train/loss``, ``train/loss_ce``, ``train/loss_spike``, ``train/acc``,
+    ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc`` (and ``*/acc_top5``
+    with more than 10 classes), and ``*/firing_rate`` (mean f_l over spiking layers, averaged
+    across ranks). ``experiment`` is the full experiment configuration, stored in
+    the checkpoint so that ``qsnn test`` and the exporter can rebuild the run.
+    """
+
+    def __init__(
+        self,
+        arch: str = "fmnistnet",
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (1, 28, 28),
+        bits: str = "1w2u",
+        timesteps: int = 2,
+        standardize: str = "layer",
+        tau: float = 0.5,
+        theta: float = 1.0,
+        beta: float = 1.0,
+        quantize_before_spike: bool = False,
+        lam: float = 1e-3,
+        spike_reduction: str = "sum",
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        experiment: Optional[dict] = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(
+            arch, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=timesteps, bits=bits,
+            standardize=standardize, tau=tau, theta=theta, beta=beta, quantize_before_spike=quantize_before_spike,
+        )
+        self.loss_fn = WSDRLoss(lam, spike_reduction)
+        self.train_metrics = self._accuracy_metrics(num_classes, "train/")
+        self.val_metrics = self._accuracy_metrics(num_classes, "val/")
+        self.test_metrics = self._accuracy_metrics(num_classes, "test/")
+        self.val_acc_best = MaxMetric()
+
+    @staticmethod
+    def _accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+        metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+        if num_classes >= TOP5_MIN_CLASSES:
+            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        return MetricCollection(metrics, prefix=prefix)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, B, classes]``."""
+        return self.model(x)
+
+    def firing_rates(self) -> list[torch.Tensor]:
+        """f_l of every spiking layer from the last forward pass, in forward order (Eq. 15)."""
+        return [layer.firing_rate for layer in spiking_layers(self.model)]
+
+    def model_step(self, batch) -> tuple[LossParts, torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        logits = self(inputs)
+        parts = self.loss_fn(logits, targets, self.firing_rates())
+        return parts, logits.mean(0), targets
+
+    def _shared_step(self, split: str, batch) -> torch.Tensor:
+        parts, scores, targets = self.model_step(batch)
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(scores, targets)
+        on_step = split == "train"
+        self.log(f"{split}/loss", parts.total, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        if split == "train":
+            self.log("train/loss_ce", parts.cross_entropy, on_step=True, on_epoch=True)
+            self.log("train/loss_spike", parts.spike, on_step=True, on_epoch=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        mean_rate = torch.stack(self.firing_rates()).detach().mean()
+        self.log(f"{split}/firing_rate", mean_rate, on_step=False, on_epoch=True, sync_dist=True)
+        return parts.total
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step("train", batch)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._shared_step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._shared_step("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_metrics["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # sanity checking must not count
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD (momentum) or Adam with cosine decay over ``max_epochs``; weight decay on conv and
+        linear weights only (not on BatchNorm parameters or biases)."""
+        decayed = [m.weight for m in self.model.modules() if isinstance(m, (QConv2d, QLinear))]
+        decayed_ids = {id(p) for p in decayed}
+        others = [p for p in self.model.parameters() if id(p) not in decayed_ids]
+        groups = [
+            {"params": decayed, "weight_decay": self.hparams.weight_decay},
+            {"params": others, "weight_decay": 0.0},
+        ]
+        if self.hparams.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=self.hparams.momentum)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def model_megabytes(self) -> float:
+        """Model size as Figure 3 counts it (quantized weights at their bits, the rest at 32)."""
+        return model_bits(self.model) / 8 / 1e6

@@ -1,0 +1,159 @@
+"""Run an experiment: build DataModule, QSNNClassifier and Trainer from a validated config,
+fit, test the best checkpoint and write ``results.json``; or test a saved checkpoint.
+
+A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``checkpoints/``
+(``best.ckpt`` by ``val/acc``, ``last.ckpt``), ``metrics.csv``, and ``results.json``.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from .config import restore_config
+from .data import build_datamodule
+from .module import QSNNClassifier
+
+RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or not from qsnn-lightning (one-line message)."""
+
+
+def make_datamodule(cfg: DictConfig):
+    settings = OmegaConf.to_container(cfg.data, resolve=True)
+    name = settings.pop("name")
+    return build_datamodule(name, seed=cfg.seed, **settings)
+
+
+def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
+    model, loss, optim = cfg.model, cfg.loss, cfg.optim
+    return QSNNClassifier(
+        arch=model.arch, num_classes=datamodule.num_classes, input_shape=tuple(datamodule.input_shape),
+        bits=model.bits, timesteps=model.timesteps, standardize=model.standardize, tau=model.tau,
+        theta=model.theta, beta=model.beta, quantize_before_spike=model.quantize_before_spike,
+        lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
+        momentum=optim.momentum, weight_decay=optim.weight_decay,
+        experiment=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def _ready_datamodule(cfg: DictConfig, stage: str | None):
+    """A DataModule whose files are found (downloaded if allowed) and read for ``stage``."""
+    datamodule = make_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return datamodule
+
+
+def _new_run_directory(cfg: DictConfig) -> Path:
+    """A fresh ``runs/<exp>/<timestamp>``, never an existing one."""
+    base = Path(cfg.run_dir) / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    return run_dir
+
+
+def synchronizes_batchnorm(accelerator: str) -> bool:
+    """Whether multi-process runs on ``accelerator`` use SyncBatchNorm: yes on CUDA GPUs;
+    PyTorch's SyncBatchNorm has no CPU implementation, so CPU processes keep local statistics."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    trainer_settings = {key: value for key, value in OmegaConf.to_container(cfg.trainer).items() if value is not None}
+    loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
+    if cfg.logger == "tensorboard":
+        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True,
+        auto_insert_metric_name=False,
+    )
+    return L.Trainer(
+        default_root_dir=run_dir, logger=loggers, callbacks=[checkpoints],
+        sync_batchnorm=synchronizes_batchnorm(cfg.trainer.accelerator),
+        **trainer_settings,
+    )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, test the best checkpoint (the last weights when there is none) and return the results.
+
+    The data is found (or downloaded) and read before anything is written, so a missing or
+    corrupt dataset stops the run with its one-line error and no half-made run directory.
+    """
+    if RUN_DIR_ENV in os.environ:  # a process started by the DDP launcher: the launcher's run
+        return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg))
+    if cfg.ckpt_path:
+        read_checkpoint(cfg.ckpt_path)
+    datamodule = _ready_datamodule(cfg, stage=None)
+    run_dir = _new_run_directory(cfg)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
+    try:
+        return _fit_and_test(cfg, run_dir, datamodule)
+    finally:
+        del os.environ[RUN_DIR_ENV]
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
+    L.seed_everything(cfg.seed, workers=True)
+    module = make_module(cfg, datamodule)
+    trainer = make_trainer(cfg, run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    results = {
+        "experiment": cfg.name,
+        "arch": cfg.model.arch,
+        "dataset": cfg.data.name,
+        "bits": cfg.model.bits,
+        "timesteps": cfg.model.timesteps,
+        "test_acc": tested[0].get("test/acc") if tested else None,
+        "val_acc_best": float(module.val_acc_best.compute()) if module.val_acc_best.update_called else None,
+        "model_megabytes": module.model_megabytes(),
+        "epochs": trainer.current_epoch,
+        "checkpoint": best or None,
+        "run_dir": str(run_dir),
+    }
+    if trainer.is_global_zero:
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint without running code from it (``weights_only=True``)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a run directory")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read safely ({reason[:160]}); is it a qsnn-lightning .ckpt?") from None
+    experiment = checkpoint.get("hyper_parameters", {}).get("experiment") if isinstance(checkpoint, dict) else None
+    if not experiment or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a qsnn-lightning checkpoint (no experiment configuration in it)")
+    return checkpoint
+
+
+def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
+    """Evaluate a checkpoint on its experiment's test split; ``key=value`` overrides (e.g.
+    ``data.data_dir=...``) adjust the saved configuration."""
+    checkpoint = read_checkpoint(path)
+    cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
+    datamodule = _ready_datamodule(cfg, stage="test")
+    module = QSNNClassifier(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator=cfg.trainer.accelerator, devices=1)
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)
+    return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}

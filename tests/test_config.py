@@ -1,0 +1,73 @@
+import pytest
+from omegaconf import OmegaConf
+
+from qsnn_lightning.cli import main
+from qsnn_lightning.config import ConfigError, experiment_names, load_config, restore_config
+
+
+def test_merge_order_base_then_experiment_then_command_line():
+    cfg = load_config("cifar10_1w4u", ["model.timesteps=3", "optim.lr=0.05"])
+    assert cfg.name == "cifar10_1w4u"
+    assert cfg.model.arch == "resnet19" and cfg.model.bits == "1w4u"  # experiment file
+    assert cfg.model.tau == 0.5 and cfg.loss.lam == 1e-3  # base.yaml
+    assert cfg.model.timesteps == 3 and cfg.optim.lr == 0.05  # command line
+    assert cfg.data.batch_size == 256
+
+
+def test_paper_settings_per_dataset():
+    expected = {
+        "cifar10": ("resnet19", 2, "sgd", 256), "cifar100": ("resnet19", 2, "sgd", 256),
+        "tinyimagenet": ("vgg16", 4, "adam", 256), "dvsgesture": ("vggsnn", 16, "sgd", 64),
+        "dvscifar10": ("vggsnn", 10, "sgd", 64),
+    }
+    for dataset, (arch, steps, optimizer, batch) in expected.items():
+        for suffix, bits in (("fp", "32w32u"), ("1w8u", "1w8u"), ("1w4u", "1w4u"), ("1w2u", "1w2u")):
+            cfg = load_config(f"{dataset}_{suffix}")
+            assert (cfg.model.arch, cfg.model.timesteps, cfg.optim.name, cfg.data.batch_size) == (arch, steps, optimizer, batch)
+            assert cfg.model.bits == bits and cfg.data.name == dataset
+
+
+def test_ablation_turns_ws_dr_off():
+    cfg = load_config("fmnist_1w2u_nowsdr")
+    assert cfg.model.standardize == "none" and cfg.loss.lam == 0.0 and cfg.model.bits == "1w2u"
+    assert load_config("fmnist_1w2u").model.standardize == "layer"
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["model.depth=3"], "unknown config key 'model.depth'; valid keys in 'model': arch, bits, timesteps"),
+        (["learning_rate=3"], "unknown config key 'learning_rate'; valid keys: name, seed"),
+        (["model.timesteps=two"], "bad value for 'model.timesteps'"),
+        (["model.arch=resnet20"], "bad value for 'model.arch': 'resnet20'; allowed: fmnistnet, resnet19, vgg16, vggsnn"),
+        (["model.bits=1w33u"], "bad value for 'model.bits'"),
+        (["optim.name=rmsprop"], "allowed: sgd, adam"),
+        (["model.timesteps=0"], "must be > 0"),
+        (["loss.lam=-1"], "must be >= 0"),
+        (["data.val_fraction=1.5"], "data.val_fraction"),
+        (["trainer.max_epochs"], "not of the form key=value"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_fix(overrides, needle):
+    with pytest.raises(ConfigError) as error:
+        load_config("fmnist_1w2u", overrides)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_experiment_lists_the_experiments():
+    with pytest.raises(ConfigError, match="unknown experiment 'cifar11'; choose one of cifar100_1w2u"):
+        load_config("cifar11")
+    assert "fmnist_1w2u" in experiment_names() and "base" not in experiment_names()
+
+
+def test_saved_config_restores_with_overrides():
+    saved = OmegaConf.to_container(load_config("fmnist_1w4u"))
+    restored = restore_config(saved, ["data.batch_size=7"])
+    assert restored.model.bits == "1w4u" and restored.data.batch_size == 7
+
+
+@pytest.mark.parametrize("args", [["train", "fmnist_1w2u", "model.depth=3"], ["train", "nope"], ["train", "model.bits=2w"]])
+def test_cli_config_errors_exit_2_with_one_line(args, capsys):
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("qsnn: error: ") and len(error.strip().splitlines()) == 1

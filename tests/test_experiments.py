@@ -1,0 +1,53 @@
+"""Every experiment file loads, builds its model and DataModule, and (where its data format is
+available) trains for one fast_dev_run batch on small files written in the real format."""
+
+import pytest
+
+from dataset_files import write_cifar10, write_cifar100, write_fashion_mnist, write_tiny_imagenet
+from qsnn_lightning.config import experiment_names, load_config
+from qsnn_lightning.data import EVENT_DATASETS, DataModuleUnavailableError
+from qsnn_lightning.train import make_datamodule, make_module, train
+
+WRITERS = {
+    "fashionmnist": lambda root: write_fashion_mnist(root, train=16, test=8),
+    "cifar10": lambda root: write_cifar10(root, per_batch=2, test=4),
+    "cifar100": lambda root: write_cifar100(root, train=8, test=4),
+    "tinyimagenet": lambda root: write_tiny_imagenet(root, per_class=2),
+}
+EXPERIMENTS = experiment_names()
+
+
+def test_every_table_1_row_and_fmnist_experiment_exists():
+    for dataset in ("cifar10", "cifar100", "tinyimagenet", "dvsgesture", "dvscifar10"):
+        for suffix in ("fp", "1w8u", "1w4u", "1w2u"):
+            assert f"{dataset}_{suffix}" in EXPERIMENTS
+    for name in ("fmnist_fp", "fmnist_1w8u", "fmnist_1w4u", "fmnist_1w2u", "fmnist_1w2u_nowsdr"):
+        assert name in EXPERIMENTS
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_builds_model_and_datamodule(experiment, tmp_path):
+    cfg = load_config(experiment, [f"data.data_dir={tmp_path}"])
+    if cfg.data.name in EVENT_DATASETS:
+        with pytest.raises(DataModuleUnavailableError, match="event-camera"):
+            make_datamodule(cfg)
+        return
+    datamodule = make_datamodule(cfg)
+    module = make_module(cfg, datamodule)
+    assert module.model.timesteps == cfg.model.timesteps
+    assert str(module.model.precision) == cfg.model.bits
+    assert module.hparams.experiment["name"] == experiment
+
+
+@pytest.mark.parametrize("experiment", [name for name in EXPERIMENTS if not name.startswith(("dvs",))])
+def test_experiment_fast_dev_run(experiment, tmp_path, cifar_without_md5):
+    cfg = load_config(experiment)
+    data_dir = tmp_path / "data"
+    WRITERS[cfg.data.name](data_dir)
+    cfg = load_config(experiment, [
+        f"data.data_dir={data_dir}", "data.batch_size=2", "data.download=false", "trainer.fast_dev_run=true",
+        "trainer.accelerator=cpu", f"run_dir={tmp_path / 'runs'}", "trainer.enable_progress_bar=false",
+    ])
+    results = train(cfg)
+    assert 0.0 <= results["test_acc"] <= 1.0
+    assert results["bits"] == cfg.model.bits

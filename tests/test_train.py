@@ -1,0 +1,127 @@
+"""``qsnn train`` / ``qsnn test`` end to end on small Fashion-MNIST idx files, in real processes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_files import write_fashion_mnist
+
+QSNN = str(Path(sys.executable).with_name("qsnn"))
+SMALL_RUN = [
+    "data.batch_size=16", "data.download=false", "trainer.max_epochs=2", "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+]
+
+
+def qsnn(*args, cwd=None, timeout=600):
+    return subprocess.run([QSNN, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def fmnist_dir(tmp_path_factory):
+    return write_fashion_mnist(tmp_path_factory.mktemp("fmnist"), train=80, test=32)
+
+
+@pytest.fixture(scope="module")
+def finished_run(fmnist_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={runs}", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (runs / "fmnist_1w2u").iterdir()
+    return run_dir, result
+
+
+def test_train_writes_the_run_directory(finished_run):
+    run_dir, result = finished_run
+    assert "fmnist_1w2u: test accuracy" in result.stdout
+    assert {"config.yaml", "metrics.csv", "results.json", "checkpoints"} <= {p.name for p in run_dir.iterdir()}
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["bits"] == "1w2u" and results["epochs"] == 2 and 0 <= results["test_acc"] <= 1
+    # binary 3x3 convs 16*64 + 64*128 + 128*128 (230,400 bits), 8-bit first conv (144) and fc
+    # (11,520 + 10 fp32 biases), BatchNorm 2*(16+64+128+128) fp32: 43,192 bytes
+    assert results["model_megabytes"] == pytest.approx(0.043192)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    for key in ("train/loss_step", "train/loss_ce_step", "train/loss_spike_step", "val/acc", "val/acc_best",
+                "test/acc", "train/firing_rate", "val/firing_rate"):
+        assert key in header, key
+
+
+def test_checkpoint_loads_without_running_code_and_tests_again(finished_run):
+    run_dir, _ = finished_run
+    best = run_dir / "checkpoints" / "best.ckpt"
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["experiment"]["name"] == "fmnist_1w2u"
+    result = qsnn("test", str(best))
+    assert result.returncode == 0, result.stderr[-2000:]
+    tested = json.loads(result.stdout[result.stdout.index("{"):])
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert tested["test_acc"] == pytest.approx(saved["test_acc"])
+
+
+def test_seeded_runs_repeat_and_resume_continues(finished_run, fmnist_dir, tmp_path):
+    run_dir, _ = finished_run
+    again = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (second,) = (tmp_path / "fmnist_1w2u").iterdir()
+    first_results = json.loads((run_dir / "results.json").read_text())
+    second_results = json.loads((second / "results.json").read_text())
+    assert second_results["test_acc"] == first_results["test_acc"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resumed = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", f"ckpt_path={last}",
+                   *SMALL_RUN[:2], "trainer.max_epochs=3", *SMALL_RUN[3:])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    newest = max((tmp_path / "fmnist_1w2u").iterdir())
+    assert json.loads((newest / "results.json").read_text())["epochs"] == 3
+    assert last.exists()  # the resumed run writes its own directory
+
+
+def test_bad_inputs_exit_2_in_one_line_and_keep_existing_files(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    missing_data = qsnn("train", "fmnist_1w2u", f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false",
+                        f"run_dir={run_dir.parent.parent}")
+    not_checkpoint = tmp_path / "weights.ckpt"
+    torch.save({"weights": torch.zeros(3)}, not_checkpoint)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for result, needle in (
+        (missing_data, "Fashion-MNIST not found"),
+        (qsnn("test", str(not_checkpoint)), "is not a qsnn-lightning checkpoint"),
+        (qsnn("test", str(garbage)), "cannot be read safely"),
+        (qsnn("test", str(tmp_path / "missing.ckpt")), "does not exist"),
+        (qsnn("train", "dvsgesture_1w4u"), "event-camera"),
+    ):
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert needle in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
+
+
+def test_ddp_on_two_cpu_processes(fmnist_dir, tmp_path):
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN[:2],
+                  "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                  "trainer.enable_progress_bar=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "fmnist_1w2u").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 <= results["test_acc"] <= 1
+
+
+def test_batchnorm_is_synchronized_across_gpu_processes_only(tmp_path):
+    from lightning.pytorch.plugins import TorchSyncBatchNorm
+
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.train import make_trainer, synchronizes_batchnorm
+
+    assert synchronizes_batchnorm("gpu") and synchronizes_batchnorm("cuda") and not synchronizes_batchnorm("cpu")
+    assert synchronizes_batchnorm("auto") == torch.cuda.is_available()
+    cfg = load_config("fmnist_1w2u", ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"])
+    assert make_trainer(cfg, tmp_path).strategy._layer_sync is None
+    if torch.cuda.is_available():
+        cfg = load_config("fmnist_1w2u", ["trainer.accelerator=gpu", "trainer.devices=1", "trainer.strategy=ddp"])
+        assert isinstance(make_trainer(cfg, tmp_path).strategy._layer_sync, TorchSyncBatchNorm)
