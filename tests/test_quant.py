@@ -148,7 +148,7 @@ def test_precision_parse(text, weight_bits, membrane_bits):
     assert str(precision) == text.strip()
 
 
-@pytest.mark.parametrize("text", ["3w", "1w0u", "1w33u", "1w1u", "0w2u", "16w8u", "w2u", "1w2"])
+@pytest.mark.parametrize("text", ["3w", "3w2u", "1w0u", "1w33u", "1w1u", "0w2u", "16w8u", "w2u", "1w2"])
 def test_precision_rejects_bad_strings_in_one_line(text):
     with pytest.raises(ValueError) as error:
         Precision.parse(text)

@@ -1,5 +1,6 @@
 """``qsnn train`` / ``qsnn test`` end to end on small Fashion-MNIST idx files, in real processes."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -42,9 +43,9 @@ def test_train_writes_the_run_directory(finished_run):
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
     results = json.loads((run_dir / "results.json").read_text())
     assert results["bits"] == "1w2u" and results["epochs"] == 2 and 0 <= results["test_acc"] <= 1
-    # binary 3x3 convs 16*64 + 64*128 + 128*128 (230,400 bits), 8-bit first conv (144) and fc
-    # (11,520 + 10 fp32 biases), BatchNorm 2*(16+64+128+128) fp32: 43,192 bytes
-    assert results["model_megabytes"] == pytest.approx(0.043192)
+    # binary 3x3 convs 16*32 + 32*64 + 64*64 (59,904 bits), 8-bit first conv (144) and fc
+    # (5,760 + 10 fp32 biases), BatchNorm 2*(16+32+64+64) fp32: 14,840 bytes
+    assert results["model_megabytes"] == pytest.approx(0.014840)
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     for key in ("train/loss_step", "train/loss_ce_step", "train/loss_spike_step", "val/acc", "val/acc_best",
                 "test/acc", "train/firing_rate", "val/firing_rate"):
@@ -125,3 +126,45 @@ def test_batchnorm_is_synchronized_across_gpu_processes_only(tmp_path):
     if torch.cuda.is_available():
         cfg = load_config("fmnist_1w2u", ["trainer.accelerator=gpu", "trainer.devices=1", "trainer.strategy=ddp"])
         assert isinstance(make_trainer(cfg, tmp_path).strategy._layer_sync, TorchSyncBatchNorm)
+
+
+def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.train import train
+
+    cfg = load_config("fmnist_1w2u", [
+        f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", "logger=tensorboard", "trainer.limit_train_batches=2",
+        *SMALL_RUN[:2], "trainer.max_epochs=1", *SMALL_RUN[3:],
+    ])
+    run_dir = Path(train(cfg)["run_dir"])
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "metrics.csv").exists()  # CSV metrics are always written
+
+
+def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.train import make_datamodule, make_module, make_trainer
+
+    last = finished_run[0] / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    seen = {}
+
+    class CaptureAtStart(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["epoch"] = trainer.current_epoch
+            seen["state"] = copy.deepcopy(trainer.optimizers[0].state_dict())  # training updates it in place
+
+    cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", *SMALL_RUN[:2], "trainer.max_epochs=3",
+                                      *SMALL_RUN[3:]])
+    datamodule = make_datamodule(cfg)
+    trainer = make_trainer(cfg, tmp_path)
+    trainer.callbacks.append(CaptureAtStart())
+    trainer.fit(make_module(cfg, datamodule), datamodule=datamodule, ckpt_path=str(last))
+    assert saved["epoch"] == 1 and saved["global_step"] == 10  # the second epoch's 5 steps are in it
+    assert seen["epoch"] == 2
+    saved_state = saved["optimizer_states"][0]["state"]
+    assert saved_state and set(seen["state"]["state"]) == set(saved_state)
+    for key, buffers in saved_state.items():
+        assert torch.equal(seen["state"]["state"][key]["momentum_buffer"], buffers["momentum_buffer"])

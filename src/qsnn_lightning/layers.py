@@ -13,7 +13,7 @@ from torch import nn
 
 from .neurons import LIF
 from .precision import Precision
-from .quant import FullPrecisionWeight
+from .quant import FULL_PRECISION_BITS, FullPrecisionWeight, InputQuant
 
 
 class QConv2d(nn.Conv2d):
@@ -72,6 +72,11 @@ class LayerFactory:
     def classifier(self, features: int, classes: int) -> QLinear:
         """The last layer (8-bit in a Q-SNN), with bias."""
         return QLinear(features, classes, weight_quant=self.precision.weight_quant(True, self.standardize))
+
+    def input_quant(self) -> InputQuant:
+        """8-bit input pixels in a quantized network, full precision in the 32w baseline."""
+        full = self.precision.weight_bits == FULL_PRECISION_BITS
+        return InputQuant(FULL_PRECISION_BITS if full else 8)
 
     def lif(self) -> LIF:
         return LIF(

@@ -1,8 +1,8 @@
 """Bit-width specifications such as ``1w2u``: weight bits and membrane bits (k).
 
 ``32w`` is full precision everywhere. ``1w`` binarizes the hidden layers (Eq. 6-7) and keeps the
-first and last layers at 8 bits, as the paper does. ``2w``..``8w`` quantize the hidden layers to
-that many bits (first and last at 8). ``Ku`` with K in 2..16 quantizes membrane potentials to
+first and last layers at 8 bits, as the paper does. ``2w``, ``4w`` and ``8w`` quantize the hidden
+layers to that many bits (first and last at 8), for comparisons such as MINT's 2w-2u. ``Ku`` with K in 2..16 quantizes membrane potentials to
 K bits (Eq. 8); ``32u`` leaves them in floating point.
 """
 
@@ -15,7 +15,8 @@ from .quant import FULL_PRECISION_BITS, BinaryWeight, FullPrecisionWeight, IntWe
 
 EDGE_LAYER_BITS = 8
 _SPEC = re.compile(r"^(\d+)w(\d+)u$")
-WEIGHT_BITS_HELP = "weight bits must be 1..8 or 32"
+WEIGHT_BITS = (1, 2, 4, 8, FULL_PRECISION_BITS)
+WEIGHT_BITS_HELP = "weight bits must be one of 1, 2, 4, 8, 32"
 MEMBRANE_BITS_HELP = "membrane bits k must be 2..16 or 32"
 
 
@@ -33,7 +34,7 @@ class Precision:
         if not match:
             raise ValueError(f"bit width {text!r} is not of the form <W>w<K>u, e.g. 1w2u, 1w8u or 32w32u")
         weight_bits, membrane_bits = int(match[1]), int(match[2])
-        if not (1 <= weight_bits <= EDGE_LAYER_BITS or weight_bits == FULL_PRECISION_BITS):
+        if weight_bits not in WEIGHT_BITS:
             raise ValueError(f"bit width {text!r}: {WEIGHT_BITS_HELP}, got {weight_bits}")
         if not (2 <= membrane_bits <= 16 or membrane_bits == FULL_PRECISION_BITS):
             raise ValueError(f"bit width {text!r}: {MEMBRANE_BITS_HELP}, got {membrane_bits}")

@@ -179,3 +179,13 @@ class MembraneQuant(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, momentum={self.momentum}"
+
+
+class InputQuant(MembraneQuant):
+    """8-bit input pixels for the first layer: the rule of Eq. 8 on the (normalized) image, with
+    the same calibrated scale as the membranes (the batch max in training, the running max in
+    eval). Quantizing the input inside the model makes the PyTorch eval model and the exported
+    integer model see the same int8 pixels; ``bits = 32`` (the 32w baseline) switches it off."""
+
+    def __init__(self, bits: int = 8, momentum: float = 0.1):
+        super().__init__(bits, momentum)

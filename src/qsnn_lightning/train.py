@@ -54,12 +54,17 @@ def _ready_datamodule(cfg: DictConfig, stage: str | None):
 
 
 def _new_run_directory(cfg: DictConfig) -> Path:
-    """A fresh ``runs/<exp>/<timestamp>``, never an existing one."""
+    """Create and return a fresh ``runs/<exp>/<timestamp>[-N]``; never an existing one, even
+    when runs start in the same second (the directory is claimed by an atomic mkdir)."""
     base = Path(cfg.run_dir) / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
     run_dir, suffix = base, 1
-    while run_dir.exists():
-        run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
 
 
 def synchronizes_batchnorm(accelerator: str) -> bool:
@@ -73,12 +78,15 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger == "tensorboard":
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True,
-        auto_insert_metric_name=False,
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", auto_insert_metric_name=False,
+        enable_version_counter=False,
     )
+    # Lightning's save_last only refreshes last.ckpt when the best improves; resuming after a
+    # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[checkpoints],
+        default_root_dir=run_dir, logger=loggers, callbacks=[best, last],
         sync_batchnorm=synchronizes_batchnorm(cfg.trainer.accelerator),
         **trainer_settings,
     )
@@ -108,7 +116,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
     module = make_module(cfg, datamodule)
     trainer = make_trainer(cfg, run_dir)
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -146,14 +153,27 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
+def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
+    """The QSNNClassifier saved in a checkpoint read by :func:`read_checkpoint`."""
+    module = QSNNClassifier(**checkpoint["hyper_parameters"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[1:2] or [""]
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit its architecture in this version ({first[0].strip()[:120]}); "
+            "retrain it with this version"
+        ) from None
+    return module
+
+
 def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     """Evaluate a checkpoint on its experiment's test split; ``key=value`` overrides (e.g.
     ``data.data_dir=...``) adjust the saved configuration."""
     checkpoint = read_checkpoint(path)
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
     datamodule = _ready_datamodule(cfg, stage="test")
-    module = QSNNClassifier(**checkpoint["hyper_parameters"])
-    module.load_state_dict(checkpoint["state_dict"])
+    module = module_from_checkpoint(checkpoint)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator=cfg.trainer.accelerator, devices=1)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}

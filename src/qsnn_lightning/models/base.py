@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
+from ..layers import LayerFactory
 from ..neurons import reset_states
-from ..precision import Precision
 
 
 class SpikingBackbone(nn.Module):
@@ -16,22 +16,24 @@ class SpikingBackbone(nn.Module):
     time mean of the logits.
     """
 
-    def __init__(self, precision: Precision, timesteps: int, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(self, factory: LayerFactory, timesteps: int, input_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
-        self.precision = precision
+        self.precision = factory.precision
+        self.input_quant = factory.input_quant()
         self.timesteps = timesteps
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
 
     def encode(self, stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Input currents of the first spiking layer, ``[T, B, ...]``.
+        """Input currents of the first spiking layer, ``[T, B, ...]``, from 8-bit input pixels.
 
         A static image gives the same current at every step, so the stem runs once and its
         output is repeated over T (identical to running it T times, BatchNorm statistics
         included).
         """
+        x = self.input_quant(x)
         if x.dim() == 4:
             current = stem(x.unsqueeze(0))
             return current.expand(self.timesteps, *current.shape[1:])

@@ -37,7 +37,7 @@ class ResNet19(SpikingBackbone):
         blocks: tuple[int, ...] = (3, 3, 2),
         strides: tuple[int, ...] = (1, 2, 2),
     ):
-        super().__init__(factory.precision, timesteps, input_shape, num_classes)
+        super().__init__(factory, timesteps, input_shape, num_classes)
         self.stem = factory.conv_bn(input_shape[0], widths[0], 3, edge=True)
         self.stem_lif = factory.lif()
         stages, cin = [], widths[0]
