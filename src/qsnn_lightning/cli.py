@@ -1,4 +1,4 @@
-"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn footprint``.
+"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn export``, ``qsnn footprint``.
 
 Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
 """
@@ -65,9 +65,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input (config, data, checkpoint), reported in one line."""
     from .config import ConfigError
     from .data import DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError
+    from .export import ExportError
     from .train import CheckpointError
 
-    return ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError
+    return (ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError,
+            ExportError)
 
 
 def _one_line(error: Exception) -> str:
@@ -100,6 +102,19 @@ def run_test(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2))
 
 
+def run_export(args: argparse.Namespace) -> None:
+    from .export import export_checkpoint
+
+    try:
+        info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
+    except _user_errors() as error:
+        raise UsageError(_one_line(error)) from None
+    summary = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
+    if "flash_bytes" in info:
+        summary += f"; Cortex-M4 flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
+    print(summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -114,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
     test.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.data_dir=/data")
     test.set_defaults(run=run_test)
+
+    export = commands.add_parser("export", help="export a 1w checkpoint to the C runtime (docs/export.md)")
+    export.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
+    export.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    export.add_argument("--target", default="host", choices=("host", "cortex-m4"),
+                        help="cortex-m4 also builds the ARM image, runs it in QEMU and measures flash and RAM")
+    export.add_argument("--samples", type=int, default=20, help="test images written to samples.bin (default 20)")
+    export.add_argument("overrides", nargs="*", help="key=value overrides of the saved config, e.g. data.data_dir=/data")
+    export.set_defaults(run=run_export)
 
     footprint = commands.add_parser("footprint", help="memory footprint and model size (Table 2, Figure 3)")
     footprint.add_argument("--arch", default="resnet19,vgg16,vggsnn", help="comma-separated backbones")

@@ -1,0 +1,354 @@
+"""Fold a trained Q-SNN (eval mode) into the integer model of docs/export.md.
+
+The result, :class:`IntegerModel`, holds only integers (numpy int arrays and ints): the Python
+reference (``reference.py``) and the generated C (``codegen.py``) both execute it, so they agree
+bit for bit. Everything the exporter cannot represent is refused with :class:`ExportError`.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..layers import MultiStep, QConv2d, QLinear
+from ..models.base import SpikingBackbone
+from ..models.resnet19 import BasicBlock, ResNet19
+from ..models.vgg import VGG
+from ..neurons import LIF
+from ..quant import BinaryWeight, IntWeight
+
+INT8_MAX = 127
+MAX_FRACTION_BITS = 40
+TERM_LIMIT = 2**60  # the sum of the membrane update's terms stays below this (int64 arithmetic)
+POOLED_COUNT_MAX = 4  # 2x2 average pooling of spikes keeps counts 0..4
+
+
+class ExportError(ValueError):
+    """A model or setting the integer export cannot represent (one-line message)."""
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """A spike or count map: shape (C, H, W), the largest value it holds, and its divisor D."""
+
+    channels: int
+    height: int
+    width: int
+    max_value: int  # 1 for spikes, 4 for pooled counts
+    divisor: int  # the float activation is value / divisor
+
+    @property
+    def planes(self) -> int:
+        return self.max_value.bit_length()
+
+
+@dataclass
+class FoldedLIF:
+    """The per-layer integer LIF constants (docs/export.md, "The folded LIF layer")."""
+
+    fraction_bits: int  # F
+    tau_shift: int  # m, tau = 2^-m
+    levels: int  # n = 2^(k-1) - 1
+    threshold: int  # Theta
+    multiplier: np.ndarray  # M_c >= 0, int64 [C]
+    bias: np.ndarray  # B_c, int64 [C]
+
+
+@dataclass
+class StemLayer:
+    weight: np.ndarray  # int8 codes [Cout, Cin, k, k], rows of negative BN scale negated
+    stride: int
+    padding: int
+    lif: FoldedLIF
+    output: MapInfo
+
+
+@dataclass
+class ConvResidual:
+    """A 1x1 binary conv + BN shortcut: its accumulator joins the main layer's membrane."""
+
+    source: int  # map index
+    negative: np.ndarray  # bool [Cout, Cin, 1, 1], True = weight -1 (after the sign fold)
+    stride: int
+    multiplier: np.ndarray  # int64 [Cout]
+
+
+@dataclass
+class IdentityResidual:
+    source: int  # map index (spikes, same shape as the output)
+    scale: int  # R = round(2^F / Delta)
+
+
+@dataclass
+class ConvLayer:
+    source: int  # map index
+    negative: np.ndarray  # bool [Cout, Cin, k, k], True = weight -1 (after the sign fold)
+    stride: int
+    padding: int
+    lif: FoldedLIF
+    output: MapInfo
+    residual: "ConvResidual | IdentityResidual | None" = None
+
+
+@dataclass
+class PoolLayer:
+    source: int
+    output: MapInfo
+
+
+@dataclass
+class Head:
+    source: int
+    global_pool: bool  # True: sum counts over space; False: flatten (c, y, x)
+    weight: np.ndarray  # int8 [classes, features] on the common scale s_max
+    bias: np.ndarray  # int64 [classes], Bfc_j
+
+
+@dataclass
+class IntegerModel:
+    timesteps: int
+    input_shape: tuple[int, int, int]
+    input_alpha: float  # the calibrated input scale: code = round(127 x / input_alpha), x = code * s_in
+    stem: StemLayer
+    layers: list = field(default_factory=list)  # ConvLayer | PoolLayer, in execution order
+    head: Head | None = None
+    num_classes: int = 0
+
+    @property
+    def input_scale(self) -> float:
+        """s_in = input_alpha / 127."""
+        return self.input_alpha / INT8_MAX
+
+    def maps(self) -> list[MapInfo]:
+        """Map i is written by stage i (stage 0 is the stem)."""
+        return [self.stem.output] + [layer.output for layer in self.layers]
+
+
+def _bn_fold(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """(kappa, b) of eval-mode BatchNorm: y = kappa * x + b."""
+    kappa = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    bias = bn.bias.detach().double() - kappa * bn.running_mean.double()
+    return kappa.numpy(), bias.numpy()
+
+
+def _membrane_grid(lif: LIF) -> tuple[float, int, int]:
+    """(Delta, n, m) of a LIF layer; refuses what the integer LIF cannot do."""
+    quant = lif.membrane_quant
+    if not 2 <= quant.bits <= 8:
+        raise ExportError(f"membrane bits k = {quant.bits} cannot be exported; the integer runtime needs 2 <= k <= 8")
+    if int(quant.num_steps_tracked) == 0:
+        raise ExportError("the membrane scale alpha_u was never calibrated: export a model that has been trained")
+    if lif.quantize_before_spike:
+        raise ExportError("the Algorithm-1 quantization order (quantize_before_spike) cannot be exported")
+    shift = -math.log2(lif.tau) if lif.tau > 0 else math.inf
+    if shift != int(shift) or shift < 1:
+        raise ExportError(f"tau = {lif.tau} cannot be exported: it must be a power of two 2^-m with m >= 1")
+    delta = float(quant.running_alpha) / quant.levels
+    return delta, quant.levels, int(shift)
+
+
+def _fraction_bits(delta: float, levels: int, theta: float, terms: list[float]) -> int:
+    """The largest F <= 40 keeping the sum of the update's terms (in units of Delta) below 2^60."""
+    total = levels / 2 + theta / delta + sum(terms)
+    bits = min(MAX_FRACTION_BITS, math.floor(math.log2(TERM_LIMIT / total)))
+    if bits < 1:
+        raise ExportError(f"a layer's membrane range is too wide for 64-bit integers (sum of terms {total:.3g} x Delta)")
+    return bits
+
+
+def _binary_signs(conv: QConv2d) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(conv.weight_quant, BinaryWeight):
+        raise ExportError(
+            f"hidden layers must have binary weights to export, found {conv.weight_quant.bits}-bit: export a 1w model"
+        )
+    signs, alpha = conv.weight_quant.integer_weights(conv.weight)
+    return signs.numpy(), alpha.double().numpy()
+
+
+def _conv_bn(block: MultiStep) -> tuple[QConv2d, nn.BatchNorm2d]:
+    conv, bn = block[0], block[1]
+    return conv, bn
+
+
+def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound: float, extra_terms: list[float]) -> tuple[FoldedLIF, float]:
+    """Fold ``u = tau v + scale_c * acc + bias_c (+ extra inputs)`` into integers.
+
+    ``acc_bound`` bounds |acc|; ``extra_terms`` bound the other inputs to u (shortcuts). Returns
+    the folded constants and the unit ``2^F / Delta`` that converts u to the integer membrane U.
+    """
+    delta, levels, shift = _membrane_grid(lif)
+    terms = [float(np.max(np.abs(scale))) * acc_bound, float(np.max(np.abs(bias))), *extra_terms]
+    bits = _fraction_bits(delta, levels, lif.theta, [term / delta for term in terms])
+    if bits < shift:
+        raise ExportError("the membrane scale leaves too few fraction bits for the leak")
+    unit = 2.0**bits / delta
+    folded = FoldedLIF(
+        fraction_bits=bits,
+        tau_shift=shift,
+        levels=levels,
+        threshold=math.ceil(lif.theta * unit),
+        multiplier=np.round(np.abs(scale) * unit).astype(np.int64),
+        bias=np.round(bias * unit).astype(np.int64),
+    )
+    return folded, unit
+
+
+class _Folder:
+    """Walks a backbone and appends integer stages."""
+
+    def __init__(self, backbone: SpikingBackbone):
+        self.backbone = backbone
+        quant = backbone.input_quant
+        if quant.bits != 8:
+            raise ExportError(f"the input must be quantized to 8 bits to export, found {quant.bits}: export a 1w model")
+        if int(quant.num_steps_tracked) == 0:
+            raise ExportError("the input scale was never calibrated: export a model that has been trained")
+        self.input_alpha = float(quant.running_alpha)
+        self.model: IntegerModel | None = None
+
+    def stem(self, block: MultiStep, lif: LIF) -> None:
+        conv, bn = _conv_bn(block)
+        if not isinstance(conv.weight_quant, IntWeight):
+            raise ExportError("the first layer must have 8-bit weights to export: export a 1w model")
+        codes, weight_scale = conv.weight_quant.integer_weights(conv.weight)
+        kappa, bias = _bn_fold(bn)
+        scale = kappa * weight_scale.double().numpy() * (self.input_alpha / INT8_MAX)
+        cin, k = conv.in_channels, conv.kernel_size[0]
+        folded, _ = _fold_lif(lif, scale, bias, acc_bound=INT8_MAX * INT8_MAX * cin * k * k, extra_terms=[])
+        flip = np.where(scale < 0, -1, 1).reshape(-1, 1, 1, 1)
+        channels, height, width = self.backbone.input_shape
+        out_h = (height + 2 * conv.padding[0] - k) // conv.stride[0] + 1
+        out_w = (width + 2 * conv.padding[1] - k) // conv.stride[0] + 1
+        self.model = IntegerModel(
+            timesteps=self.backbone.timesteps,
+            input_shape=(channels, height, width),
+            input_alpha=self.input_alpha,
+            stem=StemLayer(
+                weight=(codes.numpy() * flip).astype(np.int8), stride=conv.stride[0], padding=conv.padding[0],
+                lif=folded, output=MapInfo(conv.out_channels, out_h, out_w, 1, 1),
+            ),
+            num_classes=self.backbone.num_classes,
+        )
+
+    @property
+    def last(self) -> int:
+        return len(self.model.layers)
+
+    def map(self, index: int) -> MapInfo:
+        return self.model.maps()[index]
+
+    def conv(self, block: MultiStep, lif: LIF, source: int, shortcut: "MultiStep | nn.Identity | None" = None,
+             shortcut_source: int | None = None) -> int:
+        """A binary conv + BN + LIF; with a shortcut (ResNet), its input joins the membrane."""
+        conv, bn = _conv_bn(block)
+        signs, alpha = _binary_signs(conv)
+        kappa, bias = _bn_fold(bn)
+        source_map = self.map(source)
+        scale = kappa * alpha / source_map.divisor
+        k = conv.kernel_size[0]
+        acc_bound = source_map.max_value * conv.in_channels * k * k
+        extra_terms, residual_scale = [], None
+        if isinstance(shortcut, MultiStep):
+            res_conv, res_bn = _conv_bn(shortcut)
+            res_signs, res_alpha = _binary_signs(res_conv)
+            res_kappa, res_bias = _bn_fold(res_bn)
+            residual_scale = res_kappa * res_alpha
+            bias = bias + res_bias
+            extra_terms.append(float(np.max(np.abs(residual_scale))) * res_conv.in_channels)
+        elif isinstance(shortcut, nn.Identity):
+            extra_terms.append(1.0)  # a spike of the block input
+        folded, unit = _fold_lif(lif, scale, bias, acc_bound, extra_terms)
+        residual = None
+        if isinstance(shortcut, MultiStep):
+            residual = ConvResidual(
+                source=shortcut_source, negative=(res_signs < 0) ^ (residual_scale < 0).reshape(-1, 1, 1, 1),
+                stride=res_conv.stride[0], multiplier=np.round(np.abs(residual_scale) * unit).astype(np.int64),
+            )
+        elif isinstance(shortcut, nn.Identity):
+            residual = IdentityResidual(source=shortcut_source, scale=round(unit))
+        out_h = (source_map.height + 2 * conv.padding[0] - k) // conv.stride[0] + 1
+        out_w = (source_map.width + 2 * conv.padding[1] - k) // conv.stride[0] + 1
+        self.model.layers.append(ConvLayer(
+            source=source, negative=(signs < 0) ^ (scale < 0).reshape(-1, 1, 1, 1), stride=conv.stride[0],
+            padding=conv.padding[0], lif=folded, output=MapInfo(conv.out_channels, out_h, out_w, 1, 1),
+            residual=residual,
+        ))
+        return self.last
+
+    def pool(self, pool: nn.AvgPool2d, source: int) -> int:
+        source_map = self.map(source)
+        if source_map.max_value != 1 or pool.kernel_size != 2 or pool.stride != 2 or pool.padding != 0:
+            raise ExportError("only 2x2 average pooling of spike maps can be exported")
+        self.model.layers.append(PoolLayer(
+            source=source,
+            output=MapInfo(source_map.channels, source_map.height // 2, source_map.width // 2, POOLED_COUNT_MAX,
+                           POOLED_COUNT_MAX),
+        ))
+        return self.last
+
+    def head(self, fc: QLinear, source: int, global_pool: bool) -> None:
+        if not isinstance(fc.weight_quant, IntWeight):
+            raise ExportError("the last layer must have 8-bit weights to export: export a 1w model")
+        codes, row_scale = fc.weight_quant.integer_weights(fc.weight)
+        row_scale = row_scale.double().numpy()
+        common = float(row_scale.max())
+        source_map = self.map(source)
+        divisor = source_map.height * source_map.width * source_map.divisor if global_pool else source_map.divisor
+        weight = np.round(codes.numpy() * (row_scale / common)[:, None]).astype(np.int8)
+        bias = fc.bias.detach().double().numpy() if fc.bias is not None else np.zeros(fc.out_features)
+        head = Head(source=source, global_pool=global_pool, weight=weight,
+                    bias=np.round(bias * divisor / common).astype(np.int64))
+        largest_feature = source_map.max_value * (source_map.height * source_map.width if global_pool else 1)
+        bound = self.backbone.timesteps * (
+            int(np.abs(weight.astype(np.int64)).sum(axis=1).max()) * largest_feature + int(np.abs(head.bias).max())
+        )
+        if bound >= 2**31:
+            raise ExportError("the classifier's integer logits could overflow 32 bits for this model")
+        self.model.head = head
+
+
+def _fold_vgg(backbone: VGG, folder: _Folder) -> None:
+    folder.stem(backbone.stem, backbone.stem_lif)
+    current, pending = 0, None
+    for module in backbone.features:
+        if isinstance(module, LIF):
+            current = folder.conv(pending, module, current)
+        elif isinstance(module, MultiStep) and isinstance(module[0], nn.AvgPool2d):
+            current = folder.pool(module[0], current)
+        elif isinstance(module, MultiStep):
+            pending = module
+        else:
+            raise ExportError(f"layer {type(module).__name__} cannot be exported")
+    folder.head(backbone.fc, current, global_pool=backbone.head == "gap")
+
+
+def _fold_resnet(backbone: ResNet19, folder: _Folder) -> None:
+    folder.stem(backbone.stem, backbone.stem_lif)
+    current = 0
+    for block in backbone.blocks:
+        if not isinstance(block, BasicBlock):
+            raise ExportError(f"block {type(block).__name__} cannot be exported")
+        hidden = folder.conv(block.conv1, block.lif1, current)
+        current = folder.conv(block.conv2, block.lif2, hidden, shortcut=block.shortcut, shortcut_source=current)
+    folder.head(backbone.fc, current, global_pool=True)
+
+
+def fold(backbone: SpikingBackbone) -> IntegerModel:
+    """The integer model of an eval-mode backbone with 1-bit hidden and 8-bit edge weights."""
+    folder = _Folder(backbone)
+    if isinstance(backbone, VGG):
+        _fold_vgg(backbone, folder)
+    elif isinstance(backbone, ResNet19):
+        _fold_resnet(backbone, folder)
+    else:
+        raise ExportError(f"backbone {type(backbone).__name__} cannot be exported")
+    return folder.model
+
+
+def quantize_input(images: torch.Tensor, model: IntegerModel) -> torch.Tensor:
+    """Normalized float images -> the int8 codes ``clip(round(127 x / alpha), -127, 127)`` that the
+    model's input quantizer computes (the same float32 operations, so the same codes)."""
+    alpha = torch.tensor(model.input_alpha, dtype=torch.float32)
+    return torch.round(INT8_MAX * images.float() / alpha).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)

@@ -1,0 +1,105 @@
+/*
+ * qsnn_host: run the exported integer Q-SNN on a file of int8 images.
+ *
+ *   usage: qsnn_host SAMPLES.bin
+ *
+ * SAMPLES.bin holds N images of QSNN_INPUT_SIZE int8 values each, concatenated,
+ * no header. For every image one line is printed to stdout:
+ *
+ *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
+ *
+ * (decimal, single spaces, newline-terminated), the format of expected.txt.
+ * Exit status: 0 on success, 2 on a usage or input error (one line on stderr),
+ * 1 if the runtime returns an out-of-range class or stdout cannot be written.
+ *
+ * Build (from DIR/):
+ *   gcc -std=c99 -Wall -Wextra -Werror -O2 -Isrc host/main.c src/qsnn_runtime.c \
+ *       src/qsnn_model.c -o qsnn_host
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qsnn_runtime.h"
+
+static int8_t *read_all(const char *path, size_t *size_out)
+{
+    FILE *f = fopen(path, "rb");
+    int8_t *buf = NULL;
+    size_t size = 0, cap = 0;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        size_t got;
+        if (size == cap) {
+            size_t new_cap = cap ? cap * 2 : (size_t)1 << 16;
+            int8_t *grown = (int8_t *)realloc(buf, new_cap);
+            if (grown == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+            cap = new_cap;
+        }
+        got = fread(buf + size, 1, cap - size, f);
+        size += got;
+        if (got == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    *size_out = size;
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    static int32_t logits[QSNN_CLASSES];
+    int8_t *data;
+    size_t size = 0, n, count, j;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s SAMPLES.bin\n", argc > 0 ? argv[0] : "qsnn_host");
+        return 2;
+    }
+    data = read_all(argv[1], &size);
+    if (data == NULL) {
+        fprintf(stderr, "qsnn_host: cannot read %s\n", argv[1]);
+        return 2;
+    }
+    if (size % (size_t)QSNN_INPUT_SIZE != 0) {
+        fprintf(stderr, "qsnn_host: %s has %lu bytes, not a multiple of QSNN_INPUT_SIZE=%lu\n",
+                argv[1], (unsigned long)size, (unsigned long)QSNN_INPUT_SIZE);
+        free(data);
+        return 2;
+    }
+    count = size / (size_t)QSNN_INPUT_SIZE;
+    for (n = 0; n < count; ++n) {
+        int pred = qsnn_classify(data + n * (size_t)QSNN_INPUT_SIZE, logits);
+        if (pred < 0 || pred >= (int)QSNN_CLASSES) {
+            fprintf(stderr, "qsnn_host: image %lu: qsnn_classify returned %d\n",
+                    (unsigned long)n, pred);
+            free(data);
+            return 1;
+        }
+        printf("%d", pred);
+        for (j = 0; j < (size_t)QSNN_CLASSES; ++j) {
+            printf(" %ld", (long)logits[j]);
+        }
+        putchar('\n');
+    }
+    free(data);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "qsnn_host: error writing stdout\n");
+        return 1;
+    }
+    return 0;
+}
