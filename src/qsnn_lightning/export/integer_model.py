@@ -54,6 +54,7 @@ class FoldedLIF:
     threshold: int  # Theta
     multiplier: np.ndarray  # M_c >= 0, int64 [C]
     bias: np.ndarray  # B_c, int64 [C]
+    membrane_alpha: float  # the calibrated alpha_u it was folded with (for the manifest)
 
 
 @dataclass
@@ -191,6 +192,7 @@ def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound: float, e
         threshold=math.ceil(lif.theta * unit),
         multiplier=np.round(np.abs(scale) * unit).astype(np.int64),
         bias=np.round(bias * unit).astype(np.int64),
+        membrane_alpha=delta * levels,
     )
     return folded, unit
 

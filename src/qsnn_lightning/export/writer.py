@@ -19,8 +19,8 @@ import torch
 from ..config import restore_config
 from ..train import make_datamodule, module_from_checkpoint, read_checkpoint
 from . import reference
-from .codegen import model_header, model_source, samples_header
-from .integer_model import ConvLayer, ExportError, IntegerModel, fold, quantize_input
+from .codegen import model_header, model_source, pack_bits, samples_header
+from .integer_model import ConvLayer, ConvResidual, ExportError, IntegerModel, fold, quantize_input
 
 TARGETS = ("host", "cortex-m4")
 ARM_GCC = "arm-none-eabi-gcc"
@@ -69,26 +69,27 @@ def expected_lines(model: IntegerModel, images: torch.Tensor) -> list[str]:
 
 
 def model_bytes(model: IntegerModel) -> int:
-    """Bytes of weights and per-layer constants in the generated model (packed bits, int8, int64)."""
-    total = model.stem.weight.size + 16 * model.stem.lif.multiplier.size
+    """Bytes of the generated model's const arrays: packed weights, int8 edges, int64 constants."""
+    arrays = [model.stem.weight, model.stem.lif.multiplier, model.stem.lif.bias, model.head.weight,
+              model.head.bias.astype(np.int32)]
     for layer in model.layers:
         if isinstance(layer, ConvLayer):
-            cout, cin, kh, kw = layer.negative.shape
-            total += cout * kh * kw * 4 * -(-cin // 32) + 16 * cout
-            if layer.residual is not None and hasattr(layer.residual, "negative"):
-                total += cout * 4 * -(-layer.residual.negative.shape[1] // 32) + 8 * cout
-    return total + model.head.weight.size + 4 * model.head.bias.size
+            arrays += [pack_bits(layer.negative), layer.lif.multiplier, layer.lif.bias]
+            if isinstance(layer.residual, ConvResidual):
+                arrays += [pack_bits(layer.residual.negative), layer.residual.multiplier]
+    return sum(array.nbytes for array in arrays)
 
 
 def manifest(model: IntegerModel, hparams: dict, samples: int, target: str) -> dict:
     stages = [{"kind": "stem", "output": asdict(model.stem.output), "fraction_bits": model.stem.lif.fraction_bits,
-               "threshold": model.stem.lif.threshold, "levels": model.stem.lif.levels}]
+               "threshold": model.stem.lif.threshold, "levels": model.stem.lif.levels,
+               "membrane_alpha": model.stem.lif.membrane_alpha}]
     for layer in model.layers:
         entry = {"kind": "pool" if not isinstance(layer, ConvLayer) else "conv", "source": layer.source,
                  "output": asdict(layer.output)}
         if isinstance(layer, ConvLayer):
             entry.update(fraction_bits=layer.lif.fraction_bits, threshold=layer.lif.threshold,
-                         levels=layer.lif.levels, stride=layer.stride,
+                         levels=layer.lif.levels, membrane_alpha=layer.lif.membrane_alpha, stride=layer.stride,
                          residual=type(layer.residual).__name__ if layer.residual else None)
         stages.append(entry)
     return {
