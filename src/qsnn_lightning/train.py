@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import SpikeMonitor, WeightSignMonitor
 from .config import restore_config
 from .data import build_datamodule
 from .module import QSNNClassifier
@@ -86,7 +87,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[best, last],
+        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, SpikeMonitor(), WeightSignMonitor()],
         sync_batchnorm=synchronizes_batchnorm(cfg.trainer.accelerator),
         **trainer_settings,
     )
@@ -116,6 +117,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
     module = make_module(cfg, datamodule)
     trainer = make_trainer(cfg, run_dir)
     if trainer.is_global_zero:
+        trainer.loggers[0].experiment  # the CSV logger claims the (still empty) directory first
         OmegaConf.save(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -1,0 +1,63 @@
+"""Firing-rate, entropy and weight-sign monitors: columns in the CSV metrics of a short run, with
+values equal to a direct computation on the same data and weights."""
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_files import write_fashion_mnist
+from qsnn_lightning.callbacks import bernoulli_entropy, sign_balance
+from qsnn_lightning.config import load_config
+from qsnn_lightning.layers import QConv2d, QLinear
+from qsnn_lightning.neurons import LIF, spiking_layers
+from qsnn_lightning.quant import BinaryWeight
+from qsnn_lightning.train import make_datamodule, module_from_checkpoint, read_checkpoint, train
+
+
+def test_bernoulli_entropy_is_eq12():
+    assert bernoulli_entropy(0.5) == pytest.approx(math.log(2))
+    assert bernoulli_entropy(0.0) == bernoulli_entropy(1.0) == 0.0
+    assert bernoulli_entropy(0.1) == pytest.approx(-(0.1 * math.log(0.1) + 0.9 * math.log(0.9)))
+
+
+def test_short_run_logs_per_layer_rates_entropies_and_sign_balance(tmp_path):
+    data = write_fashion_mnist(tmp_path / "data", train=40, test=16)
+    cfg = load_config("fmnist_1w2u", [
+        f"data.data_dir={data}", "data.download=false", "data.batch_size=8", "data.val_fraction=0.2",
+        "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'runs'}",
+    ])
+    results = train(cfg)
+    rows = list(csv.DictReader(open(Path(results["run_dir"]) / "metrics.csv")))
+    logged = {key: float(value) for row in rows for key, value in row.items() if value and "/" in key}
+
+    checkpoint = read_checkpoint(str(Path(results["run_dir"]) / "checkpoints" / "last.ckpt"))
+    model = module_from_checkpoint(checkpoint).model.eval()
+    names = [name for name, m in model.named_modules() if isinstance(m, LIF)]
+    assert len(names) == 4
+    for name in names:
+        for key in (f"train/firing_rate/{name}", f"train/spike_entropy/{name}", f"val/firing_rate/{name}"):
+            assert key in logged, key
+
+    # the validation epoch saw one batch: the same batch through the saved model gives the rates
+    datamodule = make_datamodule(cfg)
+    datamodule.setup("fit")
+    images, _ = next(iter(datamodule.val_dataloader()))
+    with torch.no_grad():
+        model(images)
+    for name, layer in zip(names, spiking_layers(model)):
+        rate = logged[f"val/firing_rate/{name}"]
+        assert rate == pytest.approx(layer.firing_rate.item(), abs=1e-6)
+        assert logged[f"val/spike_entropy/{name}"] == pytest.approx(bernoulli_entropy(rate), abs=1e-6)
+
+    binary = {name: m for name, m in model.named_modules()
+              if isinstance(m, (QConv2d, QLinear)) and isinstance(m.weight_quant, BinaryWeight)}
+    assert len(binary) == 3
+    for name, layer in binary.items():
+        balance = logged[f"weights/sign_balance/{name}"]
+        assert balance == pytest.approx(sign_balance(layer), abs=1e-6)
+        assert 0.4 < balance < 0.6  # WS-DR's standardization keeps the signs balanced
+        assert logged[f"weights/sign_entropy/{name}"] == pytest.approx(bernoulli_entropy(balance), abs=1e-6)
