@@ -2,6 +2,7 @@
 values equal to a direct computation on the same data and weights."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -46,9 +47,19 @@ def test_short_run_logs_per_layer_rates_entropies_and_sign_balance(tmp_path):
     datamodule = make_datamodule(cfg)
     datamodule.setup("fit")
     images, _ = next(iter(datamodule.val_dataloader()))
+    for layer in spiking_layers(model):
+        layer.count_levels(True)
     with torch.no_grad():
         model(images)
+    (epoch_line,) = (Path(results["run_dir"]) / "membrane_levels.jsonl").read_text().splitlines()
+    counted = json.loads(epoch_line)["layers"]
     for name, layer in zip(names, spiking_layers(model)):
+        # 2^k - 1 = 3 levels at k = 2, every stored potential of the validation batch counted once
+        assert counted[name] == layer.level_counts.tolist() and len(counted[name]) == 3
+        assert sum(counted[name]) == layer.v.numel() * model.timesteps
+        shares = torch.tensor(counted[name], dtype=torch.double) / sum(counted[name])
+        entropy = float(-(shares[shares > 0] * shares[shares > 0].log()).sum())
+        assert logged[f"val/membrane_level_entropy/{name}"] == pytest.approx(entropy, abs=1e-6)
         rate = logged[f"val/firing_rate/{name}"]
         assert rate == pytest.approx(layer.firing_rate.item(), abs=1e-6)
         assert logged[f"val/spike_entropy/{name}"] == pytest.approx(bernoulli_entropy(rate), abs=1e-6)

@@ -1,7 +1,10 @@
 """Monitors of what WS-DR regulates (Section 4.2-4.3): per-layer firing rates and their entropy,
-and the sign balance of binary weights, logged per epoch to every Lightning logger."""
+the sign balance of binary weights, and the occupancy of the k-bit membrane levels, logged per
+epoch to every Lightning logger."""
 
+import json
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -83,3 +86,36 @@ class WeightSignMonitor(Callback):
                 balance = sign_balance(module)
                 pl_module.log(f"weights/sign_balance/{_short_name(name)}", balance)
                 pl_module.log(f"weights/sign_entropy/{_short_name(name)}", bernoulli_entropy(balance))
+
+
+class MembraneLevelMonitor(Callback):
+    """How often each of the 2^k - 1 membrane levels (Eq. 8) is stored, per spiking layer, over
+    each validation epoch. Logs ``val/membrane_level_entropy/<layer>`` (nats) and
+    ``val/membrane_levels_used/<layer>`` (the share of levels that occur), and appends the full
+    counts to ``<run dir>/membrane_levels.jsonl``, one line per epoch."""
+
+    FILE = "membrane_levels.jsonl"
+
+    def _layers(self, pl_module) -> dict:
+        return {_short_name(name): m for name, m in pl_module.named_modules()
+                if isinstance(m, LIF) and m.membrane_quant.enabled}
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        for layer in self._layers(pl_module).values():
+            layer.count_levels(not trainer.sanity_checking)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        epoch_counts = {}
+        for name, layer in self._layers(pl_module).items():
+            counts = layer.level_counts
+            layer.count_levels(False)
+            if counts is None or counts.sum() == 0:
+                continue
+            counts = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").long().cpu()
+            shares = counts.double() / counts.sum()
+            pl_module.log(f"val/membrane_level_entropy/{name}", float(-(shares[shares > 0] * shares[shares > 0].log()).sum()))
+            pl_module.log(f"val/membrane_levels_used/{name}", float((counts > 0).double().mean()))
+            epoch_counts[name] = counts.tolist()
+        if epoch_counts and trainer.is_global_zero:
+            with open(Path(trainer.default_root_dir) / self.FILE, "a") as file:
+                file.write(json.dumps({"epoch": trainer.current_epoch, "layers": epoch_counts}) + "\n")

@@ -47,6 +47,13 @@ class LIF(nn.Module):
         self.membrane_quant = MembraneQuant(membrane_bits)
         self.v: torch.Tensor | None = None
         self.firing_rate: torch.Tensor | None = None
+        self.level_counts: torch.Tensor | None = None  # see count_levels()
+
+    def count_levels(self, enabled: bool) -> None:
+        """Start (or stop) counting how often each of the 2^k - 1 membrane levels is stored, in
+        eval mode: ``level_counts[j]`` counts level ``j - n``. Off by default (no cost)."""
+        quant = self.membrane_quant
+        self.level_counts = torch.zeros(2 * quant.levels + 1, dtype=torch.long) if enabled and quant.enabled else None
 
     def reset(self) -> None:
         """Forget the membrane state and the last firing rate."""
@@ -73,11 +80,18 @@ class LIF(nn.Module):
             s = spike(u - self.theta, self.beta)  # Eq. 2, surrogate Eq. 5
             u = u * (1.0 - s)  # Eq. 3, hard reset
             v = u if self.quantize_before_spike else self.membrane_quant(u)  # Eq. 8-10
+            if self.level_counts is not None and not self.training:
+                self._count(v)
             spikes.append(s)
         out = torch.stack(spikes)
         self.v = v.detach()
         self.firing_rate = out.mean()  # f_l of Eq. 15
         return out
+
+    def _count(self, v: torch.Tensor) -> None:
+        quant = self.membrane_quant
+        levels = quant.integer_levels(v.detach(), quant.scale(v)).long() + quant.levels
+        self.level_counts = self.level_counts.to(v.device) + torch.bincount(levels.flatten(), minlength=len(self.level_counts))
 
     def extra_repr(self) -> str:
         return (
