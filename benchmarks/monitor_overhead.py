@@ -1,5 +1,5 @@
 """Training throughput with and without the monitors (SpikeMonitor, WeightSignMonitor,
-MembraneLevelMonitor), measured side by side in one run.
+MembraneLevelMonitor, DistributionFigure), measured side by side in one run.
 
     python benchmarks/monitor_overhead.py [--experiment fmnist_1w2u] [--batches 60] [--repeats 2]
 
@@ -14,7 +14,7 @@ import time
 
 import lightning as L
 
-from qsnn_lightning.callbacks import MembraneLevelMonitor, SpikeMonitor, WeightSignMonitor
+from qsnn_lightning.callbacks import default_monitors
 from qsnn_lightning.config import load_config
 from qsnn_lightning.train import make_datamodule, make_module
 
@@ -23,7 +23,7 @@ def images_per_second(cfg, monitors: bool, batches: int) -> float:
     L.seed_everything(cfg.seed)
     datamodule = make_datamodule(cfg)
     module = make_module(cfg, datamodule)
-    callbacks = [SpikeMonitor(), WeightSignMonitor(), MembraneLevelMonitor()] if monitors else []
+    callbacks = default_monitors() if monitors else []
     with tempfile.TemporaryDirectory() as scratch:
         trainer = L.Trainer(
             max_epochs=1, limit_train_batches=batches, limit_val_batches=1, num_sanity_val_steps=0,

@@ -72,3 +72,21 @@ def test_short_run_logs_per_layer_rates_entropies_and_sign_balance(tmp_path):
         assert balance == pytest.approx(sign_balance(layer), abs=1e-6)
         assert 0.4 < balance < 0.6  # WS-DR's standardization keeps the signs balanced
         assert logged[f"weights/sign_entropy/{name}"] == pytest.approx(bernoulli_entropy(balance), abs=1e-6)
+
+
+def test_distribution_figure_is_saved_and_logged_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = write_fashion_mnist(tmp_path / "data", train=40, test=16)
+    cfg = load_config("fmnist_1w4u", [
+        f"data.data_dir={data}", "data.download=false", "data.batch_size=8", "data.val_fraction=0.2",
+        "trainer.max_epochs=2", "trainer.limit_val_batches=1", "trainer.accelerator=cpu", "logger=tensorboard",
+        "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'runs'}",
+    ])
+    run_dir = Path(train(cfg)["run_dir"])
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    assert [f.name for f in figures] == ["epoch_000.png", "epoch_001.png"]
+    assert figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert "distributions" in events.Tags()["images"]
+    assert len(events.Images("distributions")) == 2

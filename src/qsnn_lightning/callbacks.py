@@ -34,6 +34,7 @@ class SpikeMonitor(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layers = {_short_name(name): m for name, m in pl_module.named_modules() if isinstance(m, LIF)}
+        self.last_rates: dict[str, dict[str, float]] = {}
         self.rates = {
             split: {name: MeanMetric().to(pl_module.device) for name in self.layers} for split in self.SPLITS
         }
@@ -49,6 +50,7 @@ class SpikeMonitor(Callback):
             if not metric.update_called:
                 continue
             rate = float(metric.compute())
+            self.last_rates.setdefault(split, {})[name] = rate
             pl_module.log(f"{split}/firing_rate/{name}", rate)
             pl_module.log(f"{split}/spike_entropy/{name}", bernoulli_entropy(rate))
             metric.reset()
@@ -96,6 +98,9 @@ class MembraneLevelMonitor(Callback):
 
     FILE = "membrane_levels.jsonl"
 
+    def __init__(self):
+        self.last_counts: dict[str, list[int]] = {}
+
     def _layers(self, pl_module) -> dict:
         return {_short_name(name): m for name, m in pl_module.named_modules()
                 if isinstance(m, LIF) and m.membrane_quant.enabled}
@@ -116,6 +121,68 @@ class MembraneLevelMonitor(Callback):
             pl_module.log(f"val/membrane_level_entropy/{name}", float(-(shares[shares > 0] * shares[shares > 0].log()).sum()))
             pl_module.log(f"val/membrane_levels_used/{name}", float((counts > 0).double().mean()))
             epoch_counts[name] = counts.tolist()
+        if epoch_counts:
+            self.last_counts = epoch_counts
         if epoch_counts and trainer.is_global_zero:
             with open(Path(trainer.default_root_dir) / self.FILE, "a") as file:
                 file.write(json.dumps({"epoch": trainer.current_epoch, "layers": epoch_counts}) + "\n")
+
+
+class DistributionFigure(Callback):
+    """After each validation epoch, a figure in the style of the paper's Figures 2 and 4 for the
+    first eight spiking layers: p(s = 1) and p(s = 0) per layer, the sign balance of the binary
+    layers, and the share of each membrane level. Saved as ``<run dir>/figures/epoch_NNN.png`` and
+    logged as an image by the loggers that take images (TensorBoard). Reads the monitors' results."""
+
+    LAYERS_SHOWN = 8
+
+    def __init__(self, spikes: SpikeMonitor, levels: MembraneLevelMonitor):
+        self.spikes, self.levels = spikes, levels
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        rates = self.spikes.last_rates.get("val", {})
+        if trainer.sanity_checking or not trainer.is_global_zero or not rates:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        names = list(rates)[: self.LAYERS_SHOWN]
+        balances = {_short_name(name): sign_balance(m) for name, m in pl_module.named_modules()
+                    if isinstance(m, (QConv2d, QLinear)) and isinstance(m.weight_quant, BinaryWeight)}
+        figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+        fired = [rates[name] for name in names]
+        axes[0].bar(names, fired, label="p(s = 1)")
+        axes[0].bar(names, [1 - p for p in fired], bottom=fired, label="p(s = 0)", alpha=0.4)
+        axes[0].set_title("spikes per layer (Fig. 2 / 4)")
+        axes[1].bar(list(balances)[: self.LAYERS_SHOWN], list(balances.values())[: self.LAYERS_SHOWN])
+        axes[1].axhline(0.5, color="black", linewidth=0.8)
+        axes[1].set_title("binary weights: p(+1)")
+        for name in names:
+            counts = self.levels.last_counts.get(name)
+            if counts:
+                n = len(counts) // 2
+                axes[2].plot(range(-n, n + 1), [c / sum(counts) for c in counts], marker="o", label=name)
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("stored level q")
+        axes[2].set_title("membrane levels (share)")
+        axes[2].legend(fontsize=7)
+        for axis in axes:
+            axis.tick_params(axis="x", labelrotation=60, labelsize=7)
+        axes[0].legend(fontsize=7)
+        figure.suptitle(f"epoch {trainer.current_epoch}")
+        figure.tight_layout()
+        folder = Path(trainer.default_root_dir) / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        figure.savefig(folder / f"epoch_{trainer.current_epoch:03d}.png", dpi=80)
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_figure"):
+                logger.experiment.add_figure("distributions", figure, global_step=trainer.current_epoch)
+        plt.close(figure)
+
+
+def default_monitors() -> list[Callback]:
+    """The monitors every run gets: spikes, weight signs, membrane levels and their figure."""
+    spikes, levels = SpikeMonitor(), MembraneLevelMonitor()
+    return [spikes, WeightSignMonitor(), levels, DistributionFigure(spikes, levels)]

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import MembraneLevelMonitor, SpikeMonitor, WeightSignMonitor
+from .callbacks import default_monitors
 from .config import restore_config
 from .data import build_datamodule
 from .module import QSNNClassifier
@@ -87,7 +87,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, SpikeMonitor(), WeightSignMonitor(), MembraneLevelMonitor()],
+        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, *default_monitors()],
         sync_batchnorm=synchronizes_batchnorm(cfg.trainer.accelerator),
         **trainer_settings,
     )
