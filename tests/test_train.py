@@ -168,3 +168,19 @@ def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp
     assert saved_state and set(seen["state"]["state"]) == set(saved_state)
     for key, buffers in saved_state.items():
         assert torch.equal(seen["state"]["state"][key]["momentum_buffer"], buffers["momentum_buffer"])
+
+
+def test_wandb_without_a_key_runs_offline_into_the_run_directory(fmnist_dir, tmp_path, monkeypatch):
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.train import train
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no key
+    cfg = load_config("fmnist_1w2u", [
+        f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path / 'runs'}", "logger=wandb", "trainer.limit_train_batches=2",
+        *SMALL_RUN[:2], "trainer.max_epochs=1", *SMALL_RUN[3:],
+    ])
+    run_dir = Path(train(cfg)["run_dir"])
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb"))  # the run's metrics, for `wandb sync`
+    assert (run_dir / "metrics.csv").exists()

@@ -175,9 +175,12 @@ class DistributionFigure(Callback):
         figure.tight_layout()
         folder = Path(trainer.default_root_dir) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
-        figure.savefig(folder / f"epoch_{trainer.current_epoch:03d}.png", dpi=80)
+        path = folder / f"epoch_{trainer.current_epoch:03d}.png"
+        figure.savefig(path, dpi=80)
         for logger in trainer.loggers:
-            if hasattr(logger.experiment, "add_figure"):
+            if hasattr(logger, "log_image"):  # Weights & Biases
+                logger.log_image("distributions", [str(path)], step=trainer.global_step)
+            elif hasattr(logger.experiment, "add_figure"):  # TensorBoard
                 logger.experiment.add_figure("distributions", figure, global_step=trainer.current_epoch)
         plt.close(figure)
 

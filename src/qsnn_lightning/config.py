@@ -86,7 +86,8 @@ class ExperimentConfig:
     name: str = DEFAULT_EXPERIMENT
     seed: int = 42
     run_dir: str = "runs"
-    logger: str = "csv"  # csv | tensorboard (CSV metrics are always written)
+    logger: str = "csv"  # csv | tensorboard | wandb (CSV metrics are always written)
+    wandb_project: str = "qsnn-lightning"
     ckpt_path: Optional[str] = None  # resume training from this checkpoint
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -104,7 +105,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "loss.reduction": REDUCTIONS,
         "optim.name": ("sgd", "adam"),
         "data.name": tuple(sorted(DATAMODULES)),
-        "logger": ("csv", "tensorboard"),
+        "logger": ("csv", "tensorboard", "wandb"),
     }
 
 

@@ -6,6 +6,7 @@ A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``chec
 """
 
 import json
+import netrc
 import os
 import time
 from pathlib import Path
@@ -74,11 +75,38 @@ def synchronizes_batchnorm(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def _has_wandb_key() -> bool:
+    """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it), read without
+    contacting the server."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_logger(cfg: DictConfig, run_dir: Path):
+    """Weights & Biases: online with an API key (``WANDB_API_KEY`` or ``wandb login``), otherwise
+    offline, so no network call can block the run; ``wandb sync <run dir>/wandb/offline-run-*``
+    uploads it later. Metrics, the config and the figures are logged, and online the checkpoints
+    as artifacts (Lightning cannot log artifacts offline: they stay in ``checkpoints/``)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    online = _has_wandb_key() and os.environ.get("WANDB_MODE") != "offline"
+    return WandbLogger(
+        project=cfg.wandb_project, name=f"{cfg.name}-{run_dir.name}", save_dir=str(run_dir), offline=not online,
+        log_model=online, config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     trainer_settings = {key: value for key, value in OmegaConf.to_container(cfg.trainer).items() if value is not None}
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger == "tensorboard":
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
+    elif cfg.logger == "wandb":
+        loggers.append(wandb_logger(cfg, run_dir))
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", auto_insert_metric_name=False,
         enable_version_counter=False,
