@@ -168,11 +168,6 @@ def _binary_signs(conv: QConv2d) -> tuple[np.ndarray, np.ndarray]:
     return signs.numpy(), alpha.double().numpy()
 
 
-def _conv_bn(block: MultiStep) -> tuple[QConv2d, nn.BatchNorm2d]:
-    conv, bn = block[0], block[1]
-    return conv, bn
-
-
 def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound: float, extra_terms: list[float]) -> tuple[FoldedLIF, float]:
     """Fold ``u = tau v + scale_c * acc + bias_c (+ extra inputs)`` into integers.
 
@@ -211,7 +206,7 @@ class _Folder:
         self.model: IntegerModel | None = None
 
     def stem(self, block: MultiStep, lif: LIF) -> None:
-        conv, bn = _conv_bn(block)
+        conv, bn = block  # MultiStep(QConv2d, BatchNorm2d)
         if not isinstance(conv.weight_quant, IntWeight):
             raise ExportError("the first layer must have 8-bit weights to export: export a 1w model")
         codes, weight_scale = conv.weight_quant.integer_weights(conv.weight)
@@ -244,7 +239,7 @@ class _Folder:
     def conv(self, block: MultiStep, lif: LIF, source: int, shortcut: "MultiStep | nn.Identity | None" = None,
              shortcut_source: int | None = None) -> int:
         """A binary conv + BN + LIF; with a shortcut (ResNet), its input joins the membrane."""
-        conv, bn = _conv_bn(block)
+        conv, bn = block  # MultiStep(QConv2d, BatchNorm2d)
         signs, alpha = _binary_signs(conv)
         kappa, bias = _bn_fold(bn)
         source_map = self.map(source)
@@ -253,7 +248,7 @@ class _Folder:
         acc_bound = source_map.max_value * conv.in_channels * k * k
         extra_terms, residual_scale = [], None
         if isinstance(shortcut, MultiStep):
-            res_conv, res_bn = _conv_bn(shortcut)
+            res_conv, res_bn = shortcut
             res_signs, res_alpha = _binary_signs(res_conv)
             res_kappa, res_bias = _bn_fold(res_bn)
             residual_scale = res_kappa * res_alpha

@@ -138,11 +138,16 @@ def build_cortex_m4(folder: Path) -> dict:
     return values
 
 
+def _refuse_occupied(destination: Path) -> None:
+    """An existing non-empty output folder is never touched."""
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise ExportError(f"{destination} already exists and is not empty; choose a new --out or remove it")
+
+
 def write_folder(model: IntegerModel, images: "torch.Tensor | None", destination: Path, info: dict,
                  target: str = "host") -> dict:
     """Assemble the export folder for ``model`` (and int8 ``images``) at ``destination``, atomically."""
-    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-        raise ExportError(f"{destination} already exists and is not empty; choose a new --out or remove it")
+    _refuse_occupied(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
     try:
@@ -174,8 +179,7 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
     if samples < 0 or (target == "cortex-m4" and samples == 0):
         raise ExportError("--samples must be >= 0, and >= 1 for --target cortex-m4 (the images it runs)")
     destination = Path(out)
-    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-        raise ExportError(f"{destination} already exists and is not empty; choose a new --out or remove it")
+    _refuse_occupied(destination)
     checkpoint = read_checkpoint(checkpoint_path)
     hparams = checkpoint["hyper_parameters"]
     if not str(hparams["bits"]).startswith("1w"):
