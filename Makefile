@@ -8,9 +8,11 @@ STAMP  := $(VENV)/.installed
 EXP    ?= fmnist_1w2u
 ARGS   ?=
 CKPT   ?=
+SWEEP  ?= lambda_k
+LOCAL  ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data train evaluate test test-full footprint clean
+.PHONY: help setup data train evaluate sweep test test-full footprint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +35,9 @@ train: $(STAMP) data ## train experiments/$(EXP).yaml (default fmnist_1w2u); ove
 
 evaluate: $(STAMP) ## test a checkpoint on its experiment's test split: make evaluate CKPT=runs/.../best.ckpt
 	$(BIN)/qsnn test $(CKPT) $(ARGS)
+
+sweep: $(STAMP) data ## run experiments/sweeps/$(SWEEP).yaml with W&B; LOCAL=1 runs the grid here offline (resumable)
+	$(BIN)/qsnn sweep $(SWEEP) $(if $(filter 1,$(LOCAL)),--local) $(ARGS)
 
 test: $(STAMP) data ## run the default test suite (slow tests excluded)
 	$(BIN)/pytest -q

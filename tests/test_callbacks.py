@@ -42,6 +42,9 @@ def test_short_run_logs_per_layer_rates_entropies_and_sign_balance(tmp_path):
     for name in names:
         for key in (f"train/firing_rate/{name}", f"train/spike_entropy/{name}", f"val/firing_rate/{name}"):
             assert key in logged, key
+    # results.json keeps the last validation rates in forward order (the sweep summary reads them)
+    assert list(results["val_firing_rates"]) == names
+    assert results["val_firing_rates"] == pytest.approx({name: logged[f"val/firing_rate/{name}"] for name in names})
 
     # the validation epoch saw one batch: the same batch through the saved model gives the rates
     datamodule = make_datamodule(cfg)

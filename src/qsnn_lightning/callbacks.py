@@ -32,9 +32,11 @@ class SpikeMonitor(Callback):
 
     SPLITS = ("train", "val")
 
+    def __init__(self):
+        self.last_rates: dict[str, dict[str, float]] = {}  # split -> layer -> rate, kept after fit
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.layers = {_short_name(name): m for name, m in pl_module.named_modules() if isinstance(m, LIF)}
-        self.last_rates: dict[str, dict[str, float]] = {}
         self.rates = {
             split: {name: MeanMetric().to(pl_module.device) for name in self.layers} for split in self.SPLITS
         }

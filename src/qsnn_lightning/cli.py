@@ -1,4 +1,4 @@
-"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn export``, ``qsnn footprint``.
+"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn sweep``, ``qsnn export``, ``qsnn footprint``.
 
 Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
 """
@@ -66,10 +66,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .config import ConfigError
     from .data import DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError
     from .export import ExportError
+    from .sweep import SweepError
     from .train import CheckpointError
 
     return (ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError,
-            ExportError)
+            ExportError, SweepError)
 
 
 def _one_line(error: Exception) -> str:
@@ -102,6 +103,23 @@ def run_test(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2))
 
 
+def run_sweep(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .sweep import SUMMARY, load_sweep, run_local, run_wandb
+
+    try:
+        sweep = load_sweep(args.sweep)
+        if args.local:
+            rows = run_local(sweep, args.overrides, Path(args.dir))
+        else:
+            run_wandb(sweep, args.overrides, Path(args.dir))
+            return
+    except _user_errors() as error:
+        raise UsageError(_one_line(error)) from None
+    print(f"sweep {sweep.name}: {len(rows)} points; summary in {Path(args.dir) / sweep.name / SUMMARY}")
+
+
 def run_export(args: argparse.Namespace) -> None:
     from .export import export_checkpoint
 
@@ -130,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.data_dir=/data")
     test.set_defaults(run=run_test)
 
+    sweep = commands.add_parser("sweep", help="run a sweep (experiments/sweeps/<SWEEP>.yaml) with W&B, or --local")
+    sweep.add_argument("sweep", help="sweep name, e.g. lambda_k, or a path to a W&B sweep file")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides for every point, e.g. trainer.max_epochs=1")
+    sweep.add_argument("--local", action="store_true",
+                       help="run the grid here, offline, one run per point (resumable), with a summary CSV and plot")
+    sweep.add_argument("--dir", default="runs/sweeps", help="where sweeps write their points (default runs/sweeps)")
+    sweep.set_defaults(run=run_sweep)
+
     export = commands.add_parser("export", help="export a 1w checkpoint to the C runtime (docs/export.md)")
     export.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
     export.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
@@ -149,9 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may also follow the options (``qsnn sweep NAME --local
+    a=b``), which argparse alone refuses once a positional list has been read."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_arguments(argv)
         args.run(args)
     except UsageError as error:
         print(f"qsnn: error: {error}", file=sys.stderr)

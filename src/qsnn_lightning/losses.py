@@ -10,6 +10,12 @@ from torch.nn import functional as F
 REDUCTIONS = ("sum", "mean")
 
 
+def hidden_layers(per_layer: Sequence) -> list:
+    """The entries of the hidden spiking layers l = 2..L-1 of Eq. 15 (all but the first and the
+    last, which follow the input and feed the classifier), from per-layer values in forward order."""
+    return list(per_layer)[1:-1]
+
+
 def spike_regularization(firing_rates: Sequence[torch.Tensor], reduction: str = "sum") -> torch.Tensor:
     """L_s of Eq. 15: ``sum_{l=2}^{L-1} (f_l - 0.5)^2``.
 
@@ -19,7 +25,7 @@ def spike_regularization(firing_rates: Sequence[torch.Tensor], reduction: str = 
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"spike loss reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    hidden = list(firing_rates)[1:-1]
+    hidden = hidden_layers(firing_rates)
     if not hidden:
         return torch.zeros(()) if not firing_rates else torch.zeros_like(firing_rates[0])
     terms = (torch.stack(hidden) - 0.5) ** 2

@@ -2,7 +2,8 @@
 fit, test the best checkpoint and write ``results.json``; or test a saved checkpoint.
 
 A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``checkpoints/``
-(``best.ckpt`` by ``val/acc``, ``last.ckpt``), ``metrics.csv``, and ``results.json``.
+(``best.ckpt`` by ``val/acc``, ``last.ckpt``), ``metrics.csv``, and ``results.json`` (test accuracy of
+the best checkpoint, best validation accuracy, and the last validation epoch's firing rate per layer).
 """
 
 import json
@@ -17,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import default_monitors
+from .callbacks import SpikeMonitor, default_monitors
 from .config import restore_config
 from .data import build_datamodule
 from .module import QSNNClassifier
@@ -75,7 +76,7 @@ def synchronizes_batchnorm(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def _has_wandb_key() -> bool:
+def has_wandb_key() -> bool:
     """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it), read without
     contacting the server."""
     if os.environ.get("WANDB_API_KEY"):
@@ -93,7 +94,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path):
     as artifacts (Lightning cannot log artifacts offline: they stay in ``checkpoints/``)."""
     from lightning.pytorch.loggers import WandbLogger
 
-    online = _has_wandb_key() and os.environ.get("WANDB_MODE") != "offline"
+    online = has_wandb_key() and os.environ.get("WANDB_MODE") != "offline"
     return WandbLogger(
         project=cfg.wandb_project, name=f"{cfg.name}-{run_dir.name}", save_dir=str(run_dir), offline=not online,
         log_model=online, config=OmegaConf.to_container(cfg, resolve=True),
@@ -162,10 +163,17 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
         "epochs": trainer.current_epoch,
         "checkpoint": best or None,
         "run_dir": str(run_dir),
+        "val_firing_rates": _last_val_firing_rates(trainer),
     }
     if trainer.is_global_zero:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _last_val_firing_rates(trainer: L.Trainer) -> dict[str, float]:
+    """f_l of every spiking layer, in forward order, from the last validation epoch."""
+    monitor = next((c for c in trainer.callbacks if isinstance(c, SpikeMonitor)), None)
+    return dict(monitor.last_rates.get("val", {})) if monitor else {}
 
 
 def read_checkpoint(path: str) -> dict:

@@ -1,0 +1,250 @@
+"""Hyper-parameter sweeps, read from W&B sweep files (``experiments/sweeps/<name>.yaml``).
+
+One file serves both ways of running a sweep:
+
+- online, :func:`run_wandb` registers the file with ``wandb sweep`` and runs ``wandb agent``, which
+  starts the file's ``command`` (``qsnn train <experiment> logger=wandb <point>``) per point;
+- offline, :func:`run_local` runs the same grid in this process, one training run per point, into
+  ``<root>/<sweep>/<point>/``, and writes ``summary.csv`` and ``accuracy_vs_<parameter>.png``.
+
+Both resume: W&B's grid skips the points its sweep has finished (the sweep id is kept in the sweep
+directory), and the local runner skips points that have a ``results.json`` and continues an
+interrupted point from its ``last.ckpt``.
+"""
+
+import csv
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from .config import EXPERIMENTS_DIR, load_config
+from .losses import hidden_layers
+from .precision import Precision
+
+SWEEPS_DIR = EXPERIMENTS_DIR / "sweeps"
+POINT_ARGUMENTS = "${args_no_hyphens}"  # where W&B puts a point's key=value arguments in the command
+SUMMARY = "summary.csv"
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be read or run as asked (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid sweep: ``experiment`` with the ``fixed`` overrides of the command, crossed with
+    every combination of ``parameters`` (key -> values, in file order)."""
+
+    name: str
+    experiment: str
+    fixed: tuple[str, ...]
+    parameters: dict[str, list]
+    wandb_config: dict
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid point, the last parameter varying fastest (W&B's grid order)."""
+        keys = list(self.parameters)
+        return [dict(zip(keys, values)) for values in itertools.product(*self.parameters.values())]
+
+
+def sweep_names(directory: Path = SWEEPS_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def load_sweep(name: str, directory: Path = SWEEPS_DIR) -> Sweep:
+    """The sweep ``experiments/sweeps/<name>.yaml`` (or a path to a sweep file)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else directory / f"{name}.yaml"
+    if not path.is_file():
+        raise SweepError(f"unknown sweep {name!r}; choose one of {', '.join(sweep_names(directory))} (files in {directory})")
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as error:
+        raise SweepError(f"cannot read sweep file {path}: {str(error).splitlines()[0]}") from None
+    if config.get("method") != "grid":
+        raise SweepError(f"{path}: method is {config.get('method')!r}; the sweeps here are grids (method: grid)")
+    parameters = {}
+    for key, spec in (config.get("parameters") or {}).items():
+        values = spec.get("values", [spec["value"]] if "value" in spec else None) if isinstance(spec, dict) else None
+        if not values:
+            raise SweepError(f"{path}: parameter {key!r} needs 'values: [...]' (or 'value: x') for a grid")
+        parameters[key] = list(values)
+    if not parameters:
+        raise SweepError(f"{path}: no parameters to sweep")
+    command = [str(part) for part in config.get("command") or []]
+    if "train" not in command or command.index("train") + 1 >= len(command) or POINT_ARGUMENTS not in command:
+        raise SweepError(f"{path}: command must read [${{env}}, qsnn, train, <experiment>, ..., {POINT_ARGUMENTS}]")
+    experiment = command[command.index("train") + 1]
+    fixed = tuple(part for part in command[command.index("train") + 2:] if "=" in part and not part.startswith("$"))
+    return Sweep(config.get("name", path.stem), experiment, fixed, parameters, config)
+
+
+def point_overrides(point: dict[str, Any]) -> list[str]:
+    return [f"{key}={value}" for key, value in point.items()]
+
+
+def point_directory_name(point: dict[str, Any]) -> str:
+    return "__".join(point_overrides(point)).replace("/", "_")
+
+
+def _local_overrides(sweep: Sweep, overrides: list[str]) -> list[str]:
+    """The command's fixed overrides except its logger (a local sweep logs CSV unless the user's
+    overrides say otherwise, e.g. ``logger=wandb`` for offline W&B runs), then the user's."""
+    return [item for item in sweep.fixed if not item.startswith("logger=")] + list(overrides)
+
+
+def _claim_directory(sweep: Sweep, overrides: list[str], sweep_dir: Path) -> None:
+    """Record the sweep and its overrides, or refuse to mix points run with other overrides."""
+    manifest = sweep_dir / "sweep.json"
+    wanted = {"sweep": sweep.name, "experiment": sweep.experiment, "overrides": list(overrides)}
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text())
+        if recorded != wanted:
+            raise SweepError(
+                f"{sweep_dir} holds sweep {recorded.get('sweep')!r} run with overrides {recorded.get('overrides')}; "
+                f"rerun with the same overrides to resume it, or pass another --dir for {overrides}"
+            )
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(wanted, indent=2) + "\n")
+
+
+def _finished_results(point_dir: Path) -> dict | None:
+    finished = sorted(point_dir.glob("*/*/results.json"))
+    return json.loads(finished[-1].read_text()) if finished else None
+
+
+def _interrupted_checkpoint(point_dir: Path) -> Path | None:
+    checkpoints = sorted(point_dir.glob("*/*/checkpoints/last.ckpt"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def run_local(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/sweeps"), log=print) -> list[dict]:
+    """Run every grid point not finished yet, then write the summary CSV and plot; returns the
+    summary rows. All points' configurations are validated before the first run starts."""
+    from .train import train
+
+    overrides = list(overrides)
+    sweep_dir = root / sweep.name
+    points = sweep.points()
+    base = _local_overrides(sweep, overrides)
+    configs = [load_config(sweep.experiment, [*base, *point_overrides(point)]) for point in points]
+    _claim_directory(sweep, overrides, sweep_dir)
+    rows = []
+    for number, (point, cfg) in enumerate(zip(points, configs), start=1):
+        point_dir = sweep_dir / point_directory_name(point)
+        results = _finished_results(point_dir)
+        label = f"[{number}/{len(points)}] {' '.join(point_overrides(point))}"
+        if results is None:
+            resume = _interrupted_checkpoint(point_dir)
+            log(f"{label}: {'resuming from ' + str(resume) if resume else 'training'}")
+            cfg.run_dir = str(point_dir)
+            cfg.ckpt_path = str(resume) if resume else None
+            results = train(cfg)
+        else:
+            log(f"{label}: finished earlier, test accuracy {results['test_acc']:.4f}")
+        rows.append(summary_row(point, results))
+    write_summary(rows, sweep_dir / SUMMARY)
+    plot_summary(rows, list(sweep.parameters), sweep_dir)
+    return rows
+
+
+def summary_row(point: dict[str, Any], results: dict) -> dict:
+    """One line of the summary: the point, k, accuracies and the mean hidden-layer firing rate
+    (the layers Eq. 15 regularizes, from the last validation epoch)."""
+    rates = list(results.get("val_firing_rates", {}).values())
+    hidden = hidden_layers(rates)
+    return {
+        **point,
+        "k": Precision.parse(results["bits"]).membrane_bits,
+        "test_acc": results["test_acc"],
+        "val_acc_best": results["val_acc_best"],
+        "hidden_firing_rate": sum(hidden) / len(hidden) if hidden else None,
+        "run_dir": results["run_dir"],
+    }
+
+
+def write_summary(rows: list[dict], path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    temporary.replace(path)
+
+
+def plot_summary(rows: list[dict], parameters: list[str], sweep_dir: Path) -> Path:
+    """Test accuracy and hidden firing rate against the first parameter, one line per value of the
+    others; a symmetric-log axis when the values include 0 (lambda = 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    x_key, series_keys = parameters[0], parameters[1:]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    series = {}
+    for row in rows:
+        series.setdefault(tuple(row[key] for key in series_keys), []).append(row)
+    for label, points in series.items():
+        name = ", ".join(f"{key}={value}" for key, value in zip(series_keys, label)) or "all"
+        xs = [float(point[x_key]) for point in points]
+        axes[0].plot(xs, [point["test_acc"] for point in points], marker="o", label=name)
+        axes[1].plot(xs, [point["hidden_firing_rate"] for point in points], marker="o", label=name)
+    positive = [float(row[x_key]) for row in rows if float(row[x_key]) > 0]
+    for axis, quantity in zip(axes, ("test accuracy", "hidden-layer firing rate (val)")):
+        if positive and min(float(row[x_key]) for row in rows) == 0:
+            axis.set_xscale("symlog", linthresh=min(positive))
+        elif positive and len(positive) == len(rows):
+            axis.set_xscale("log")
+        axis.set_xlabel(x_key)
+        axis.set_ylabel(quantity)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = sweep_dir / f"accuracy_vs_{x_key.rsplit('.', 1)[-1]}.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def run_wandb(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/sweeps"), log=print) -> str:
+    """Register the sweep with W&B (once; its id is kept in ``<root>/<sweep>/wandb_sweep_id`` so a
+    rerun resumes it) and run an agent on it; returns the sweep id. Needs an API key."""
+    from .train import has_wandb_key
+
+    if not has_wandb_key():
+        raise SweepError(
+            "W&B sweeps need an API key and network: run `wandb login` (or set WANDB_API_KEY), "
+            "or run the same grid offline with LOCAL=1 (qsnn sweep NAME --local)"
+        )
+    import wandb
+
+    project = load_config(sweep.experiment, list(overrides)).wandb_project
+    sweep_dir = root / sweep.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    id_file = sweep_dir / "wandb_sweep_id"
+    if id_file.is_file():
+        sweep_id = id_file.read_text().strip()
+        log(f"resuming W&B sweep {sweep_id}")
+    else:
+        config = dict(sweep.wandb_config)
+        command = list(config["command"])
+        at = command.index(POINT_ARGUMENTS)
+        config["command"] = [*command[:at], *overrides, *command[at:]]
+        sweep_id = wandb.sweep(sweep=config, project=project)
+        id_file.write_text(sweep_id + "\n")
+    bin_dir = str(Path(sys.executable).parent)  # where `qsnn` and `wandb` of this environment live
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    agent = shutil.which("wandb", path=env["PATH"]) or "wandb"
+    finished = subprocess.run([agent, "agent", "--project", project, sweep_id], env=env)
+    if finished.returncode != 0:
+        raise SweepError(f"wandb agent stopped with exit status {finished.returncode}; rerun to resume sweep {sweep_id}")
+    return sweep_id

@@ -1,0 +1,154 @@
+"""Sweeps from W&B sweep files: the lambda/k grid, the local runner (one run per point, summary CSV
+and plot, resumable) and the wiring of the online runner to ``wandb sweep`` / ``wandb agent``."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_files import write_fashion_mnist
+from qsnn_lightning import sweep as sweeps
+from qsnn_lightning.config import load_config
+from qsnn_lightning.precision import Precision
+from qsnn_lightning.sweep import SweepError, load_sweep, point_directory_name, run_local, run_wandb
+
+QSNN = str(Path(sys.executable).with_name("qsnn"))
+
+
+@pytest.fixture(scope="module")
+def tiny_budget(tmp_path_factory):
+    data = write_fashion_mnist(tmp_path_factory.mktemp("fmnist"), train=24, test=8)
+    return [
+        f"data.data_dir={data}", "data.download=false", "data.batch_size=8", "data.val_fraction=0.34",
+        "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+    ]
+
+
+def write_sweep(path: Path, lams=(0.0, 0.01), bits=("1w2u", "1w4u")) -> Path:
+    path.write_text(
+        "name: small\nmethod: grid\nmetric: {name: test/acc, goal: maximize}\nparameters:\n"
+        f"  loss.lam: {{values: {list(lams)}}}\n  model.bits: {{values: {list(bits)}}}\n"
+        "command: [\"${env}\", qsnn, train, fmnist_1w2u, logger=wandb, model.timesteps=1, \"${args_no_hyphens}\"]\n"
+    )
+    return path
+
+
+def test_lambda_k_is_the_grid_of_the_issue_on_a_real_experiment():
+    sweep = load_sweep("lambda_k")
+    points = sweep.points()
+    assert len(points) == 12
+    assert {point["loss.lam"] for point in points} == {0.0, 1e-4, 1e-3, 1e-2}
+    assert {Precision.parse(point["model.bits"]).membrane_bits for point in points} == {2, 4, 8}
+    assert {Precision.parse(point["model.bits"]).weight_bits for point in points} == {1}
+    assert sweep.experiment == "fmnist_1w2u" and sweep.fixed == ("logger=wandb",)
+    for point in points:  # every point is a valid configuration carrying its values
+        cfg = load_config(sweep.experiment, sweeps.point_overrides(point))
+        assert cfg.loss.lam == point["loss.lam"] and cfg.model.bits == point["model.bits"]
+
+
+def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_path, tiny_budget, monkeypatch):
+    sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml")))
+    assert sweep.fixed == ("logger=wandb", "model.timesteps=1")
+    from qsnn_lightning import train as training
+
+    real_train, calls = training.train, []
+
+    def interrupted_at_third_point(cfg):
+        calls.append((cfg.loss.lam, cfg.model.bits, cfg.logger, cfg.model.timesteps))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_train(cfg)
+
+    monkeypatch.setattr(training, "train", interrupted_at_third_point)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    # grid order, the command's fixed overrides applied, logging CSV locally
+    assert calls == [(0.0, "1w2u", "csv", 1), (0.0, "1w4u", "csv", 1), (0.01, "1w2u", "csv", 1)]
+
+    calls.clear()
+    monkeypatch.setattr(training, "train", lambda cfg: calls.append((cfg.loss.lam, cfg.model.bits)) or real_train(cfg))
+    rows = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    assert calls == [(0.01, "1w2u"), (0.01, "1w4u")]  # the two finished points are not rerun
+    summary = list(csv.DictReader(open(tmp_path / "sweeps" / "small" / "summary.csv")))
+    assert [(float(row["loss.lam"]), row["model.bits"], int(row["k"])) for row in summary] == [
+        (0.0, "1w2u", 2), (0.0, "1w4u", 4), (0.01, "1w2u", 2), (0.01, "1w4u", 4)]
+    for row, returned in zip(summary, rows):
+        assert 0.0 <= float(row["test_acc"]) <= 1.0 and float(row["test_acc"]) == pytest.approx(returned["test_acc"])
+        # fmnistnet has 4 spiking layers; the 2 hidden ones are those Eq. 15 regularizes
+        rates = list(__import__("json").loads((Path(row["run_dir"]) / "results.json").read_text())["val_firing_rates"].values())
+        assert float(row["hidden_firing_rate"]) == pytest.approx(sum(rates[1:3]) / 2)
+        assert Path(row["run_dir"]).is_relative_to(tmp_path / "sweeps" / "small")
+    assert (tmp_path / "sweeps" / "small" / "accuracy_vs_lam.png").stat().st_size > 0
+
+    calls.clear()
+    run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    assert calls == []
+
+
+def test_an_interrupted_point_continues_from_its_last_checkpoint(tmp_path, tiny_budget, monkeypatch):
+    sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml", lams=(0.0,), bits=("1w2u",))))
+    (row,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    run_dir = Path(row["run_dir"])
+    (run_dir / "results.json").unlink()  # as if stopped after the last epoch's checkpoint
+    from qsnn_lightning import train as training
+
+    real_train, resumed_from = training.train, []
+    monkeypatch.setattr(training, "train", lambda cfg: resumed_from.append(cfg.ckpt_path) or real_train(cfg))
+    (again,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    assert resumed_from == [str(run_dir / "checkpoints" / "last.ckpt")]
+    assert Path(again["run_dir"]) != run_dir and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_sweep_directory_is_not_mixed_with_other_overrides(tmp_path, tiny_budget):
+    sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml", lams=(0.0,), bits=("1w2u",))))
+    run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
+    with pytest.raises(SweepError, match="same overrides"):
+        run_local(sweep, [*tiny_budget, "optim.lr=0.01"], tmp_path / "sweeps")
+
+
+def test_bad_points_are_refused_before_anything_runs(tmp_path, tiny_budget):
+    sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml", bits=("1w2u", "1w3x"))))
+    with pytest.raises(ValueError, match="model.bits"):
+        run_local(sweep, tiny_budget, tmp_path / "sweeps")
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_online_sweep_registers_once_and_resumes_with_the_agent(tmp_path, monkeypatch):
+    import wandb
+
+    registered, agents = [], []
+    monkeypatch.setattr("qsnn_lightning.train.has_wandb_key", lambda: True)
+    monkeypatch.setattr(wandb, "sweep", lambda sweep, project: registered.append((sweep, project)) or "abc123")
+    monkeypatch.setattr(subprocess, "run", lambda command, env: agents.append((command, env)) or subprocess.CompletedProcess(command, 0))
+    sweep = load_sweep("lambda_k")
+    assert run_wandb(sweep, ["trainer.max_epochs=3"], tmp_path) == "abc123"
+    ((config, project),) = registered
+    assert project == "qsnn-lightning" and config["method"] == "grid"
+    assert config["command"][-3:] == ["logger=wandb", "trainer.max_epochs=3", "${args_no_hyphens}"]
+    command, env = agents[0]
+    assert command[1:] == ["agent", "--project", "qsnn-lightning", "abc123"]
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)  # the agent finds this qsnn
+    assert run_wandb(sweep, [], tmp_path) == "abc123" and len(registered) == 1 and len(agents) == 2
+
+
+def run_cli(*args, home):
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(home)}
+    return subprocess.run([QSNN, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("sweep", "nope", "--local"), "unknown sweep 'nope'; choose one of lambda_k"),
+    (("sweep", "lambda_k"), "W&B sweeps need an API key and network"),
+    (("sweep", "lambda_k", "--local", "loss.lamda=1"), "unknown config key 'loss.lamda'"),
+])
+def test_cli_refuses_in_one_line(tmp_path, args, message):
+    result = run_cli(*args, home=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_point_directories_are_named_by_their_overrides():
+    assert point_directory_name({"loss.lam": 0.001, "model.bits": "1w2u"}) == "loss.lam=0.001__model.bits=1w2u"
