@@ -64,12 +64,11 @@ def run_footprint(args: argparse.Namespace) -> None:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input (config, data, checkpoint), reported in one line."""
     from .config import ConfigError
-    from .data import DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError
+    from .data import DatasetCorruptError, DatasetNotFoundError
     from .export import ExportError
     from .train import CheckpointError
 
-    return (ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError,
-            ExportError)
+    return (ConfigError, DatasetCorruptError, DatasetNotFoundError, CheckpointError, ExportError)
 
 
 def _one_line(error: Exception) -> str:
