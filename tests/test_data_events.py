@@ -331,3 +331,20 @@ def test_cli_stops_with_one_line_on_a_corrupt_event_file_and_keeps_the_cache(ges
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("qsnn: error: event file") and str(broken) in last and "Traceback" not in result.stderr
     assert len(list((root / "frames").rglob("*.npz"))) == 11 and not (root / "runs").exists()
+
+
+def test_export_refuses_an_event_model_in_one_line(tmp_path):
+    from omegaconf import OmegaConf
+
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.export import ExportError, export_checkpoint
+    from qsnn_lightning.module import QSNNClassifier
+
+    cfg = load_config("nfmnist_1w2u")
+    module = QSNNClassifier(arch="fmnistnet", input_shape=(2, 34, 34), timesteps=3,
+                            experiment=OmegaConf.to_container(cfg))
+    checkpoint = tmp_path / "event.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
+    with pytest.raises(ExportError, match="event frames .nfashionmnist. cannot be exported") as error:
+        export_checkpoint(str(checkpoint), str(tmp_path / "out"))
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
