@@ -171,6 +171,8 @@ class FrameCache:
         name = source.names[index]
         try:
             frames = events_to_frames(source.read(index), self.settings)
+        except ImportError:  # a missing reader package is not a damaged file
+            raise
         except Exception as error:  # the readers raise anything from ValueError to a bare Exception
             raise DatasetCorruptError(
                 f"event file {source.root / name} is corrupt or truncated ({_one_line(error)[:160]}); "
