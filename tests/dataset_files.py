@@ -92,3 +92,68 @@ def write_tiny_imagenet(root: Path, per_class: int = 4) -> Path:
         lines.append(f"{filename}\t{wnid}\t0\t0\t63\t63\n")
     (folder / "val" / "val_annotations.txt").write_text("".join(lines))
     return folder
+
+
+GESTURE_FOLDERS = {"ibmGestureTrain": ("user01_fluorescent", "user01_led", "user02_natural"),
+                   "ibmGestureTest": ("user24_fluorescent_led",)}
+
+
+def gesture_events(count: int, seed: int) -> np.ndarray:
+    """``[count, 4]`` int64 rows (x, y, p, t in ms) as in tonic's DVS-Gesture files, t non-decreasing."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, 128, count), rng.integers(0, 128, count)
+    polarity = rng.integers(0, 2, count)
+    t = np.sort(rng.integers(0, 1500, count))
+    return np.stack([x, y, polarity, t], axis=1).astype(np.int64)
+
+
+def write_dvs_gesture(root: Path, labels: tuple[int, ...] = (0, 1, 2)) -> dict[str, np.ndarray]:
+    """tonic's DVS-Gesture layout: ``DVSGesture/<split folder>/user<NN>_<lighting>/<label>.npy``.
+    Returns the written event arrays by path relative to ``root/DVSGesture``."""
+    written = {}
+    for split, folders in GESTURE_FOLDERS.items():
+        for folder in folders:
+            (root / "DVSGesture" / split / folder).mkdir(parents=True)
+            for label in labels:
+                name = f"{split}/{folder}/{label}.npy"
+                written[name] = gesture_events(50 + 7 * len(written), seed=len(written))
+                np.save(root / "DVSGesture" / name, written[name])
+    return written
+
+
+CIFAR10_DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_aedat4(path: Path, events: np.ndarray) -> None:
+    """An AEDAT 4 file (the format of tonic's CIFAR10-DVS) written by iniVation's dv-processing,
+    from a structured array with fields t (µs), x, y, p."""
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    for t, x, y, p in zip(events["t"].tolist(), events["x"].tolist(), events["y"].tolist(), events["p"].tolist()):
+        store.push_back(t, x, y, bool(p))
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig("DVS128", (128, 128)))
+    writer.writeEvents(store)
+    del writer  # closes the file
+
+
+def cifar10_dvs_events(count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    events = np.zeros(count, dtype=[("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", bool)])
+    events["t"] = 1_000 + np.sort(rng.integers(0, 100_000, count))
+    events["x"], events["y"] = rng.integers(0, 128, count), rng.integers(0, 128, count)
+    events["p"] = rng.integers(0, 2, count).astype(bool)
+    return events
+
+
+def write_cifar10_dvs(root: Path, per_class: int = 10) -> dict[str, np.ndarray]:
+    """tonic's CIFAR10-DVS layout: ``CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat4``. Returns the
+    written events by path relative to ``root/CIFAR10DVS``."""
+    written = {}
+    for name in CIFAR10_DVS_CLASSES:
+        (root / "CIFAR10DVS" / name).mkdir(parents=True)
+        for index in range(per_class):
+            relative = f"{name}/cifar10_{name}_{index}.aedat4"
+            written[relative] = cifar10_dvs_events(30 + index, seed=len(written))
+            write_aedat4(root / "CIFAR10DVS" / relative, written[relative])
+    return written

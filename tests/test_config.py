@@ -49,6 +49,10 @@ def test_ablation_turns_ws_dr_off():
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),
         (["trainer.max_epochs"], "not of the form key=value"),
+        (["data.events.split_by=count"], "bad value for 'data.events.split_by': 'count'; allowed: number, time"),
+        (["data.events.resize=0"], "'data.events.resize': 0; it must be >= 1 or null"),
+        (["data.events.rotate=-5"], "'data.events.rotate': -5.0; it must be >= 0"),
+        (["data.events.blur=1"], "unknown config key 'data.events.blur'; valid keys in 'data.events': split_by, resize"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_fix(overrides, needle):

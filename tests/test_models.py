@@ -20,7 +20,7 @@ def test_resnet19_has_the_papers_parameter_count():
 )
 def test_backbones_give_per_step_logits(name, shape, frames):
     model = build_model(name, input_shape=shape, num_classes=7, timesteps=3, bits="1w2u")
-    x = torch.rand(3, 2, *shape) if frames else torch.rand(2, *shape)
+    x = torch.rand(2, 3, *shape) if frames else torch.rand(2, *shape)  # frames: [B, T, C, H, W]
     assert model(x).shape == (3, 2, 7)
 
 
@@ -42,8 +42,27 @@ def test_direct_encoding_equals_presenting_the_image_every_step(mode):
     model = build_model("fmnistnet", input_shape=(1, 28, 28), timesteps=3, bits="1w8u").train(mode == "train")
     image = torch.rand(4, 1, 28, 28)
     once = model(image)
-    repeated = model(image.unsqueeze(0).repeat(3, 1, 1, 1, 1))
+    repeated = model(image.unsqueeze(1).repeat(1, 3, 1, 1, 1))  # [B, T, C, H, W] frames, all the same
     assert torch.allclose(once, repeated, atol=1e-5)
+
+
+def test_event_frames_are_presented_one_per_step_never_repeated():
+    torch.manual_seed(0)
+    # a low threshold so that an untrained network's spikes reach the classifier
+    model = build_model("fmnistnet", input_shape=(2, 34, 34), timesteps=3, bits="1w8u", theta=0.2)
+    model(torch.rand(4, 3, 2, 34, 34))  # one training step calibrates the scales
+    model.eval()
+    frames = torch.rand(4, 3, 2, 34, 34)
+    per_step = model(frames)
+    first_frame_only = model(frames[:, 0])  # direct encoding of frame 0 at every step
+    # step 0 sees only frame 0 in both; from step 1 on the frames differ from frame 0
+    torch.testing.assert_close(per_step[0], first_frame_only[0])
+    assert not torch.allclose(per_step[1:], first_frame_only[1:])
+    # sample b's logits depend on sample b's frames only (batch-major input, not time-major)
+    swapped = model(frames[[1, 0, 2, 3]])
+    torch.testing.assert_close(swapped[:, 0], per_step[:, 1])
+    with pytest.raises(ValueError, match="got 2 frames per sample for a model of T = 3"):
+        model(frames[:, :2])
 
 
 def test_batches_do_not_share_state():

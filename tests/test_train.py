@@ -95,7 +95,8 @@ def test_bad_inputs_exit_2_in_one_line_and_keep_existing_files(finished_run, tmp
         (qsnn("test", str(not_checkpoint)), "is not a qsnn-lightning checkpoint"),
         (qsnn("test", str(garbage)), "cannot be read safely"),
         (qsnn("test", str(tmp_path / "missing.ckpt")), "does not exist"),
-        (qsnn("train", "dvsgesture_1w4u"), "event-camera"),
+        (qsnn("train", "dvsgesture_1w4u", f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false"),
+         "DVS-Gesture not found"),
     ):
         assert result.returncode == 2, result.stderr[-2000:]
         assert needle in result.stderr and "Traceback" not in result.stderr

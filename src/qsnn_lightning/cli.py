@@ -64,13 +64,12 @@ def run_footprint(args: argparse.Namespace) -> None:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input (config, data, checkpoint), reported in one line."""
     from .config import ConfigError
-    from .data import DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError
+    from .data import DatasetCorruptError, DatasetNotFoundError
     from .export import ExportError
     from .sweep import SweepError
     from .train import CheckpointError
 
-    return (ConfigError, DataModuleUnavailableError, DatasetCorruptError, DatasetNotFoundError, CheckpointError,
-            ExportError, SweepError)
+    return (ConfigError, DatasetCorruptError, DatasetNotFoundError, CheckpointError, ExportError, SweepError)
 
 
 def _one_line(error: Exception) -> str:

@@ -52,6 +52,18 @@ class OptimConfig:
 
 
 @dataclass
+class EventConfig:
+    """Frames of event datasets (dvsgesture, dvscifar10, nfashionmnist); T is model.timesteps."""
+
+    split_by: str = "number"  # number: equal event counts per frame | time: equal time bins
+    resize: Optional[int] = None  # side of the square frames; None: the dataset's (48 for dvscifar10)
+    roll: int = 5  # NDA (training only): one of roll (pixels), rotation, shear (degrees) per sample
+    rotate: float = 30.0
+    shear: float = 30.0
+    flip: bool = True
+
+
+@dataclass
 class DataConfig:
     name: str = "fashionmnist"
     data_dir: Optional[str] = None
@@ -61,6 +73,7 @@ class DataConfig:
     download: bool = True
     augment: bool = True
     subset: Optional[int] = None  # use only the first N samples of each split (smoke runs)
+    events: EventConfig = field(default_factory=EventConfig)
 
 
 @dataclass
@@ -98,6 +111,7 @@ class ExperimentConfig:
 
 def _choices() -> dict[str, tuple[str, ...]]:
     from .data import DATAMODULES  # late: the data package imports torchvision
+    from .data.frames import SPLITS
 
     return {
         "model.arch": tuple(sorted(BACKBONES)),
@@ -105,12 +119,16 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "loss.reduction": REDUCTIONS,
         "optim.name": ("sgd", "adam"),
         "data.name": tuple(sorted(DATAMODULES)),
+        "data.events.split_by": SPLITS,
         "logger": ("csv", "tensorboard", "wandb"),
     }
 
 
 POSITIVE = ("model.timesteps", "data.batch_size", "trainer.max_epochs", "trainer.num_nodes", "optim.lr")
-NON_NEGATIVE = ("loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta")
+NON_NEGATIVE = (
+    "loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta",
+    "data.events.roll", "data.events.rotate", "data.events.shear",
+)
 
 
 def experiment_names(directory: Path = EXPERIMENTS_DIR) -> list[str]:
@@ -154,6 +172,8 @@ def validate(cfg: DictConfig) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be >= 0")
+    if cfg.data.events.resize is not None and cfg.data.events.resize < 1:
+        raise ConfigError(f"bad value for 'data.events.resize': {cfg.data.events.resize}; it must be >= 1 or null")
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError(f"bad value for 'data.val_fraction': {cfg.data.val_fraction}; it must be in [0, 1)")
 

@@ -33,7 +33,7 @@ class CheckpointError(ValueError):
 def make_datamodule(cfg: DictConfig):
     settings = OmegaConf.to_container(cfg.data, resolve=True)
     name = settings.pop("name")
-    return build_datamodule(name, seed=cfg.seed, **settings)
+    return build_datamodule(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
 
 
 def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:

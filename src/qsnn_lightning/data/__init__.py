@@ -1,6 +1,8 @@
 """Datasets: shapes and class counts (`info`), Lightning DataModules, and the registry."""
 
+from .events import CIFAR10DVSDataModule, DVSGestureDataModule, EventDataModule
 from .info import DATASETS, dataset_info
+from .nfmnist import NFashionMNISTDataModule
 from .static import (
     CIFAR10DataModule,
     CIFAR100DataModule,
@@ -10,35 +12,34 @@ from .static import (
     TinyImageNetDataModule,
 )
 
-# Event-camera datasets (DVS-Gesture, CIFAR10-DVS) are registered names without a DataModule yet.
-EVENT_DATASETS = ("dvsgesture", "dvscifar10")
 DATAMODULES = {
     "fashionmnist": FashionMNISTDataModule,
     "cifar10": CIFAR10DataModule,
     "cifar100": CIFAR100DataModule,
     "tinyimagenet": TinyImageNetDataModule,
-    **{name: None for name in EVENT_DATASETS},
+    "dvsgesture": DVSGestureDataModule,
+    "dvscifar10": CIFAR10DVSDataModule,
+    "nfashionmnist": NFashionMNISTDataModule,
 }
+EVENT_DATASETS = tuple(name for name, datamodule in DATAMODULES.items() if issubclass(datamodule, EventDataModule))
 
 
-class DataModuleUnavailableError(ValueError):
-    """A registered dataset whose DataModule is not part of this version."""
+def build_datamodule(name: str, *, timesteps: int | None = None, events: dict | None = None, **settings):
+    """The DataModule of dataset ``name`` with the given settings (see ``DataConfig``).
 
-
-def build_datamodule(name: str, **settings):
-    """The DataModule of dataset ``name`` with the given settings (see ``DataConfig``)."""
+    Event datasets also take the model's ``timesteps`` (frames per sample) and the ``events``
+    settings (``EventConfig``); static datasets ignore both.
+    """
     if name not in DATAMODULES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATAMODULES))}")
-    datamodule = DATAMODULES[name]
-    if datamodule is None:
-        raise DataModuleUnavailableError(
-            f"dataset {name!r} needs the event-camera DataModules, which are not in this version yet; "
-            "train a static dataset (fashionmnist, cifar10, cifar100, tinyimagenet) meanwhile"
-        )
-    return datamodule(**settings)
+    if name in EVENT_DATASETS:
+        if timesteps is not None:
+            settings["timesteps"] = timesteps
+        settings.update(events or {})
+    return DATAMODULES[name](**settings)
 
 
 __all__ = [
-    "DATAMODULES", "DATASETS", "DataModuleUnavailableError", "DatasetCorruptError", "DatasetNotFoundError",
-    "build_datamodule", "dataset_info",
+    "DATAMODULES", "DATASETS", "EVENT_DATASETS", "DatasetCorruptError", "DatasetNotFoundError", "build_datamodule",
+    "dataset_info",
 ]

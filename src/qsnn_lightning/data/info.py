@@ -15,7 +15,8 @@ DATASETS = {
     "cifar100": DatasetInfo((3, 32, 32), 100),
     "tinyimagenet": DatasetInfo((3, 64, 64), 200),
     "dvsgesture": DatasetInfo((2, 128, 128), 11),
-    "dvscifar10": DatasetInfo((2, 48, 48), 10),
+    "dvscifar10": DatasetInfo((2, 48, 48), 10),  # 128x128 events resized to 48x48 as in TET
+    "nfashionmnist": DatasetInfo((2, 34, 34), 10),  # Fashion-MNIST through a simulated event camera
 }
 
 

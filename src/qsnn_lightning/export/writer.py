@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..config import restore_config
+from ..data import EVENT_DATASETS
 from ..train import make_datamodule, module_from_checkpoint, read_checkpoint
 from . import reference
 from .codegen import model_header, model_source, pack_bits, samples_header
@@ -185,6 +186,9 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
     if not str(hparams["bits"]).startswith("1w"):
         raise ExportError(f"a {hparams['bits']} model cannot be exported: the integer runtime needs 1-bit hidden "
                           "weights (train a 1w model, e.g. fmnist_1w2u)")
+    if hparams["experiment"]["data"]["name"] in EVENT_DATASETS:
+        raise ExportError(f"a model of event frames ({hparams['experiment']['data']['name']}) cannot be exported: the C "
+                          "runtime presents one static image at every time step (export a static-image model)")
     backbone = module_from_checkpoint(checkpoint).model.eval()
     datamodule = make_datamodule(restore_config(hparams["experiment"], overrides))
     model = fold(backbone)

@@ -11,7 +11,8 @@ class SpikingBackbone(nn.Module):
     """A Q-SNN backbone mapping inputs to per-step logits ``[T, B, classes]``.
 
     Inputs are either static images ``[B, C, H, W]`` (direct encoding: the image is presented at
-    every one of ``timesteps`` steps) or event frames ``[T, B, C, H, W]``. Every forward pass
+    every one of ``timesteps`` steps) or event frames ``[B, T, C, H, W]`` as the event
+    DataModules batch them (frame t is presented at step t, never repeated). Every forward pass
     starts from a cleared membrane state, so batches never share state. The prediction is the
     time mean of the logits.
     """
@@ -31,15 +32,17 @@ class SpikingBackbone(nn.Module):
 
         A static image gives the same current at every step, so the stem runs once and its
         output is repeated over T (identical to running it T times, BatchNorm statistics
-        included).
+        included). Event frames ``[B, T, C, H, W]`` are put time-major and each step gets its own.
         """
         x = self.input_quant(x)
         if x.dim() == 4:
             current = stem(x.unsqueeze(0))
             return current.expand(self.timesteps, *current.shape[1:])
         if x.dim() == 5:
-            return stem(x)
-        raise ValueError(f"expected [B, C, H, W] images or [T, B, C, H, W] frames, got shape {tuple(x.shape)}")
+            if x.shape[1] != self.timesteps:
+                raise ValueError(f"got {x.shape[1]} frames per sample for a model of T = {self.timesteps}")
+            return stem(x.transpose(0, 1))
+        raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got shape {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reset_states(self)
