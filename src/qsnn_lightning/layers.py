@@ -51,7 +51,9 @@ class LayerFactory:
     """Builds the layers of a Q-SNN at one precision, so backbones only describe topology.
 
     ``standardize`` is the WS-DR weight standardization (``"layer"``, ``"channel"`` or ``"none"``);
-    the neuron settings are those of :class:`~qsnn_lightning.neurons.LIF`.
+    the neuron settings (``neuron``: ``"fused"`` or ``"reference"``, ``compile``) are those of
+    :class:`~qsnn_lightning.neurons.LIF`. A subclass overriding :meth:`lif` builds the same
+    topology around another neuron (the throughput benchmark does so for its peers).
     """
 
     precision: Precision = field(default_factory=lambda: Precision.parse("1w2u"))
@@ -60,6 +62,8 @@ class LayerFactory:
     theta: float = 1.0
     beta: float = 1.0
     quantize_before_spike: bool = False
+    neuron: str = "fused"
+    compile: bool = False
 
     def conv_bn(self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False) -> MultiStep:
         """Bias-free conv (same padding for odd kernels) and BatchNorm over ``[T, B, C, H, W]``."""
@@ -78,9 +82,9 @@ class LayerFactory:
         full = self.precision.weight_bits == FULL_PRECISION_BITS
         return InputQuant(FULL_PRECISION_BITS if full else 8)
 
-    def lif(self) -> LIF:
+    def lif(self) -> nn.Module:
         return LIF(
             tau=self.tau, theta=self.theta, beta=self.beta,
             membrane_bits=self.precision.membrane_bits,
-            quantize_before_spike=self.quantize_before_spike,
+            quantize_before_spike=self.quantize_before_spike, neuron=self.neuron, compile=self.compile,
         )

@@ -28,6 +28,12 @@ def round_clip_ste(x: torch.Tensor, limit: int) -> torch.Tensor:
     return x + (torch.round(x).clamp(-limit, limit) - x).detach()
 
 
+def integer_levels(u: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """``round(n * clip(u / alpha_u, -1, 1))`` with ``n = levels``: each potential's level in
+    [-n, n] (Eq. 8-9; clip(round(n x)) equals round(n clip(x)) because n is an integer)."""
+    return torch.round(levels * u / alpha).clamp(-levels, levels)
+
+
 def _per_channel(reduce, w: torch.Tensor) -> torch.Tensor:
     """Reduce ``w`` over every dimension but the first (output channels), keeping dims."""
     return reduce(w, dim=tuple(range(1, w.dim())), keepdim=True)
@@ -153,22 +159,34 @@ class MembraneQuant(nn.Module):
     def scale(self, u: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` for this step: the step's max |u| in training (updating the running
         estimate), the running estimate in eval. Never synchronizes with the device."""
-        step_max = u.detach().abs().amax().clamp_min(torch.finfo(u.dtype).tiny)
+        alpha = self.scale_from_max(u.detach().abs().amax())
         if self.training:
-            self._track(step_max)
+            self.track(alpha.view(1))
+        return alpha
+
+    def scale_from_max(self, step_max: torch.Tensor) -> torch.Tensor:
+        """``alpha_u`` given the step's max |u|, without updating the running estimate: the max
+        itself (never 0) in training, the running estimate in eval once calibrated."""
+        step_max = step_max.clamp_min(torch.finfo(step_max.dtype).tiny)
+        if self.training:
             return step_max
-        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(u.dtype), step_max)
+        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(step_max.dtype), step_max)
 
     @torch.no_grad()
-    def _track(self, step_max: torch.Tensor) -> None:
-        first = self.num_steps_tracked == 0
-        averaged = torch.lerp(self.running_alpha, step_max.to(self.running_alpha.dtype), self.momentum)
-        self.running_alpha.copy_(torch.where(first, step_max.to(self.running_alpha.dtype), averaged))
-        self.num_steps_tracked += 1
+    def track(self, step_maxes: torch.Tensor) -> None:
+        """Fold the training scales of consecutive steps (1-D, in time order) into the running
+        estimate: the first step ever initializes it, each step then moves it by ``momentum``."""
+        step_maxes = step_maxes.to(self.running_alpha.dtype)
+        # lerp(a, a, m) == a exactly, so starting from the first max equals initializing with it.
+        running = torch.where(self.num_steps_tracked == 0, step_maxes[0], self.running_alpha)
+        for step_max in step_maxes:
+            running = torch.lerp(running, step_max, self.momentum)
+        self.running_alpha.copy_(running)
+        self.num_steps_tracked += len(step_maxes)
 
     def integer_levels(self, u: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """``round(n * clip(u / alpha_u, -1, 1))``: each potential's level in [-n, n] (Eq. 8-9)."""
-        return torch.round(self.levels * u / alpha).clamp(-self.levels, self.levels)
+        return integer_levels(u, alpha, self.levels)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
