@@ -3,7 +3,9 @@
 ``QConv2d`` / ``QLinear`` keep latent fp32 weights and read them through their weight quantizer
 (``layer.weight_quant``, which carries ``bits`` and the scales). Stateless layers run on all T
 steps at once by folding time into the batch (``MultiStep``), so each weight is quantized once
-per forward pass, not once per time step.
+per forward pass, not once per time step. A layer with quantized weights keeps its input and
+its latent weight for the backward pass, not the quantized weight: that is recomputed there
+(:class:`QuantizedWeightOp`), so a Q-SNN holds no more memory than the full-precision network.
 """
 
 from dataclasses import dataclass, field
@@ -16,26 +18,75 @@ from .precision import Precision
 from .quant import FULL_PRECISION_BITS, FullPrecisionWeight, InputQuant
 
 
-class QConv2d(nn.Conv2d):
+class QuantizedWeightOp(torch.autograd.Function):
+    """``layer.op(x, Q(w), bias)`` that saves ``x`` and ``w`` and recomputes ``Q(w)`` in the
+    backward pass. Values and gradients are those of autograd through ``layer.weight_quant`` and
+    the op (the same functions run); only what is held between the passes differs: ``Q(w)`` and
+    the quantizer's intermediate tensors live for one layer at a time instead of all at once."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        with torch.no_grad():
+            quantized = layer.weight_quant(weight)
+        ctx.layer = layer
+        ctx.save_for_backward(x, weight)
+        return layer.op(x, quantized, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            latent = weight.detach().requires_grad_()
+            quantized = ctx.layer.weight_quant(latent)
+        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x, quantized.detach(), ctx.needs_input_grad)
+        (grad_weight,) = torch.autograd.grad(quantized, latent, grad_quantized)
+        return grad_x, grad_weight, grad_bias, None
+
+
+class _QuantizedWeightLayer:
+    """The forward pass shared by QConv2d and QLinear: the plain op for full-precision weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.weight_quant, FullPrecisionWeight):
+            return self.op(x, self.weight, self.bias)
+        return QuantizedWeightOp.apply(x, self.weight, self.bias, self)
+
+
+class QConv2d(_QuantizedWeightLayer, nn.Conv2d):
     """``nn.Conv2d`` whose weight is read through ``weight_quant`` (Eq. 6 for binary layers)."""
 
     def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight_quant(self.weight), self.bias)
+    def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return self._conv_forward(x, weight, bias)
+
+    def op_backward(self, grad_out, x, weight, needs_input_grad):
+        """Gradients of :meth:`op` w.r.t. input, weight and bias (zero padding, as built here)."""
+        return torch.ops.aten.convolution_backward(
+            grad_out, x, weight, [self.out_channels] if self.bias is not None else None, self.stride, self.padding,
+            self.dilation, False, [0] * len(self.stride), self.groups,
+            [needs_input_grad[0], True, self.bias is not None and needs_input_grad[2]],
+        )
 
 
-class QLinear(nn.Linear):
+class QLinear(_QuantizedWeightLayer, nn.Linear):
     """``nn.Linear`` whose weight is read through ``weight_quant``."""
 
     def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight_quant(self.weight), self.bias)
+    def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return nn.functional.linear(x, weight, bias)
+
+    def op_backward(self, grad_out, x, weight, needs_input_grad):
+        """Gradients of :meth:`op` w.r.t. input, weight and bias."""
+        rows, inputs = grad_out.flatten(0, -2), x.flatten(0, -2)
+        grad_x = grad_out @ weight if needs_input_grad[0] else None
+        grad_bias = rows.sum(0) if self.bias is not None and needs_input_grad[2] else None
+        return grad_x, rows.t() @ inputs, grad_bias
 
 
 class MultiStep(nn.Sequential):

@@ -1,0 +1,62 @@
+"""Quantized-weight layers: gradients of the recomputing op, what they keep, weight quantization once per forward."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from qsnn_lightning.layers import QConv2d, QLinear
+from qsnn_lightning.models import build_model
+from qsnn_lightning.quant import BinaryWeight, IntWeight
+
+QUANTIZERS = [BinaryWeight("layer"), BinaryWeight("channel"), IntWeight(8)]
+
+
+def plain(layer, x):
+    """What autograd computes through the quantizer and the op, keeping everything."""
+    if isinstance(layer, QConv2d):
+        return F.conv2d(x, layer.weight_quant(layer.weight), layer.bias, layer.stride, layer.padding)
+    return F.linear(x, layer.weight_quant(layer.weight), layer.bias)
+
+
+@pytest.mark.parametrize("quant", QUANTIZERS, ids=lambda q: f"{type(q).__name__}-{getattr(q, 'standardize', q.bits)}")
+@pytest.mark.parametrize("kind", ["conv", "conv_bias_stride", "linear"])
+def test_recomputed_weight_gives_autograd_values_and_gradients(quant, kind):
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer, x = QLinear(12, 5, weight_quant=quant).double(), torch.randn(3, 4, 12, dtype=torch.float64)
+    else:
+        bias, stride = kind == "conv_bias_stride", 2 if kind == "conv_bias_stride" else 1
+        layer = QConv2d(3, 6, 3, stride=stride, padding=1, bias=bias, weight_quant=quant).double()
+        x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    upstream = torch.randn_like(plain(layer, x))
+    results = []
+    for forward in (layer, lambda x: plain(layer, x)):
+        x_leaf = x.clone().requires_grad_()
+        layer.zero_grad()
+        out = forward(x_leaf)
+        (out * upstream).sum().backward()
+        results.append([out.detach(), x_leaf.grad] + [p.grad.clone() for p in layer.parameters()])
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    assert results[0][2].abs().sum() > 0
+
+
+def test_quantized_layer_keeps_input_and_latent_weight_only():
+    layer = QConv2d(4, 8, 3, padding=1, weight_quant=BinaryWeight())
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        layer(x)
+    assert len(saved) == 2 and saved[0] is x and saved[1] is layer.weight  # no copy, no quantized weight
+
+
+def test_weights_are_quantized_once_per_forward_whatever_the_timesteps():
+    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u", timesteps=4).train()
+    layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
+    calls = []
+    for layer in layers:
+        layer.weight_quant.register_forward_hook(lambda module, args, out: calls.append(module))
+    model(torch.rand(3, 1, 28, 28))
+    assert len(calls) == len(layers) == 5
+    model.eval()(torch.rand(3, 1, 28, 28))
+    assert len(calls) == 2 * len(layers)
