@@ -19,15 +19,18 @@ def plain(layer, x):
 
 
 @pytest.mark.parametrize("quant", QUANTIZERS, ids=lambda q: f"{type(q).__name__}-{getattr(q, 'standardize', q.bits)}")
-@pytest.mark.parametrize("kind", ["conv", "conv_bias_stride", "linear"])
+@pytest.mark.parametrize("kind", ["conv", "conv_bias_stride", "conv_spikes_in", "linear"])
 def test_recomputed_weight_gives_autograd_values_and_gradients(quant, kind):
     torch.manual_seed(0)
     if kind == "linear":
         layer, x = QLinear(12, 5, weight_quant=quant).double(), torch.randn(3, 4, 12, dtype=torch.float64)
     else:
         bias, stride = kind == "conv_bias_stride", 2 if kind == "conv_bias_stride" else 1
-        layer = QConv2d(3, 6, 3, stride=stride, padding=1, bias=bias, weight_quant=quant).double()
+        spikes = kind == "conv_spikes_in"
+        layer = QConv2d(3, 6, 3, stride=stride, padding=1, bias=bias, weight_quant=quant, binary_input=spikes).double()
         x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+        if spikes:
+            x = (x > 0.3).double()
     upstream = torch.randn_like(plain(layer, x))
     results = []
     for forward in (layer, lambda x: plain(layer, x)):
@@ -48,6 +51,24 @@ def test_quantized_layer_keeps_input_and_latent_weight_only():
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         layer(x)
     assert len(saved) == 2 and saved[0] is x and saved[1] is layer.weight  # no copy, no quantized weight
+    layer.binary_input, saved[:] = True, []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        layer((x > 0).float().requires_grad_())
+    assert saved[0].dtype == torch.uint8 and saved[1] is layer.weight  # spikes kept in one byte each
+
+
+@pytest.mark.parametrize("arch, shape", [("resnet19", (3, 8, 8)), ("vggsnn", (2, 16, 16)), ("fmnistnet", (1, 28, 28))])
+def test_layers_declared_to_read_spikes_read_only_zeros_and_ones(arch, shape):
+    model = build_model(arch, input_shape=shape, bits="1w2u", timesteps=2).train()
+    seen = {}
+    for name, layer in model.named_modules():
+        if isinstance(layer, QConv2d):
+            layer.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, (m.binary_input, args[0])))
+    model(torch.rand(3, *shape) * 3)
+    declared = {name for name, (binary, _) in seen.items() if binary}
+    assert declared and all(((x == 0) | (x == 1)).all() for binary, x in seen.values() if binary)
+    undeclared_spikes = {name for name, (binary, x) in seen.items() if not binary and ((x == 0) | (x == 1)).all()}
+    assert not undeclared_spikes  # pooled spike maps and images are not binary here
 
 
 def test_weights_are_quantized_once_per_forward_whatever_the_timesteps():

@@ -5,7 +5,8 @@
 steps at once by folding time into the batch (``MultiStep``), so each weight is quantized once
 per forward pass, not once per time step. A layer with quantized weights keeps its input and
 its latent weight for the backward pass, not the quantized weight: that is recomputed there
-(:class:`QuantizedWeightOp`), so a Q-SNN holds no more memory than the full-precision network.
+(:class:`QuantizedWeightOp`). A layer built with ``binary_input=True`` (its input is a spike
+map, as the backbones declare) keeps that input as one byte per element instead of four.
 """
 
 from dataclasses import dataclass, field
@@ -22,19 +23,21 @@ class QuantizedWeightOp(torch.autograd.Function):
     """``layer.op(x, Q(w), bias)`` that saves ``x`` and ``w`` and recomputes ``Q(w)`` in the
     backward pass. Values and gradients are those of autograd through ``layer.weight_quant`` and
     the op (the same functions run); only what is held between the passes differs: ``Q(w)`` and
-    the quantizer's intermediate tensors live for one layer at a time instead of all at once."""
+    the quantizer's intermediate tensors live for one layer at a time instead of all at once,
+    and a binary input (``layer.binary_input``) is kept as uint8, which holds 0 and 1 exactly."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
         with torch.no_grad():
             quantized = layer.weight_quant(weight)
-        ctx.layer = layer
-        ctx.save_for_backward(x, weight)
+        ctx.layer, ctx.input_dtype = layer, x.dtype
+        ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight)
         return layer.op(x, quantized, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
+        x = x.to(ctx.input_dtype)
         with torch.enable_grad():
             latent = weight.detach().requires_grad_()
             quantized = ctx.layer.weight_quant(latent)
@@ -53,11 +56,13 @@ class _QuantizedWeightLayer:
 
 
 class QConv2d(_QuantizedWeightLayer, nn.Conv2d):
-    """``nn.Conv2d`` whose weight is read through ``weight_quant`` (Eq. 6 for binary layers)."""
+    """``nn.Conv2d`` whose weight is read through ``weight_quant`` (Eq. 6 for binary layers);
+    ``binary_input=True`` declares that its input holds only 0 and 1 (spikes)."""
 
-    def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
+    def __init__(self, *args, weight_quant: nn.Module | None = None, binary_input: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
+        self.binary_input = binary_input
 
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return self._conv_forward(x, weight, bias)
@@ -77,6 +82,7 @@ class QLinear(_QuantizedWeightLayer, nn.Linear):
     def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
+        self.binary_input = False  # the classifier reads time-averaged spikes
 
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return nn.functional.linear(x, weight, bias)
@@ -116,11 +122,14 @@ class LayerFactory:
     neuron: str = "fused"
     compile: bool = False
 
-    def conv_bn(self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False) -> MultiStep:
-        """Bias-free conv (same padding for odd kernels) and BatchNorm over ``[T, B, C, H, W]``."""
+    def conv_bn(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False, spikes_in: bool = False,
+    ) -> MultiStep:
+        """Bias-free conv (same padding for odd kernels) and BatchNorm over ``[T, B, C, H, W]``;
+        ``spikes_in``: the conv reads a LIF layer's spikes directly (no pooling between)."""
         conv = QConv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False,
-            weight_quant=self.precision.weight_quant(edge, self.standardize),
+            weight_quant=self.precision.weight_quant(edge, self.standardize), binary_input=spikes_in,
         )
         return MultiStep(conv, nn.BatchNorm2d(cout))
 
