@@ -12,7 +12,8 @@ Throughput: after warm-up steps (where compilation happens), ``--rounds`` rounds
 ``--iters`` steps of every implementation in turn; each implementation's best round counts, so
 load from other processes on the machine penalizes all of them alike.
 
-Peak memory, one implementation at a time after the timing: on CUDA the peak of
+Peak memory, one implementation at a time after the timing (the first one twice, the first
+result dropped: it includes one-time allocations): on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` over two steps, less what was allocated before the model was
 built. On CPU the growth of the process's peak resident set (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs``) over two steps from before the model was built, with glibc told to
@@ -155,6 +156,14 @@ def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: tor
     return (peak - before) / 2**20
 
 
+def peak_memories(impls: list[str], workload: Workload, shape, batch: int, device: torch.device) -> dict:
+    """:func:`peak_memory_mb` of each implementation. The first measurement of a workload also
+    pays one-time allocations (library caches, allocator pools), so it is made twice and the
+    first result dropped."""
+    peak_memory_mb(impls[0], workload, shape, batch, device)
+    return {impl: peak_memory_mb(impl, workload, shape, batch, device) for impl in impls}
+
+
 def compiler_available(device: torch.device) -> bool:
     """torch.compile's inductor needs a C++ compiler on CPU and Triton on CUDA."""
     if device.type == "cuda":
@@ -227,10 +236,11 @@ def main(argv=None) -> int:
               "parameters: " + ", ".join(f"{impl} {count:,}" for impl, count in counts.items()))
         speed = best_throughput(trainers, batch, args.iters, args.rounds, args.warmup)
         del trainers
+        memory = peak_memories(list(speed), workload, shape, batch, device)
         for impl in speed:
             rows.append({
                 "impl": impl, "workload": name, "device": args.device, "batch": batch,
-                "images_per_s": speed[impl], "peak_mem_mb": peak_memory_mb(impl, workload, shape, batch, device),
+                "images_per_s": speed[impl], "peak_mem_mb": memory[impl],
             })
     print_table(rows)
     if args.json:

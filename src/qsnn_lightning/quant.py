@@ -96,15 +96,30 @@ class BinaryWeight(nn.Module):
         self.standardize = standardize
         self.eps = eps
 
+    def _dims(self, w: torch.Tensor) -> "tuple[int, ...] | None":
+        """The dimensions one mean and std of Eq. 14 cover (None: all of them)."""
+        return None if self.standardize == "layer" else tuple(range(1, w.dim()))
+
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
         """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
+        return self._standardized_and_sigma(w)[0]
+
+    def _standardized_and_sigma(self, w: torch.Tensor):
         if self.standardize == "none":
-            return w
-        if self.standardize == "layer":
-            var, mean = torch.var_mean(w, correction=0)
-        else:
-            var, mean = torch.var_mean(w, dim=tuple(range(1, w.dim())), keepdim=True, correction=0)
-        return (w - mean) / torch.sqrt(var + self.eps)
+            return w, None
+        var, mean = torch.var_mean(w, dim=self._dims(w), keepdim=self.standardize == "channel", correction=0)
+        sigma = torch.sqrt(var + self.eps)
+        return (w - mean) / sigma, sigma
+
+    def _standardization_backward(self, w_hat: torch.Tensor, sigma, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW from dL/dw_hat through Eq. 14 (mu and sigma depend on W):
+        ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group."""
+        if sigma is None:
+            return grad
+        dims, keep = self._dims(w_hat), self.standardize == "channel"
+        grad_mean = grad.mean(dim=dims, keepdim=keep)
+        grad_hat_mean = (grad * w_hat).mean(dim=dims, keepdim=keep)
+        return (grad - grad_mean).sub_(w_hat * grad_hat_mean).div_(sigma)
 
     @staticmethod
     def signs(w_hat: torch.Tensor) -> torch.Tensor:
@@ -112,17 +127,41 @@ class BinaryWeight(nn.Module):
         return torch.where(w_hat >= 0, 1.0, -1.0).to(w_hat.dtype)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        w_hat = self.standardized(w)
-        alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
-        clipped = w_hat.clamp(-1, 1)
-        sign_ste = clipped + (self.signs(w_hat) - clipped).detach()  # clipped straight-through
-        return alpha * sign_ste
+        return _Binarize.apply(w, self)
+
+    def backward(self, w: torch.Tensor, alpha: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through
+        the sign, the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx = sgn x, 0 at 0) and of
+        the standardization (Eq. 14)."""
+        w_hat, sigma = self._standardized_and_sigma(w)
+        through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
+        grad_hat = torch.where(w_hat.abs() <= 1, grad * alpha, 0.0).addcmul_(w_hat.sign(), through_alpha)
+        return self._standardization_backward(w_hat, sigma, grad_hat)
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
         w_hat = self.standardized(w.detach())
         alpha = _per_channel(torch.mean, w_hat.abs())
         return self.signs(w_hat).to(torch.int32), alpha.flatten()
+
+
+class _Binarize(torch.autograd.Function):
+    """``alpha_w sign(w_hat)`` (Eq. 6-7, 14) keeping only W and the per-channel alpha_w for
+    :meth:`BinaryWeight.backward`, which recomputes w_hat (a handful of passes over the weights
+    instead of the dozen autograd nodes of the composed expression, and their saved tensors)."""
+
+    @staticmethod
+    def forward(ctx, w, quant):
+        w_hat = quant.standardized(w)
+        alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
+        ctx.quant = quant
+        ctx.save_for_backward(w, alpha)
+        return torch.where(w_hat >= 0, alpha, -alpha)  # Eq. 7, sign(0) = +1
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, alpha = ctx.saved_tensors
+        return ctx.quant.backward(w, alpha, grad), None
 
 
 class MembraneQuant(nn.Module):
