@@ -81,3 +81,23 @@ def test_weights_are_quantized_once_per_forward_whatever_the_timesteps():
     assert len(calls) == len(layers) == 5
     model.eval()(torch.rand(3, 1, 28, 28))
     assert len(calls) == 2 * len(layers)
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_bf16_autocast_gives_what_autocast_gives_through_autograd(kind):
+    torch.manual_seed(0)
+    if kind == "conv":
+        layer, x = QConv2d(4, 6, 3, padding=1, weight_quant=BinaryWeight(), binary_input=True), (torch.rand(2, 4, 6, 6) > 0.5).float()
+    else:
+        layer, x = QLinear(12, 5, weight_quant=IntWeight(8)), torch.randn(3, 12)
+    results = []
+    for forward in (layer, lambda x: plain(layer, x)):
+        x_leaf = x.clone().requires_grad_()
+        layer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = forward(x_leaf)
+        out.float().square().sum().backward()
+        results.append([out, x_leaf.grad, layer.weight.grad])
+    assert results[0][0].dtype == torch.bfloat16 and results[0][2].dtype == torch.float32
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference)

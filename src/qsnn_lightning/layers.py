@@ -30,9 +30,14 @@ class QuantizedWeightOp(torch.autograd.Function):
     def forward(ctx, x, weight, bias, layer):
         with torch.no_grad():
             quantized = layer.weight_quant(weight)
-        ctx.layer, ctx.input_dtype = layer, x.dtype
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # autocast's casts for conv / linear, made here for both passes
+            dtype = torch.get_autocast_dtype(device)
+            x, quantized, bias = x.to(dtype), quantized.to(dtype), bias.to(dtype) if bias is not None else None
+        ctx.layer, ctx.input_dtype, ctx.compute_dtype = layer, x.dtype, quantized.dtype
         ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight)
-        return layer.op(x, quantized, bias)
+        with torch.autocast(device, enabled=False):
+            return layer.op(x, quantized, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -41,8 +46,10 @@ class QuantizedWeightOp(torch.autograd.Function):
         with torch.enable_grad():
             latent = weight.detach().requires_grad_()
             quantized = ctx.layer.weight_quant(latent)
-        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x, quantized.detach(), ctx.needs_input_grad)
-        (grad_weight,) = torch.autograd.grad(quantized, latent, grad_quantized)
+        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(
+            grad_out, x, quantized.detach().to(ctx.compute_dtype), ctx.needs_input_grad,
+        )
+        (grad_weight,) = torch.autograd.grad(quantized, latent, grad_quantized.to(quantized.dtype))
         return grad_x, grad_weight, grad_bias, None
 
 
