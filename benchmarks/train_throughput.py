@@ -78,9 +78,12 @@ def build(impl: str, workload: Workload, shape, compile: bool) -> nn.Module:
 class Trainer:
     """One implementation's model, optimizer, loss and batch; ``step()`` is one training step."""
 
-    def __init__(self, impl: str, workload: Workload, shape, batch: int, device: torch.device, compile: bool):
-        self.impl, self.device = impl, device
+    def __init__(self, impl: str, workload: Workload, shape, batch: int, device: torch.device, compile: bool,
+                 options: argparse.Namespace):
+        self.impl, self.device, self.bf16 = impl, device, options.bf16
         self.model = build(impl, workload, shape, compile).to(device).train()
+        memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model.to(memory_format=memory_format)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         self.loss = WSDRLoss(LAMBDA if impl in OURS and impl != "qsnn_fp" else 0.0)
         generator = torch.Generator().manual_seed(0)
@@ -89,14 +92,18 @@ class Trainer:
         else:
             self.inputs = torch.rand(batch, *shape, generator=generator)
         self.inputs = self.inputs.to(device)
+        if self.inputs.dim() == 4:
+            self.inputs = self.inputs.contiguous(memory_format=memory_format)
         self.targets = torch.randint(0, 10, (batch,), generator=generator).to(device)
         self.after_step = AFTER_STEP.get(impl, reset_states)
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(self.inputs)
-        rates = [layer.firing_rate for layer in spiking_layers(self.model)]
-        self.loss(logits, self.targets, rates).total.backward()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(self.inputs)
+            rates = [layer.firing_rate for layer in spiking_layers(self.model)]
+            loss = self.loss(logits.float(), self.targets, rates).total
+        loss.backward()
         self.optimizer.step()
         self.after_step(self.model)
 
@@ -136,7 +143,7 @@ def _libc():
     return libc
 
 
-def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: torch.device) -> float:
+def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: torch.device, options) -> float:
     """Peak training memory of ``impl`` over two steps, from before its model was built (MB)."""
     gc.collect()
     if device.type == "cuda":
@@ -147,7 +154,7 @@ def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: tor
         _libc().malloc_trim(0)
         before = _status_kib("VmRSS") * 1024
         Path("/proc/self/clear_refs").write_text("5")  # peak resident set := current
-    trainer = Trainer(impl, workload, shape, batch, device, compile=False)
+    trainer = Trainer(impl, workload, shape, batch, device, False, options)
     for _ in range(2):
         trainer.step()
     synchronize(device)
@@ -156,12 +163,12 @@ def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: tor
     return (peak - before) / 2**20
 
 
-def peak_memories(impls: list[str], workload: Workload, shape, batch: int, device: torch.device) -> dict:
+def peak_memories(impls: list[str], workload: Workload, shape, batch: int, device: torch.device, options) -> dict:
     """:func:`peak_memory_mb` of each implementation. The first measurement of a workload also
     pays one-time allocations (library caches, allocator pools), so it is made twice and the
     first result dropped."""
-    peak_memory_mb(impls[0], workload, shape, batch, device)
-    return {impl: peak_memory_mb(impl, workload, shape, batch, device) for impl in impls}
+    peak_memory_mb(impls[0], workload, shape, batch, device, options)
+    return {impl: peak_memory_mb(impl, workload, shape, batch, device, options) for impl in impls}
 
 
 def compiler_available(device: torch.device) -> bool:
@@ -189,6 +196,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per implementation first")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="compile our neuron kernels (trainer.compile=true); default on where a compiler is found")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every implementation (trainer.precision=bf16-mixed)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and images for every implementation")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: small images
     args = parser.parse_args(argv)
     args.workloads = [name.strip() for name in args.workloads.split(",")]
@@ -220,7 +229,8 @@ def main(argv=None) -> int:
     compile = args.compile and compiler_available(device)
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-          f"our neuron kernels {'compiled' if compile else 'eager'}")
+          f"our neuron kernels {'compiled' if compile else 'eager'}, {'bf16 autocast' if args.bf16 else 'fp32'}"
+          f"{', channels_last' if args.channels_last else ''}")
     for name in args.workloads:
         workload = WORKLOADS[name]
         shape = workload.tiny_shape if args.tiny else workload.input_shape
@@ -228,7 +238,7 @@ def main(argv=None) -> int:
         trainers = {}
         for impl in args.impls:
             try:
-                trainers[impl] = Trainer(impl, workload, shape, batch, device, compile)
+                trainers[impl] = Trainer(impl, workload, shape, batch, device, compile, args)
             except MissingPeer as error:
                 print(f"{name}: skipping {impl}: {error}")
         counts = {impl: trainer.parameters() for impl, trainer in trainers.items()}
@@ -236,7 +246,7 @@ def main(argv=None) -> int:
               "parameters: " + ", ".join(f"{impl} {count:,}" for impl, count in counts.items()))
         speed = best_throughput(trainers, batch, args.iters, args.rounds, args.warmup)
         del trainers
-        memory = peak_memories(list(speed), workload, shape, batch, device)
+        memory = peak_memories(list(speed), workload, shape, batch, device, args)
         for impl in speed:
             rows.append({
                 "impl": impl, "workload": name, "device": args.device, "batch": batch,

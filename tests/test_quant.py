@@ -189,3 +189,16 @@ def test_binary_weight_backward_equals_autograd_of_the_composed_expression(stand
     torch.testing.assert_close(out, expected, rtol=1e-15, atol=0)
     assert 0 < (w.detach().abs() > 1).double().mean() < 0.9  # the clip matters in this case
     torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_binary_weight_agrees_with_eager():
+    torch.manual_seed(0)
+    w = (0.3 + 0.8 * torch.randn(16, 8, 3, 3)).requires_grad_()
+    upstream = torch.randn(16, 8, 3, 3)
+    results = []
+    for compile in (False, True):
+        out = BinaryWeight("layer", compile=compile)(w)
+        results.append((out, *torch.autograd.grad(out, w, upstream)))
+    for compiled_result, eager in zip(results[1], results[0]):
+        torch.testing.assert_close(compiled_result, eager, rtol=1e-5, atol=1e-6)

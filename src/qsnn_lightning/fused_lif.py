@@ -25,11 +25,9 @@ first use compiles (about 40 s on a 2-core CPU, cached on disk afterwards).
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-
 import torch
 
-from .quant import MembraneQuant, integer_levels
+from .quant import MembraneQuant, compiled, integer_levels
 from .surrogate import triangle
 
 
@@ -74,14 +72,13 @@ class Kernels:
 EAGER = Kernels(fire, fire_with_max, store, step_backward)
 
 
-@cache
-def compiled_kernels() -> Kernels:
-    """The step functions compiled once per process (shapes are dynamic: no recompilation per layer)."""
-    return Kernels(*(torch.compile(kernel, dynamic=True) for kernel in (fire, fire_with_max, store, step_backward)))
+COMPILED = Kernels(*(compiled(kernel) for kernel in (fire, fire_with_max, store, step_backward)))
 
 
 def kernels(compile: bool) -> Kernels:
-    return compiled_kernels() if compile else EAGER
+    """The step functions, compiled on first use with ``compile`` (dynamic shapes: one
+    compilation serves every layer)."""
+    return COMPILED if compile else EAGER
 
 
 def run_steps(

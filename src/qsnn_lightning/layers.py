@@ -116,7 +116,7 @@ class LayerFactory:
 
     ``standardize`` is the WS-DR weight standardization (``"layer"``, ``"channel"`` or ``"none"``);
     the neuron settings (``neuron``: ``"fused"`` or ``"reference"``, ``compile``) are those of
-    :class:`~qsnn_lightning.neurons.LIF`. A subclass overriding :meth:`lif` builds the same
+    :class:`~qsnn_lightning.neurons.LIF`; ``compile`` also compiles the binary weight quantizer. A subclass overriding :meth:`lif` builds the same
     topology around another neuron (the throughput benchmark does so for its peers).
     """
 
@@ -136,7 +136,7 @@ class LayerFactory:
         ``spikes_in``: the conv reads a LIF layer's spikes directly (no pooling between)."""
         conv = QConv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False,
-            weight_quant=self.precision.weight_quant(edge, self.standardize), binary_input=spikes_in,
+            weight_quant=self.precision.weight_quant(edge, self.standardize, self.compile), binary_input=spikes_in,
         )
         return MultiStep(conv, nn.BatchNorm2d(cout))
 

@@ -17,6 +17,8 @@ Gradient rules
   statistic without gradient, as BatchNorm's statistics are.
 """
 
+from functools import cache
+
 import torch
 from torch import nn
 
@@ -78,48 +80,77 @@ class IntWeight(nn.Module):
         return codes, scale.flatten()
 
 
+def _standardization_dims(w: torch.Tensor, standardize: str) -> "tuple[int, ...] | None":
+    """The dimensions one mean and std of Eq. 14 cover (None: all of them)."""
+    return None if standardize == "layer" else tuple(range(1, w.dim()))
+
+
+def standardize_weights(w: torch.Tensor, standardize: str, eps: float):
+    """``(w_hat, sigma)`` with ``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output
+    channel; ``(W, None)`` for ``"none"``."""
+    if standardize == "none":
+        return w, None
+    var, mean = torch.var_mean(w, dim=_standardization_dims(w, standardize), keepdim=standardize == "channel", correction=0)
+    sigma = torch.sqrt(var + eps)
+    return (w - mean) / sigma, sigma
+
+
+def binarize(w: torch.Tensor, standardize: str, eps: float):
+    """``(alpha_w sign(w_hat), alpha_w)``: Eq. 6-7 on the standardized weights (Eq. 14)."""
+    w_hat, _ = standardize_weights(w, standardize, eps)
+    alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
+    return torch.where(w_hat >= 0, alpha, -alpha), alpha  # Eq. 7, sign(0) = +1
+
+
+def binarize_backward(w: torch.Tensor, alpha: torch.Tensor, grad: torch.Tensor, standardize: str, eps: float):
+    """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through the
+    sign (alpha_w where |w_hat| <= 1), the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx =
+    sgn x, 0 at 0), then through Eq. 14, where mu and sigma depend on W:
+    ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group."""
+    w_hat, sigma = standardize_weights(w, standardize, eps)
+    through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
+    grad_hat = torch.where(w_hat.abs() <= 1, grad * alpha, 0.0) + w_hat.sign() * through_alpha
+    if sigma is None:
+        return grad_hat
+    dims, keep = _standardization_dims(w, standardize), standardize == "channel"
+    grad_mean = grad_hat.mean(dim=dims, keepdim=keep)
+    projection = (grad_hat * w_hat).mean(dim=dims, keepdim=keep)
+    return (grad_hat - grad_mean - w_hat * projection) / sigma
+
+
+@cache
+def compiled(function):
+    """``function`` compiled once per process with torch.compile (dynamic shapes)."""
+    return torch.compile(function, dynamic=True)
+
+
 class BinaryWeight(nn.Module):
     """1-bit weights ``alpha_w * sign(w_hat)`` (Eq. 6-7) with WS-DR standardization (Eq. 14).
 
     ``standardize``: ``"layer"`` (Eq. 14, the paper's choice: one mean and std per layer),
     ``"channel"`` (one per output channel, as in the authors' release) or ``"none"`` (plain Q-SNN).
     ``sign(0) = +1`` (Eq. 7); ``alpha_w`` is the mean ``|w_hat|`` of each output channel.
+    The forward is one autograd node keeping W and alpha_w; its backward (:func:`binarize_backward`)
+    recomputes w_hat. ``compile=True`` runs both through torch.compile.
     """
 
     bits = 1
     STANDARDIZATIONS = ("layer", "channel", "none")
 
-    def __init__(self, standardize: str = "layer", eps: float = 1e-5):
+    def __init__(self, standardize: str = "layer", eps: float = 1e-5, compile: bool = False):
         super().__init__()
         if standardize not in self.STANDARDIZATIONS:
             raise ValueError(f"standardize must be one of {self.STANDARDIZATIONS}, got {standardize!r}")
         self.standardize = standardize
         self.eps = eps
+        self.compile = compile
 
-    def _dims(self, w: torch.Tensor) -> "tuple[int, ...] | None":
-        """The dimensions one mean and std of Eq. 14 cover (None: all of them)."""
-        return None if self.standardize == "layer" else tuple(range(1, w.dim()))
+    def kernel(self, function):
+        return compiled(function) if self.compile else function
 
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
         """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
-        return self._standardized_and_sigma(w)[0]
-
-    def _standardized_and_sigma(self, w: torch.Tensor):
-        if self.standardize == "none":
-            return w, None
-        var, mean = torch.var_mean(w, dim=self._dims(w), keepdim=self.standardize == "channel", correction=0)
-        sigma = torch.sqrt(var + self.eps)
-        return (w - mean) / sigma, sigma
-
-    def _standardization_backward(self, w_hat: torch.Tensor, sigma, grad: torch.Tensor) -> torch.Tensor:
-        """dL/dW from dL/dw_hat through Eq. 14 (mu and sigma depend on W):
-        ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group."""
-        if sigma is None:
-            return grad
-        dims, keep = self._dims(w_hat), self.standardize == "channel"
-        grad_mean = grad.mean(dim=dims, keepdim=keep)
-        grad_hat_mean = (grad * w_hat).mean(dim=dims, keepdim=keep)
-        return (grad - grad_mean).sub_(w_hat * grad_hat_mean).div_(sigma)
+        return standardize_weights(w, self.standardize, self.eps)[0]
 
     @staticmethod
     def signs(w_hat: torch.Tensor) -> torch.Tensor:
@@ -129,15 +160,6 @@ class BinaryWeight(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return _Binarize.apply(w, self)
 
-    def backward(self, w: torch.Tensor, alpha: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through
-        the sign, the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx = sgn x, 0 at 0) and of
-        the standardization (Eq. 14)."""
-        w_hat, sigma = self._standardized_and_sigma(w)
-        through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
-        grad_hat = torch.where(w_hat.abs() <= 1, grad * alpha, 0.0).addcmul_(w_hat.sign(), through_alpha)
-        return self._standardization_backward(w_hat, sigma, grad_hat)
-
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
         w_hat = self.standardized(w.detach())
@@ -146,22 +168,22 @@ class BinaryWeight(nn.Module):
 
 
 class _Binarize(torch.autograd.Function):
-    """``alpha_w sign(w_hat)`` (Eq. 6-7, 14) keeping only W and the per-channel alpha_w for
-    :meth:`BinaryWeight.backward`, which recomputes w_hat (a handful of passes over the weights
-    instead of the dozen autograd nodes of the composed expression, and their saved tensors)."""
+    """:func:`binarize` keeping only W and the per-channel alpha_w; :func:`binarize_backward`
+    recomputes w_hat (a few passes over the weights instead of the dozen autograd nodes of the
+    composed expression and the tensors they keep)."""
 
     @staticmethod
     def forward(ctx, w, quant):
-        w_hat = quant.standardized(w)
-        alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
+        out, alpha = quant.kernel(binarize)(w, quant.standardize, quant.eps)
         ctx.quant = quant
         ctx.save_for_backward(w, alpha)
-        return torch.where(w_hat >= 0, alpha, -alpha)  # Eq. 7, sign(0) = +1
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         w, alpha = ctx.saved_tensors
-        return ctx.quant.backward(w, alpha, grad), None
+        quant = ctx.quant
+        return quant.kernel(binarize_backward)(w, alpha, grad, quant.standardize, quant.eps), None
 
 
 class MembraneQuant(nn.Module):
