@@ -20,11 +20,12 @@ with the arithmetic of one update per step.
 Each step is a few small pure functions (`fire`, `store`, `step_backward`). ``compile=True``
 compiles them with ``torch.compile`` (TorchInductor: one C++/OpenMP loop per function on CPU,
 a Triton kernel on CUDA), so a step is one pass over memory instead of one per operation; the
-first use compiles (about 40 s on a 2-core CPU, cached on disk afterwards).
+first use compiles (tens of seconds on a 2-core CPU, cached on disk afterwards).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import torch
 
 from .quant import MembraneQuant, compiled, integer_levels
@@ -70,8 +71,6 @@ class Kernels:
 
 
 EAGER = Kernels(fire, fire_with_max, store, step_backward)
-
-
 COMPILED = Kernels(*(compiled(kernel) for kernel in (fire, fire_with_max, store, step_backward)))
 
 
@@ -87,9 +86,12 @@ def run_steps(
 ):
     """The forward loop without autograd: ``(spikes [T, ...], [u[t]], last stored v)``. In
     training the running scale of ``quant`` takes the T step maxima; ``on_store`` sees every
-    stored membrane."""
+    stored membrane. The kernels see each step flattened (elementwise work and a full max do
+    not depend on the shape), so one compilation serves every layer."""
     spikes, charged, step_maxes = [], [], []
+    v = v.reshape(-1)
     for x_t in x:
+        x_t = x_t.reshape(-1)
         if quant.enabled:
             u, s, r, step_max = kernels.fire_with_max(v, x_t, tau, theta)
             alpha = quant.scale_from_max(step_max)
@@ -103,7 +105,7 @@ def run_steps(
         charged.append(u)
     if quant.enabled and quant.training:
         quant.track(torch.stack(step_maxes))
-    return torch.stack(spikes), charged, v
+    return torch.stack(spikes).view(x.shape), charged, v.view(x.shape[1:])
 
 
 class FusedLIF(torch.autograd.Function):
@@ -123,6 +125,6 @@ class FusedLIF(torch.autograd.Function):
         tau, theta, beta, kernels = ctx.constants
         grads, grad_v = [], None
         for u, grad_s in zip(reversed(ctx.saved_tensors), reversed(grad_spikes)):
-            grad_u, grad_v = kernels.step_backward(u, grad_s, grad_v, tau, theta, beta)
+            grad_u, grad_v = kernels.step_backward(u, grad_s.reshape(-1), grad_v, tau, theta, beta)
             grads.append(grad_u)
-        return torch.stack(grads[::-1]), None, None, None, None, None, None, None
+        return torch.stack(grads[::-1]).view(grad_spikes.shape), None, None, None, None, None, None, None

@@ -174,16 +174,18 @@ class _Binarize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, quant):
-        out, alpha = quant.kernel(binarize)(w, quant.standardize, quant.eps)
+        # [out channels, fan-in] views: one compiled kernel for every conv shape
+        out, alpha = quant.kernel(binarize)(w.flatten(1), quant.standardize, quant.eps)
         ctx.quant = quant
         ctx.save_for_backward(w, alpha)
-        return out
+        return out.view_as(w)
 
     @staticmethod
     def backward(ctx, grad):
         w, alpha = ctx.saved_tensors
         quant = ctx.quant
-        return quant.kernel(binarize_backward)(w, alpha, grad, quant.standardize, quant.eps), None
+        grad_w = quant.kernel(binarize_backward)(w.flatten(1), alpha, grad.flatten(1), quant.standardize, quant.eps)
+        return grad_w.view_as(w), None
 
 
 class MembraneQuant(nn.Module):
