@@ -12,8 +12,9 @@ Throughput: after warm-up steps (where compilation happens), ``--rounds`` rounds
 ``--iters`` steps of every implementation in turn; each implementation's best round counts, so
 load from other processes on the machine penalizes all of them alike.
 
-Peak memory, one implementation at a time after the timing (the first one twice, the first
-result dropped: it includes one-time allocations): on CUDA the peak of
+Peak memory, after the timing, each implementation in a fresh process of this script that
+builds and trains it twice (the first time untimed and unmeasured, to leave out one-time
+allocations such as library caches and thread pools): on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` over two steps, less what was allocated before the model was
 built. On CPU the growth of the process's peak resident set (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs``) over two steps from before the model was built, with glibc told to
@@ -28,6 +29,7 @@ import ctypes
 import gc
 import json
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -144,31 +146,38 @@ def _libc():
 
 
 def peak_memory_mb(impl: str, workload: Workload, shape, batch: int, device: torch.device, options) -> float:
-    """Peak training memory of ``impl`` over two steps, from before its model was built (MB)."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        _libc().malloc_trim(0)
-        before = _status_kib("VmRSS") * 1024
-        Path("/proc/self/clear_refs").write_text("5")  # peak resident set := current
-    trainer = Trainer(impl, workload, shape, batch, device, False, options)
+    """Peak training memory of ``impl`` over two steps, from before its model was built (MB), in
+    this process; the same is done once before, untimed, so that one-time allocations (library
+    caches, thread pools) are not counted."""
     for _ in range(2):
-        trainer.step()
-    synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _status_kib("VmHWM") * 1024
-    del trainer
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            _libc().malloc_trim(0)
+            before = _status_kib("VmRSS") * 1024
+            Path("/proc/self/clear_refs").write_text("5")  # peak resident set := current
+        trainer = Trainer(impl, workload, shape, batch, device, False, options)
+        for _ in range(2):
+            trainer.step()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _status_kib("VmHWM") * 1024
+        del trainer
     return (peak - before) / 2**20
 
 
-def peak_memories(impls: list[str], workload: Workload, shape, batch: int, device: torch.device, options) -> dict:
-    """:func:`peak_memory_mb` of each implementation. The first measurement of a workload also
-    pays one-time allocations (library caches, allocator pools), so it is made twice and the
-    first result dropped."""
-    peak_memory_mb(impls[0], workload, shape, batch, device, options)
-    return {impl: peak_memory_mb(impl, workload, shape, batch, device, options) for impl in impls}
+def peak_memories(impls: list[str], name: str, batch: int, args) -> dict:
+    """:func:`peak_memory_mb` of each implementation, each in a fresh process of this script."""
+    memory = {}
+    for impl in impls:
+        command = [sys.executable, __file__, "--memory-of", impl, "--workloads", name, "--batch", str(batch),
+                   "--device", args.device, *(["--tiny"] if args.tiny else []), *(["--bf16"] if args.bf16 else []),
+                   *(["--channels-last"] if args.channels_last else [])]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        memory[impl] = float(result.stdout.split()[-1])
+    return memory
 
 
 def compiler_available(device: torch.device) -> bool:
@@ -199,6 +208,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every implementation (trainer.precision=bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and images for every implementation")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: small images
+    parser.add_argument("--memory-of", choices=IMPLS, help=argparse.SUPPRESS)  # the child process of peak_memories
     args = parser.parse_args(argv)
     args.workloads = [name.strip() for name in args.workloads.split(",")]
     args.impls = [name.strip() for name in args.impls.split(",")]
@@ -226,6 +236,12 @@ def batch_size(args, name: str) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.memory_of:
+        name = args.workloads[0]
+        workload = WORKLOADS[name]
+        shape = workload.tiny_shape if args.tiny else workload.input_shape
+        print(peak_memory_mb(args.memory_of, workload, shape, batch_size(args, name), device, args))
+        return 0
     compile = args.compile and compiler_available(device)
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
@@ -246,7 +262,7 @@ def main(argv=None) -> int:
               "parameters: " + ", ".join(f"{impl} {count:,}" for impl, count in counts.items()))
         speed = best_throughput(trainers, batch, args.iters, args.rounds, args.warmup)
         del trainers
-        memory = peak_memories(list(speed), workload, shape, batch, device, args)
+        memory = peak_memories(list(speed), name, batch, args)
         for impl in speed:
             rows.append({
                 "impl": impl, "workload": name, "device": args.device, "batch": batch,

@@ -42,15 +42,12 @@ class QuantizedWeightOp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        x = x.to(ctx.input_dtype)
-        with torch.enable_grad():
-            latent = weight.detach().requires_grad_()
-            quantized = ctx.layer.weight_quant(latent)
-        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(
-            grad_out, x, quantized.detach().to(ctx.compute_dtype), ctx.needs_input_grad,
-        )
-        (grad_weight,) = torch.autograd.grad(quantized, latent, grad_quantized.to(quantized.dtype))
-        return grad_x, grad_weight, grad_bias, None
+        quant = ctx.layer.weight_quant
+        with torch.no_grad():
+            quantized = quant(weight).to(ctx.compute_dtype)
+        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x.to(ctx.input_dtype), quantized, ctx.needs_input_grad)
+        del quantized, x  # before the quantizer's backward: fewer weight-sized buffers at once
+        return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype)), grad_bias, None
 
 
 class _QuantizedWeightLayer:

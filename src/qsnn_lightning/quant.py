@@ -73,6 +73,12 @@ class IntWeight(nn.Module):
         scale = self.scale(w)
         return round_clip_ste(w / scale, self.qmax) * scale
 
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW given dL/dQ(W) (straight through, by autograd)."""
+        with torch.enable_grad():
+            latent = w.detach().requires_grad_()
+            return torch.autograd.grad(self(latent), latent, grad)[0]
+
     def integer_weights(self, w: torch.Tensor):
         """(codes in [-qmax, qmax] as int32, per-channel scale) with ``codes * scale == forward(w)``."""
         scale = self.scale(w)
@@ -102,20 +108,22 @@ def binarize(w: torch.Tensor, standardize: str, eps: float):
     return torch.where(w_hat >= 0, alpha, -alpha), alpha  # Eq. 7, sign(0) = +1
 
 
-def binarize_backward(w: torch.Tensor, alpha: torch.Tensor, grad: torch.Tensor, standardize: str, eps: float):
+def binarize_backward(w: torch.Tensor, grad: torch.Tensor, standardize: str, eps: float):
     """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through the
     sign (alpha_w where |w_hat| <= 1), the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx =
     sgn x, 0 at 0), then through Eq. 14, where mu and sigma depend on W:
-    ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group."""
+    ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group. Overwrites
+    ``grad`` (in place: the weight-sized buffers alive at once are grad, w_hat and one more)."""
     w_hat, sigma = standardize_weights(w, standardize, eps)
+    alpha = _per_channel(torch.mean, w_hat.abs())
     through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
-    grad_hat = torch.where(w_hat.abs() <= 1, grad * alpha, 0.0) + w_hat.sign() * through_alpha
+    grad_hat = grad.mul_(alpha).masked_fill_(w_hat.abs() > 1, 0.0).addcmul_(w_hat.sign(), through_alpha)
     if sigma is None:
         return grad_hat
     dims, keep = _standardization_dims(w, standardize), standardize == "channel"
     grad_mean = grad_hat.mean(dim=dims, keepdim=keep)
     projection = (grad_hat * w_hat).mean(dim=dims, keepdim=keep)
-    return (grad_hat - grad_mean - w_hat * projection) / sigma
+    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).div_(sigma)
 
 
 @cache
@@ -160,6 +168,11 @@ class BinaryWeight(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return _Binarize.apply(w, self)
 
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW given dL/dQ(W); overwrites ``grad``."""
+        # [out channels, fan-in] views: one compiled kernel for every conv shape
+        return self.kernel(binarize_backward)(w.flatten(1), grad.flatten(1), self.standardize, self.eps).view_as(w)
+
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
         w_hat = self.standardized(w.detach())
@@ -168,24 +181,21 @@ class BinaryWeight(nn.Module):
 
 
 class _Binarize(torch.autograd.Function):
-    """:func:`binarize` keeping only W and the per-channel alpha_w; :func:`binarize_backward`
-    recomputes w_hat (a few passes over the weights instead of the dozen autograd nodes of the
-    composed expression and the tensors they keep)."""
+    """:func:`binarize` keeping only W; :func:`binarize_backward` recomputes w_hat (a few passes
+    over the weights instead of the dozen autograd nodes of the composed expression and the
+    tensors they keep)."""
 
     @staticmethod
     def forward(ctx, w, quant):
-        # [out channels, fan-in] views: one compiled kernel for every conv shape
-        out, alpha = quant.kernel(binarize)(w.flatten(1), quant.standardize, quant.eps)
+        out, _ = quant.kernel(binarize)(w.flatten(1), quant.standardize, quant.eps)
         ctx.quant = quant
-        ctx.save_for_backward(w, alpha)
+        ctx.save_for_backward(w)
         return out.view_as(w)
 
     @staticmethod
     def backward(ctx, grad):
-        w, alpha = ctx.saved_tensors
-        quant = ctx.quant
-        grad_w = quant.kernel(binarize_backward)(w.flatten(1), alpha, grad.flatten(1), quant.standardize, quant.eps)
-        return grad_w.view_as(w), None
+        (w,) = ctx.saved_tensors
+        return ctx.quant.vjp(w, grad.clone()), None
 
 
 class MembraneQuant(nn.Module):
