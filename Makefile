@@ -10,9 +10,10 @@ ARGS   ?=
 CKPT   ?=
 SWEEP  ?= lambda_k
 LOCAL  ?=
+BENCH_ARGS ?=
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data train evaluate sweep test test-full footprint clean
+.PHONY: help setup data train evaluate sweep test test-full footprint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +48,10 @@ test-full: $(STAMP) data ## run every test, slow ones included
 
 footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10)
 	$(BIN)/qsnn footprint --arch resnet19,vgg16,vggsnn --dataset cifar10 --bits 32w32u,1w8u,1w4u,1w2u --batch 1,64,256
+
+bench: $(STAMP) ## training throughput and peak memory beside SpikingJelly and snnTorch (installs .[bench]); options in BENCH_ARGS="--quick --device cuda --json FILE"
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache src/*.egg-info

@@ -45,6 +45,8 @@ def test_ablation_turns_ws_dr_off():
         (["trainer.max_epochs=-1"], "'trainer.max_epochs': -1; it must be > 0"),
         (["data.name=nope"], "bad value for 'data.name': 'nope'; allowed: cifar10"),
         (["optim.name=rmsprop"], "allowed: sgd, adam"),
+        (["model.neuron=triton"], "bad value for 'model.neuron': 'triton'; allowed: fused, reference"),
+        (["trainer.compile=maybe"], "bad value for 'trainer.compile'"),
         (["model.timesteps=0"], "must be > 0"),
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),

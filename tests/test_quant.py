@@ -162,3 +162,43 @@ def test_precision_assigns_quantizers_by_role():
     assert binary.weight_quant(edge=False, standardize="none").standardize == "none"
     assert Precision.parse("32w8u").weight_quant(edge=True).bits == 32
     assert Precision.parse("4w4u").weight_quant(edge=False).bits == 4
+
+
+def composed_binary(w, standardize, eps=1e-5):
+    """Eq. 6-7 and 14 written out with autograd operations and a clipped straight-through sign."""
+    if standardize == "layer":
+        var, mean = torch.var_mean(w, correction=0)
+        w = (w - mean) / torch.sqrt(var + eps)
+    elif standardize == "channel":
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, correction=0)
+        w = (w - mean) / torch.sqrt(var + eps)
+    alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+    clipped = w.clamp(-1, 1)
+    return alpha * (clipped + (torch.where(w >= 0, 1.0, -1.0).to(w.dtype) - clipped).detach())
+
+
+@pytest.mark.parametrize("standardize", BinaryWeight.STANDARDIZATIONS)
+def test_binary_weight_backward_equals_autograd_of_the_composed_expression(standardize):
+    torch.manual_seed(0)
+    w = (0.3 + 0.8 * torch.randn(6, 4, 3, 3, dtype=torch.float64)).requires_grad_()
+    upstream = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    out = BinaryWeight(standardize)(w)
+    (grad,) = torch.autograd.grad(out, w, upstream)
+    expected = composed_binary(w, standardize)
+    (expected_grad,) = torch.autograd.grad(expected, w, upstream)
+    torch.testing.assert_close(out, expected, rtol=1e-15, atol=0)
+    assert 0 < (w.detach().abs() > 1).double().mean() < 0.9  # the clip matters in this case
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_binary_weight_agrees_with_eager():
+    torch.manual_seed(0)
+    w = (0.3 + 0.8 * torch.randn(16, 8, 3, 3)).requires_grad_()
+    upstream = torch.randn(16, 8, 3, 3)
+    results = []
+    for compile in (False, True):
+        out = BinaryWeight("layer", compile=compile)(w)
+        results.append((out, *torch.autograd.grad(out, w, upstream)))
+    for compiled_result, eager in zip(results[1], results[0]):
+        torch.testing.assert_close(compiled_result, eager, rtol=1e-5, atol=1e-6)

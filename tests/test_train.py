@@ -142,6 +142,23 @@ def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
     assert (run_dir / "metrics.csv").exists()  # CSV metrics are always written
 
 
+def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp_path):
+    from qsnn_lightning.config import load_config
+    from qsnn_lightning.neurons import spiking_layers
+    from qsnn_lightning.train import make_datamodule, make_module, train
+
+    options = ["trainer.channels_last=true", "model.neuron=reference", "trainer.compile=true"]
+    cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", *options])
+    module = make_module(cfg, make_datamodule(cfg))
+    assert all(layer.neuron == "reference" and layer.compile for layer in spiking_layers(module.model))
+    assert module.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    cfg = load_config("fmnist_1w2u", [
+        f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", "trainer.limit_train_batches=2", *options[:2],
+        *SMALL_RUN[:2], "trainer.max_epochs=1", *SMALL_RUN[3:],
+    ])
+    assert train(cfg)["test_acc"] is not None
+
+
 def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp_path):
     from lightning.pytorch.callbacks import Callback
 

@@ -14,6 +14,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from .losses import REDUCTIONS
 from .models import BACKBONES
+from .neurons import NEURON_IMPLS
 from .precision import Precision
 from .quant import BinaryWeight
 
@@ -35,6 +36,7 @@ class ModelConfig:
     theta: float = 1.0
     beta: float = 1.0
     quantize_before_spike: bool = False
+    neuron: str = "fused"  # fused (one autograd node over T) | reference (the plain loop it is tested against)
 
 
 @dataclass
@@ -92,6 +94,9 @@ class TrainerConfig:
     gradient_clip_val: Optional[float] = None
     deterministic: bool = False
     enable_progress_bar: bool = True
+    # Not Lightning Trainer arguments (make_trainer leaves them out): speed options of the model.
+    compile: bool = False  # compile the neuron step functions with torch.compile (one-time cost)
+    channels_last: bool = False  # NHWC convolutions (usually faster on GPUs with bf16/fp16)
 
 
 @dataclass
@@ -116,6 +121,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {
         "model.arch": tuple(sorted(BACKBONES)),
         "model.standardize": BinaryWeight.STANDARDIZATIONS,
+        "model.neuron": NEURON_IMPLS,
         "loss.reduction": REDUCTIONS,
         "optim.name": ("sgd", "adam"),
         "data.name": tuple(sorted(DATAMODULES)),

@@ -3,7 +3,10 @@
 ``QConv2d`` / ``QLinear`` keep latent fp32 weights and read them through their weight quantizer
 (``layer.weight_quant``, which carries ``bits`` and the scales). Stateless layers run on all T
 steps at once by folding time into the batch (``MultiStep``), so each weight is quantized once
-per forward pass, not once per time step.
+per forward pass, not once per time step. A layer with quantized weights keeps its input and
+its latent weight for the backward pass, not the quantized weight: that is recomputed there
+(:class:`QuantizedWeightOp`). A layer built with ``binary_input=True`` (its input is a spike
+map, as the backbones declare) keeps that input as one byte per element instead of four.
 """
 
 from dataclasses import dataclass, field
@@ -16,26 +19,84 @@ from .precision import Precision
 from .quant import FULL_PRECISION_BITS, FullPrecisionWeight, InputQuant
 
 
-class QConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose weight is read through ``weight_quant`` (Eq. 6 for binary layers)."""
+class QuantizedWeightOp(torch.autograd.Function):
+    """``layer.op(x, Q(w), bias)`` that saves ``x`` and ``w`` and recomputes ``Q(w)`` in the
+    backward pass. Values and gradients are those of autograd through ``layer.weight_quant`` and
+    the op (the same functions run); only what is held between the passes differs: ``Q(w)`` and
+    the quantizer's intermediate tensors live for one layer at a time instead of all at once,
+    and a binary input (``layer.binary_input``) is kept as uint8, which holds 0 and 1 exactly."""
 
-    def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        with torch.no_grad():
+            quantized = layer.weight_quant(weight)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # autocast's casts for conv / linear, made here for both passes
+            dtype = torch.get_autocast_dtype(device)
+            x, quantized, bias = x.to(dtype), quantized.to(dtype), bias.to(dtype) if bias is not None else None
+        ctx.layer, ctx.input_dtype, ctx.compute_dtype = layer, x.dtype, quantized.dtype
+        ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight)
+        with torch.autocast(device, enabled=False):
+            return layer.op(x, quantized, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        quant = ctx.layer.weight_quant
+        with torch.no_grad():
+            quantized = quant(weight).to(ctx.compute_dtype)
+        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x.to(ctx.input_dtype), quantized, ctx.needs_input_grad)
+        del quantized, x  # before the quantizer's backward: fewer weight-sized buffers at once
+        return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype)), grad_bias, None
+
+
+class _QuantizedWeightLayer:
+    """The forward pass shared by QConv2d and QLinear: the plain op for full-precision weights."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight_quant(self.weight), self.bias)
+        if isinstance(self.weight_quant, FullPrecisionWeight):
+            return self.op(x, self.weight, self.bias)
+        return QuantizedWeightOp.apply(x, self.weight, self.bias, self)
 
 
-class QLinear(nn.Linear):
+class QConv2d(_QuantizedWeightLayer, nn.Conv2d):
+    """``nn.Conv2d`` whose weight is read through ``weight_quant`` (Eq. 6 for binary layers);
+    ``binary_input=True`` declares that its input holds only 0 and 1 (spikes)."""
+
+    def __init__(self, *args, weight_quant: nn.Module | None = None, binary_input: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
+        self.binary_input = binary_input
+
+    def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return self._conv_forward(x, weight, bias)
+
+    def op_backward(self, grad_out, x, weight, needs_input_grad):
+        """Gradients of :meth:`op` w.r.t. input, weight and bias (zero padding, as built here)."""
+        return torch.ops.aten.convolution_backward(
+            grad_out, x, weight, [self.out_channels] if self.bias is not None else None, self.stride, self.padding,
+            self.dilation, False, [0] * len(self.stride), self.groups,
+            [needs_input_grad[0], True, self.bias is not None and needs_input_grad[2]],
+        )
+
+
+class QLinear(_QuantizedWeightLayer, nn.Linear):
     """``nn.Linear`` whose weight is read through ``weight_quant``."""
 
     def __init__(self, *args, weight_quant: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_quant = weight_quant if weight_quant is not None else FullPrecisionWeight()
+        self.binary_input = False  # the classifier reads time-averaged spikes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight_quant(self.weight), self.bias)
+    def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return nn.functional.linear(x, weight, bias)
+
+    def op_backward(self, grad_out, x, weight, needs_input_grad):
+        """Gradients of :meth:`op` w.r.t. input, weight and bias."""
+        rows, inputs = grad_out.flatten(0, -2), x.flatten(0, -2)
+        grad_x = grad_out @ weight if needs_input_grad[0] else None
+        grad_bias = rows.sum(0) if self.bias is not None and needs_input_grad[2] else None
+        return grad_x, rows.t() @ inputs, grad_bias
 
 
 class MultiStep(nn.Sequential):
@@ -51,7 +112,9 @@ class LayerFactory:
     """Builds the layers of a Q-SNN at one precision, so backbones only describe topology.
 
     ``standardize`` is the WS-DR weight standardization (``"layer"``, ``"channel"`` or ``"none"``);
-    the neuron settings are those of :class:`~qsnn_lightning.neurons.LIF`.
+    the neuron settings (``neuron``: ``"fused"`` or ``"reference"``, ``compile``) are those of
+    :class:`~qsnn_lightning.neurons.LIF`; ``compile`` also compiles the binary weight quantizer. A subclass overriding :meth:`lif` builds the same
+    topology around another neuron (the throughput benchmark does so for its peers).
     """
 
     precision: Precision = field(default_factory=lambda: Precision.parse("1w2u"))
@@ -60,12 +123,17 @@ class LayerFactory:
     theta: float = 1.0
     beta: float = 1.0
     quantize_before_spike: bool = False
+    neuron: str = "fused"
+    compile: bool = False
 
-    def conv_bn(self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False) -> MultiStep:
-        """Bias-free conv (same padding for odd kernels) and BatchNorm over ``[T, B, C, H, W]``."""
+    def conv_bn(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False, spikes_in: bool = False,
+    ) -> MultiStep:
+        """Bias-free conv (same padding for odd kernels) and BatchNorm over ``[T, B, C, H, W]``;
+        ``spikes_in``: the conv reads a LIF layer's spikes directly (no pooling between)."""
         conv = QConv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False,
-            weight_quant=self.precision.weight_quant(edge, self.standardize),
+            weight_quant=self.precision.weight_quant(edge, self.standardize, self.compile), binary_input=spikes_in,
         )
         return MultiStep(conv, nn.BatchNorm2d(cout))
 
@@ -78,9 +146,9 @@ class LayerFactory:
         full = self.precision.weight_bits == FULL_PRECISION_BITS
         return InputQuant(FULL_PRECISION_BITS if full else 8)
 
-    def lif(self) -> LIF:
+    def lif(self) -> nn.Module:
         return LIF(
             tau=self.tau, theta=self.theta, beta=self.beta,
             membrane_bits=self.precision.membrane_bits,
-            quantize_before_spike=self.quantize_before_spike,
+            quantize_before_spike=self.quantize_before_spike, neuron=self.neuron, compile=self.compile,
         )

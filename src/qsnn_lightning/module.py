@@ -25,7 +25,9 @@ class QSNNClassifier(L.LightningModule):
     ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc`` (and ``*/acc_top5``
     with more than 10 classes), and ``*/firing_rate`` (mean f_l over spiking layers, averaged
     across ranks). ``experiment`` is the full experiment configuration, stored in
-    the checkpoint so that ``qsnn test`` and the exporter can rebuild the run.
+    the checkpoint so that ``qsnn test`` and the exporter can rebuild the run. ``neuron`` and
+    ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.neurons`); ``channels_last``
+    stores conv weights and static input images NHWC.
     """
 
     def __init__(
@@ -40,6 +42,9 @@ class QSNNClassifier(L.LightningModule):
         theta: float = 1.0,
         beta: float = 1.0,
         quantize_before_spike: bool = False,
+        neuron: str = "fused",
+        compile: bool = False,
+        channels_last: bool = False,
         lam: float = 1e-3,
         spike_reduction: str = "sum",
         optimizer: str = "sgd",
@@ -53,7 +58,10 @@ class QSNNClassifier(L.LightningModule):
         self.model = build_model(
             arch, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=timesteps, bits=bits,
             standardize=standardize, tau=tau, theta=theta, beta=beta, quantize_before_spike=quantize_before_spike,
+            neuron=neuron, compile=compile,
         )
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.loss_fn = WSDRLoss(lam, spike_reduction)
         self.train_metrics = self._accuracy_metrics(num_classes, "train/")
         self.val_metrics = self._accuracy_metrics(num_classes, "val/")
@@ -77,6 +85,8 @@ class QSNNClassifier(L.LightningModule):
 
     def model_step(self, batch) -> tuple[LossParts, torch.Tensor, torch.Tensor]:
         inputs, targets = batch
+        if self.hparams.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         logits = self(inputs)
         parts = self.loss_fn(logits, targets, self.firing_rates())
         return parts, logits.mean(0), targets

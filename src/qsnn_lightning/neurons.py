@@ -11,6 +11,12 @@ so the quantizer acts on the state stored between time steps. Quantizing *before
 (the order of the paper's Algorithm 1) is available as ``quantize_before_spike=True`` for
 ablation only: at k = 2 it rounds nearly every potential to 0 and the network stops firing.
 
+Two implementations compute the same thing: ``neuron="fused"`` (the default) runs the T steps
+as one autograd node with a hand-written backward pass (:mod:`qsnn_lightning.fused_lif`; faster,
+and it keeps one tensor per step for the backward pass instead of about ten), and
+``neuron="reference"`` is the plain loop below, differentiated by autograd, against which the
+fused path is tested. ``quantize_before_spike`` runs on the reference loop.
+
 State has an explicit life: ``v`` is created on the first step of the first call, carried
 across calls (streaming) until :meth:`LIF.reset` / :func:`reset_states` clears it. Backbones
 clear it at the start of every forward pass, so batches never share state.
@@ -19,8 +25,11 @@ clear it at the start of every forward pass, so batches never share state.
 import torch
 from torch import nn
 
+from . import fused_lif
 from .quant import FULL_PRECISION_BITS, MembraneQuant
 from .surrogate import spike
+
+NEURON_IMPLS = ("fused", "reference")
 
 
 class LIF(nn.Module):
@@ -38,8 +47,14 @@ class LIF(nn.Module):
         beta: float = 1.0,
         membrane_bits: int = FULL_PRECISION_BITS,
         quantize_before_spike: bool = False,
+        neuron: str = "fused",
+        compile: bool = False,
     ):
         super().__init__()
+        if neuron not in NEURON_IMPLS:
+            raise ValueError(f"neuron must be one of {NEURON_IMPLS}, got {neuron!r}")
+        self.neuron = neuron
+        self.compile = compile  # fused path: compile its step functions with torch.compile
         self.tau = tau
         self.theta = theta
         self.beta = beta
@@ -71,6 +86,19 @@ class LIF(nn.Module):
         return self.v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.neuron == "reference" or self.quantize_before_spike:
+            out = self._reference_forward(x)
+        else:
+            counting = self.level_counts is not None and not self.training
+            out, v = fused_lif.FusedLIF.apply(
+                x, self._initial_state(x), self.tau, self.theta, self.beta, self.membrane_quant,
+                fused_lif.kernels(self.compile), self._count if counting else None,
+            )
+            self.v = v
+        self.firing_rate = out.mean()  # f_l of Eq. 15
+        return out
+
+    def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         v = self._initial_state(x)
         spikes = []
         for x_t in x:
@@ -83,10 +111,8 @@ class LIF(nn.Module):
             if self.level_counts is not None and not self.training:
                 self._count(v)
             spikes.append(s)
-        out = torch.stack(spikes)
         self.v = v.detach()
-        self.firing_rate = out.mean()  # f_l of Eq. 15
-        return out
+        return torch.stack(spikes)
 
     def _count(self, v: torch.Tensor) -> None:
         quant = self.membrane_quant
@@ -96,7 +122,7 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"tau={self.tau}, theta={self.theta}, beta={self.beta}, "
-            f"quantize_before_spike={self.quantize_before_spike}"
+            f"quantize_before_spike={self.quantize_before_spike}, neuron={self.neuron}, compile={self.compile}"
         )
 
 

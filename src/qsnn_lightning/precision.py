@@ -47,12 +47,13 @@ class Precision:
     def full_precision(self) -> bool:
         return self.weight_bits == FULL_PRECISION_BITS and self.membrane_bits == FULL_PRECISION_BITS
 
-    def weight_quant(self, edge: bool, standardize: str = "layer") -> nn.Module:
-        """The weight quantizer of a layer; ``edge`` marks the first and last layers (8-bit)."""
+    def weight_quant(self, edge: bool, standardize: str = "layer", compile: bool = False) -> nn.Module:
+        """The weight quantizer of a layer; ``edge`` marks the first and last layers (8-bit);
+        ``compile`` compiles the binary quantizer's kernels."""
         if self.weight_bits == FULL_PRECISION_BITS:
             return FullPrecisionWeight()
         if edge:
             return IntWeight(EDGE_LAYER_BITS)
         if self.weight_bits == 1:
-            return BinaryWeight(standardize)
+            return BinaryWeight(standardize, compile=compile)
         return IntWeight(self.weight_bits)

@@ -17,6 +17,8 @@ Gradient rules
   statistic without gradient, as BatchNorm's statistics are.
 """
 
+from functools import cache
+
 import torch
 from torch import nn
 
@@ -26,6 +28,12 @@ FULL_PRECISION_BITS = 32
 def round_clip_ste(x: torch.Tensor, limit: int) -> torch.Tensor:
     """``clip(round(x), -limit, limit)`` forward, identity backward (straight-through estimator)."""
     return x + (torch.round(x).clamp(-limit, limit) - x).detach()
+
+
+def integer_levels(u: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """``round(n * clip(u / alpha_u, -1, 1))`` with ``n = levels``: each potential's level in
+    [-n, n] (Eq. 8-9; clip(round(n x)) equals round(n clip(x)) because n is an integer)."""
+    return torch.round(levels * u / alpha).clamp(-levels, levels)
 
 
 def _per_channel(reduce, w: torch.Tensor) -> torch.Tensor:
@@ -65,11 +73,63 @@ class IntWeight(nn.Module):
         scale = self.scale(w)
         return round_clip_ste(w / scale, self.qmax) * scale
 
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW given dL/dQ(W) (straight through, by autograd)."""
+        with torch.enable_grad():
+            latent = w.detach().requires_grad_()
+            return torch.autograd.grad(self(latent), latent, grad)[0]
+
     def integer_weights(self, w: torch.Tensor):
         """(codes in [-qmax, qmax] as int32, per-channel scale) with ``codes * scale == forward(w)``."""
         scale = self.scale(w)
         codes = torch.round(w.detach() / scale).clamp(-self.qmax, self.qmax).to(torch.int32)
         return codes, scale.flatten()
+
+
+def _standardization_dims(w: torch.Tensor, standardize: str) -> "tuple[int, ...] | None":
+    """The dimensions one mean and std of Eq. 14 cover (None: all of them)."""
+    return None if standardize == "layer" else tuple(range(1, w.dim()))
+
+
+def standardize_weights(w: torch.Tensor, standardize: str, eps: float):
+    """``(w_hat, sigma)`` with ``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output
+    channel; ``(W, None)`` for ``"none"``."""
+    if standardize == "none":
+        return w, None
+    var, mean = torch.var_mean(w, dim=_standardization_dims(w, standardize), keepdim=standardize == "channel", correction=0)
+    sigma = torch.sqrt(var + eps)
+    return (w - mean) / sigma, sigma
+
+
+def binarize(w: torch.Tensor, standardize: str, eps: float):
+    """``(alpha_w sign(w_hat), alpha_w)``: Eq. 6-7 on the standardized weights (Eq. 14)."""
+    w_hat, _ = standardize_weights(w, standardize, eps)
+    alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
+    return torch.where(w_hat >= 0, alpha, -alpha), alpha  # Eq. 7, sign(0) = +1
+
+
+def binarize_backward(w: torch.Tensor, grad: torch.Tensor, standardize: str, eps: float):
+    """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through the
+    sign (alpha_w where |w_hat| <= 1), the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx =
+    sgn x, 0 at 0), then through Eq. 14, where mu and sigma depend on W:
+    ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group. Overwrites
+    ``grad`` (in place: the weight-sized buffers alive at once are grad, w_hat and one more)."""
+    w_hat, sigma = standardize_weights(w, standardize, eps)
+    alpha = _per_channel(torch.mean, w_hat.abs())
+    through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
+    grad_hat = grad.mul_(alpha).masked_fill_(w_hat.abs() > 1, 0.0).addcmul_(w_hat.sign(), through_alpha)
+    if sigma is None:
+        return grad_hat
+    dims, keep = _standardization_dims(w, standardize), standardize == "channel"
+    grad_mean = grad_hat.mean(dim=dims, keepdim=keep)
+    projection = (grad_hat * w_hat).mean(dim=dims, keepdim=keep)
+    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).div_(sigma)
+
+
+@cache
+def compiled(function):
+    """``function`` compiled once per process with torch.compile (dynamic shapes)."""
+    return torch.compile(function, dynamic=True)
 
 
 class BinaryWeight(nn.Module):
@@ -78,27 +138,27 @@ class BinaryWeight(nn.Module):
     ``standardize``: ``"layer"`` (Eq. 14, the paper's choice: one mean and std per layer),
     ``"channel"`` (one per output channel, as in the authors' release) or ``"none"`` (plain Q-SNN).
     ``sign(0) = +1`` (Eq. 7); ``alpha_w`` is the mean ``|w_hat|`` of each output channel.
+    The forward is one autograd node keeping W and alpha_w; its backward (:func:`binarize_backward`)
+    recomputes w_hat. ``compile=True`` runs both through torch.compile.
     """
 
     bits = 1
     STANDARDIZATIONS = ("layer", "channel", "none")
 
-    def __init__(self, standardize: str = "layer", eps: float = 1e-5):
+    def __init__(self, standardize: str = "layer", eps: float = 1e-5, compile: bool = False):
         super().__init__()
         if standardize not in self.STANDARDIZATIONS:
             raise ValueError(f"standardize must be one of {self.STANDARDIZATIONS}, got {standardize!r}")
         self.standardize = standardize
         self.eps = eps
+        self.compile = compile
+
+    def kernel(self, function):
+        return compiled(function) if self.compile else function
 
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
         """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
-        if self.standardize == "none":
-            return w
-        if self.standardize == "layer":
-            var, mean = torch.var_mean(w, correction=0)
-        else:
-            var, mean = torch.var_mean(w, dim=tuple(range(1, w.dim())), keepdim=True, correction=0)
-        return (w - mean) / torch.sqrt(var + self.eps)
+        return standardize_weights(w, self.standardize, self.eps)[0]
 
     @staticmethod
     def signs(w_hat: torch.Tensor) -> torch.Tensor:
@@ -106,17 +166,36 @@ class BinaryWeight(nn.Module):
         return torch.where(w_hat >= 0, 1.0, -1.0).to(w_hat.dtype)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        w_hat = self.standardized(w)
-        alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
-        clipped = w_hat.clamp(-1, 1)
-        sign_ste = clipped + (self.signs(w_hat) - clipped).detach()  # clipped straight-through
-        return alpha * sign_ste
+        return _Binarize.apply(w, self)
+
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dW given dL/dQ(W); overwrites ``grad``."""
+        # [out channels, fan-in] views: one compiled kernel for every conv shape
+        return self.kernel(binarize_backward)(w.flatten(1), grad.flatten(1), self.standardize, self.eps).view_as(w)
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
         w_hat = self.standardized(w.detach())
         alpha = _per_channel(torch.mean, w_hat.abs())
         return self.signs(w_hat).to(torch.int32), alpha.flatten()
+
+
+class _Binarize(torch.autograd.Function):
+    """:func:`binarize` keeping only W; :func:`binarize_backward` recomputes w_hat (a few passes
+    over the weights instead of the dozen autograd nodes of the composed expression and the
+    tensors they keep)."""
+
+    @staticmethod
+    def forward(ctx, w, quant):
+        out, _ = quant.kernel(binarize)(w.flatten(1), quant.standardize, quant.eps)
+        ctx.quant = quant
+        ctx.save_for_backward(w)
+        return out.view_as(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w,) = ctx.saved_tensors
+        return ctx.quant.vjp(w, grad.clone()), None
 
 
 class MembraneQuant(nn.Module):
@@ -153,22 +232,34 @@ class MembraneQuant(nn.Module):
     def scale(self, u: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` for this step: the step's max |u| in training (updating the running
         estimate), the running estimate in eval. Never synchronizes with the device."""
-        step_max = u.detach().abs().amax().clamp_min(torch.finfo(u.dtype).tiny)
+        alpha = self.scale_from_max(u.detach().abs().amax())
         if self.training:
-            self._track(step_max)
+            self.track(alpha.view(1))
+        return alpha
+
+    def scale_from_max(self, step_max: torch.Tensor) -> torch.Tensor:
+        """``alpha_u`` given the step's max |u|, without updating the running estimate: the max
+        itself (never 0) in training, the running estimate in eval once calibrated."""
+        step_max = step_max.clamp_min(torch.finfo(step_max.dtype).tiny)
+        if self.training:
             return step_max
-        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(u.dtype), step_max)
+        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(step_max.dtype), step_max)
 
     @torch.no_grad()
-    def _track(self, step_max: torch.Tensor) -> None:
-        first = self.num_steps_tracked == 0
-        averaged = torch.lerp(self.running_alpha, step_max.to(self.running_alpha.dtype), self.momentum)
-        self.running_alpha.copy_(torch.where(first, step_max.to(self.running_alpha.dtype), averaged))
-        self.num_steps_tracked += 1
+    def track(self, step_maxes: torch.Tensor) -> None:
+        """Fold the training scales of consecutive steps (1-D, in time order) into the running
+        estimate: the first step ever initializes it, each step then moves it by ``momentum``."""
+        step_maxes = step_maxes.to(self.running_alpha.dtype)
+        # lerp(a, a, m) == a exactly, so starting from the first max equals initializing with it.
+        running = torch.where(self.num_steps_tracked == 0, step_maxes[0], self.running_alpha)
+        for step_max in step_maxes:
+            running = torch.lerp(running, step_max, self.momentum)
+        self.running_alpha.copy_(running)
+        self.num_steps_tracked += len(step_maxes)
 
     def integer_levels(self, u: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """``round(n * clip(u / alpha_u, -1, 1))``: each potential's level in [-n, n] (Eq. 8-9)."""
-        return torch.round(self.levels * u / alpha).clamp(-self.levels, self.levels)
+        return integer_levels(u, alpha, self.levels)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -23,8 +23,12 @@ class TriangleSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
-        surrogate = (ctx.beta - x.abs()).clamp_min(0)  # Eq. 5
-        return grad_output * surrogate, None
+        return grad_output * triangle(x, ctx.beta), None
+
+
+def triangle(x: torch.Tensor, beta: float) -> torch.Tensor:
+    """Eq. 5: the surrogate ``ds/du = max(0, beta - |u - theta|)`` at ``x = u - theta``."""
+    return (beta - x.abs()).clamp_min(0)
 
 
 def spike(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:

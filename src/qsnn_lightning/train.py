@@ -23,6 +23,7 @@ from .config import restore_config
 from .data import build_datamodule
 from .module import QSNNClassifier
 
+MODEL_SPEED_OPTIONS = ("compile", "channels_last")  # trainer.* keys that configure the module, not the Trainer
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 
 
@@ -42,7 +43,7 @@ def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
         arch=model.arch, num_classes=datamodule.num_classes, input_shape=tuple(datamodule.input_shape),
         bits=model.bits, timesteps=model.timesteps, standardize=model.standardize, tau=model.tau,
         theta=model.theta, beta=model.beta, quantize_before_spike=model.quantize_before_spike,
-        lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
+        neuron=model.neuron, compile=cfg.trainer.compile, channels_last=cfg.trainer.channels_last, lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
         momentum=optim.momentum, weight_decay=optim.weight_decay,
         experiment=OmegaConf.to_container(cfg, resolve=True),
     )
@@ -102,7 +103,10 @@ def wandb_logger(cfg: DictConfig, run_dir: Path):
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    trainer_settings = {key: value for key, value in OmegaConf.to_container(cfg.trainer).items() if value is not None}
+    trainer_settings = {
+        key: value for key, value in OmegaConf.to_container(cfg.trainer).items()
+        if value is not None and key not in MODEL_SPEED_OPTIONS
+    }
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger == "tensorboard":
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))

@@ -28,18 +28,21 @@ def build_model(
     theta: float = 1.0,
     beta: float = 1.0,
     quantize_before_spike: bool = False,
+    neuron: str = "fused",
+    compile: bool = False,
 ) -> SpikingBackbone:
     """Build the backbone ``name`` at precision ``bits`` (e.g. ``"1w2u"``, ``"32w32u"``).
 
     ``standardize`` is WS-DR's weight standardization (Eq. 14): ``"layer"`` (paper),
-    ``"channel"`` (authors' release) or ``"none"`` (plain Q-SNN). Raises ValueError with a
+    ``"channel"`` (authors' release) or ``"none"`` (plain Q-SNN). ``neuron`` (``"fused"`` or
+    ``"reference"``) and ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.neurons`). Raises ValueError with a
     one-line message for an unknown name or a bad setting.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(sorted(BACKBONES))}")
     factory = LayerFactory(
         precision=Precision.parse(bits), standardize=standardize,
-        tau=tau, theta=theta, beta=beta, quantize_before_spike=quantize_before_spike,
+        tau=tau, theta=theta, beta=beta, quantize_before_spike=quantize_before_spike, neuron=neuron, compile=compile,
     )
     return BACKBONES[name](factory, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=timesteps)
 

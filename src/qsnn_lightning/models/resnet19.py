@@ -16,10 +16,10 @@ class BasicBlock(nn.Module):
 
     def __init__(self, factory: LayerFactory, cin: int, cout: int, stride: int):
         super().__init__()
-        self.conv1 = factory.conv_bn(cin, cout, 3, stride)
+        self.conv1 = factory.conv_bn(cin, cout, 3, stride, spikes_in=True)
         self.lif1 = factory.lif()
-        self.conv2 = factory.conv_bn(cout, cout, 3)
-        self.shortcut = factory.conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        self.conv2 = factory.conv_bn(cout, cout, 3, spikes_in=True)
+        self.shortcut = factory.conv_bn(cin, cout, 1, stride, spikes_in=True) if stride != 1 or cin != cout else nn.Identity()
         self.lif2 = factory.lif()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,12 +45,12 @@ class VGG(SpikingBackbone):
         self.stem = factory.conv_bn(channels, config[0], 3, edge=True)
         self.stem_lif = factory.lif()
         layers, cin = [], config[0]
-        for item in config[1:]:
+        for previous, item in zip(config, config[1:]):
             if item == POOL:
                 layers.append(MultiStep(nn.AvgPool2d(2)))
                 height, width = height // 2, width // 2
             else:
-                layers += [factory.conv_bn(cin, item, 3), factory.lif()]
+                layers += [factory.conv_bn(cin, item, 3, spikes_in=previous != POOL), factory.lif()]
                 cin = item
         self.features = nn.Sequential(*layers)
         features = cin if head == "gap" else cin * height * width
