@@ -95,7 +95,8 @@ def run_steps(
         if quant.enabled:
             u, s, r, step_max = kernels.fire_with_max(v, x_t, tau, theta)
             alpha = quant.scale_from_max(step_max)
-            step_maxes.append(alpha)
+            if quant.training:
+                step_maxes.append(alpha)
             v = kernels.store(r, alpha, quant.levels)
         else:
             u, s, v = kernels.fire(v, x_t, tau, theta)

@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from .config import EXPERIMENTS_DIR, load_config
+from .files import atomic_open
 from .losses import hidden_layers
 from .precision import Precision
 
@@ -172,12 +173,10 @@ def summary_row(point: dict[str, Any], results: dict) -> dict:
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", newline="") as file:
+    with atomic_open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    temporary.replace(path)
 
 
 def plot_summary(rows: list[dict], parameters: list[str], sweep_dir: Path) -> Path:

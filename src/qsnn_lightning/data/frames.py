@@ -22,7 +22,6 @@ renamed, so an interrupted build keeps every finished sample and resumes with th
 
 import hashlib
 import json
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..files import atomic_open
 from .static import DatasetCorruptError, _one_line
 
 SPLITS = ("number", "time")
@@ -180,10 +180,8 @@ class FrameCache:
             ) from None
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as file:
+        with atomic_open(target) as file:
             np.savez_compressed(file, frames=frames)
-        os.replace(temporary, target)
         return frames
 
     def load(self, source: EventSource, index: int) -> np.ndarray:

@@ -20,13 +20,13 @@ tonic's style, sorted by sample then time), ``<split>_offsets.npy`` (sample ``i`
 ``events[offsets[i]:offsets[i + 1]]``) and ``<split>_labels.npy``.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ..files import atomic_open
 from .events import EventDataModule
 from .static import DatasetCorruptError, FashionMNISTDataModule, _one_line
 
@@ -89,10 +89,8 @@ def simulate(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as file:
+    with atomic_open(path) as file:
         np.save(file, array)
-    os.replace(temporary, path)
 
 
 def write_split(directory: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
