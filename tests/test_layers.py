@@ -44,13 +44,14 @@ def test_recomputed_weight_gives_autograd_values_and_gradients(quant, kind):
     assert results[0][2].abs().sum() > 0
 
 
-def test_quantized_layer_keeps_input_and_latent_weight_only():
+def test_quantized_layer_keeps_input_latent_weight_and_small_statistics_only():
     layer = QConv2d(4, 8, 3, padding=1, weight_quant=BinaryWeight())
     x = torch.randn(2, 4, 5, 5, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         layer(x)
-    assert len(saved) == 2 and saved[0] is x and saved[1] is layer.weight  # no copy, no quantized weight
+    assert saved[0] is x and saved[1] is layer.weight  # no copy, no quantized weight
+    assert [t.numel() for t in saved[2:]] == [1, 1, 8]  # mu and sigma of the layer (Eq. 14), alpha_w per channel
     layer.binary_input, saved[:] = True, []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         layer((x > 0).float().requires_grad_())
@@ -76,7 +77,8 @@ def test_weights_are_quantized_once_per_forward_whatever_the_timesteps():
     layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
     calls = []
     for layer in layers:
-        layer.weight_quant.register_forward_hook(lambda module, args, out: calls.append(module))
+        quant = layer.weight_quant
+        quant.quantize = lambda w, quant=quant, quantize=quant.quantize: calls.append(quant) or quantize(w)
     model(torch.rand(3, 1, 28, 28))
     assert len(calls) == len(layers) == 5
     model.eval()(torch.rand(3, 1, 28, 28))

@@ -165,7 +165,7 @@ def test_precision_assigns_quantizers_by_role():
 
 
 def composed_binary(w, standardize, eps=1e-5):
-    """Eq. 6-7 and 14 written out with autograd operations and a clipped straight-through sign."""
+    """Eq. 6-7 and 14 written out with autograd operations and a straight-through sign clipped like hardtanh."""
     if standardize == "layer":
         var, mean = torch.var_mean(w, correction=0)
         w = (w - mean) / torch.sqrt(var + eps)
@@ -173,7 +173,7 @@ def composed_binary(w, standardize, eps=1e-5):
         var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, correction=0)
         w = (w - mean) / torch.sqrt(var + eps)
     alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
-    clipped = w.clamp(-1, 1)
+    clipped = torch.nn.functional.hardtanh(w)
     return alpha * (clipped + (torch.where(w >= 0, 1.0, -1.0).to(w.dtype) - clipped).detach())
 
 

@@ -17,10 +17,11 @@ since Q_u passes gradients straight through (``dQ_u/dr = 1``, ``alpha_u`` has no
 ``dL/dx[t] = dL/du[t]``. The running scale of Q_u takes the T per-step maxima after the loop,
 with the arithmetic of one update per step.
 
-Each step is a few small pure functions (`fire`, `store`, `step_backward`). ``compile=True``
-compiles them with ``torch.compile`` (TorchInductor: one C++/OpenMP loop per function on CPU,
-a Triton kernel on CUDA), so a step is one pass over memory instead of one per operation; the
-first use compiles (tens of seconds on a 2-core CPU, cached on disk afterwards).
+The steps are small pure functions (`fire`, `store`, `step_backward`) that two functions chain
+over all T steps: `forward_steps` and `backward_steps`. ``compile=True`` compiles those two with
+``torch.compile`` (TorchInductor: a few C++/OpenMP loops on CPU, Triton kernels on CUDA), so a
+layer's T steps are one call in each pass, each step a pass or two over memory instead of one
+per operation; the first use compiles (tens of seconds on a 2-core CPU, cached on disk afterwards).
 """
 
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant import MembraneQuant, compiled, integer_levels
+from .quant import MembraneQuant, compiled, integer_levels, membrane_scale
 from .surrogate import triangle
 
 
@@ -38,12 +39,6 @@ def fire(v: torch.Tensor, x: torch.Tensor, tau: float, theta: float):
     u = tau * v + x  # Eq. 1
     spiked = u >= theta  # Eq. 2
     return u, spiked.to(u.dtype), u.masked_fill(spiked, 0.0)  # Eq. 3
-
-
-def fire_with_max(v: torch.Tensor, x: torch.Tensor, tau: float, theta: float):
-    """:func:`fire` and the step's max |r| (the training scale of Eq. 8)."""
-    u, s, r = fire(v, x, tau, theta)
-    return u, s, r, r.abs().amax()
 
 
 def store(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
@@ -62,70 +57,85 @@ def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor |
     return grad_u, tau * grad_u
 
 
+def forward_steps(
+    x: torch.Tensor, v: torch.Tensor, tau: float, theta: float, levels: "int | None",
+    running: torch.Tensor, use_running: torch.Tensor, keep_stored: bool,
+):
+    """The T steps of ``x`` (``[T, N]``) from the state ``v`` (``[N]``): ``(spikes, u, v_last,
+    scales, stored)`` with the spikes and the membranes before reset ``[T, N]``, the last stored
+    membrane, the T scales alpha_u (``[T]``; None for full-precision membranes, ``levels``
+    None) and, with ``keep_stored``, every stored membrane ``[T, N]`` (else None). The scale of
+    a step is :func:`~qsnn_lightning.quant.membrane_scale` of its max |r|."""
+    spikes, charged, scales, stored = [], [], [], []
+    for x_t in x.unbind(0):
+        u, s, v = fire(v, x_t, tau, theta)
+        if levels is not None:
+            alpha = membrane_scale(v.abs().amax(), running, use_running)  # Eq. 8's alpha_u
+            v = store(v, alpha, levels)
+            scales.append(alpha)
+        spikes.append(s)
+        charged.append(u)
+        stored.append(v)
+    return (
+        torch.stack(spikes), torch.stack(charged), v, torch.stack(scales) if scales else None,
+        torch.stack(stored) if keep_stored else None,
+    )
+
+
+def backward_steps(charged: torch.Tensor, grad_spikes: torch.Tensor, tau: float, theta: float, beta: float) -> torch.Tensor:
+    """dL/dx (``[T, N]``) from the membranes before reset and the gradients of the spikes
+    (both ``[T, N]``), last step first."""
+    grads, grad_v = [], None
+    for u, grad_s in zip(reversed(charged.unbind(0)), reversed(grad_spikes.unbind(0))):
+        grad_u, grad_v = step_backward(u, grad_s, grad_v, tau, theta, beta)
+        grads.append(grad_u)
+    return torch.stack(grads[::-1])
+
+
 @dataclass(frozen=True)
 class Kernels:
-    fire: Callable
-    fire_with_max: Callable
-    store: Callable
-    step_backward: Callable
+    forward_steps: Callable
+    backward_steps: Callable
 
 
-EAGER = Kernels(fire, fire_with_max, store, step_backward)
-COMPILED = Kernels(*(compiled(kernel) for kernel in (fire, fire_with_max, store, step_backward)))
+EAGER = Kernels(forward_steps, backward_steps)
+COMPILED = Kernels(compiled(forward_steps), compiled(backward_steps))
 
 
 def kernels(compile: bool) -> Kernels:
-    """The step functions, compiled on first use with ``compile`` (dynamic shapes: one
-    compilation serves every layer)."""
+    """The step loops, compiled on first use with ``compile`` (dynamic shapes: one compilation
+    serves every layer with the same T)."""
     return COMPILED if compile else EAGER
-
-
-def run_steps(
-    x: torch.Tensor, v: torch.Tensor, tau: float, theta: float, quant: MembraneQuant, kernels: Kernels,
-    on_store: "Callable[[torch.Tensor], None] | None" = None,
-):
-    """The forward loop without autograd: ``(spikes [T, ...], [u[t]], last stored v)``. In
-    training the running scale of ``quant`` takes the T step maxima; ``on_store`` sees every
-    stored membrane. The kernels see each step flattened (elementwise work and a full max do
-    not depend on the shape), so one compilation serves every layer."""
-    spikes, charged, step_maxes = [], [], []
-    v = v.reshape(-1)
-    for x_t in x:
-        x_t = x_t.reshape(-1)
-        if quant.enabled:
-            u, s, r, step_max = kernels.fire_with_max(v, x_t, tau, theta)
-            alpha = quant.scale_from_max(step_max)
-            if quant.training:
-                step_maxes.append(alpha)
-            v = kernels.store(r, alpha, quant.levels)
-        else:
-            u, s, v = kernels.fire(v, x_t, tau, theta)
-        if on_store is not None:
-            on_store(v)
-        spikes.append(s)
-        charged.append(u)
-    if quant.enabled and quant.training:
-        quant.track(torch.stack(step_maxes))
-    return torch.stack(spikes).view(x.shape), charged, v.view(x.shape[1:])
 
 
 class FusedLIF(torch.autograd.Function):
     """``spikes, v = FusedLIF.apply(x, v0, tau, theta, beta, quant, kernels, on_store)``; ``v``
-    (the last stored membrane) has no gradient, as in the reference."""
+    (the last stored membrane) has no gradient, as in the reference. In training the running
+    scale of ``quant`` takes the T step maxima; ``on_store`` sees every stored membrane. The
+    kernels see each step flattened (elementwise work and a full max do not depend on the
+    shape), so one compilation serves every layer."""
 
     @staticmethod
-    def forward(ctx, x, v, tau, theta, beta, quant, kernels, on_store):
-        spikes, charged, v = run_steps(x, v, tau, theta, quant, kernels, on_store)
-        ctx.save_for_backward(*charged)
+    def forward(ctx, x, v, tau, theta, beta, quant: MembraneQuant, kernels: Kernels, on_store):
+        steps = x.shape[0]
+        levels = quant.levels if quant.enabled else None
+        spikes, charged, v, scales, stored = kernels.forward_steps(
+            x.reshape(steps, -1), v.reshape(-1), tau, theta, levels, *quant.scale_rule(), on_store is not None,
+        )
+        if quant.enabled and quant.training:
+            quant.track(scales)
+        if on_store is not None:
+            for v_t in stored:
+                on_store(v_t)
+        ctx.save_for_backward(charged)
         ctx.constants = (tau, theta, beta, kernels)
+        v = v.view(x.shape[1:])
         ctx.mark_non_differentiable(v)
-        return spikes, v
+        return spikes.view(x.shape), v
 
     @staticmethod
     def backward(ctx, grad_spikes, _grad_v):
         tau, theta, beta, kernels = ctx.constants
-        grads, grad_v = [], None
-        for u, grad_s in zip(reversed(ctx.saved_tensors), reversed(grad_spikes)):
-            grad_u, grad_v = kernels.step_backward(u, grad_s.reshape(-1), grad_v, tau, theta, beta)
-            grads.append(grad_u)
-        return torch.stack(grads[::-1]).view(grad_spikes.shape), None, None, None, None, None, None, None
+        (charged,) = ctx.saved_tensors
+        grads = kernels.backward_steps(charged, grad_spikes.reshape(charged.shape), tau, theta, beta)
+        return grads.view(grad_spikes.shape), None, None, None, None, None, None, None

@@ -20,34 +20,35 @@ from .quant import FULL_PRECISION_BITS, FullPrecisionWeight, InputQuant
 
 
 class QuantizedWeightOp(torch.autograd.Function):
-    """``layer.op(x, Q(w), bias)`` that saves ``x`` and ``w`` and recomputes ``Q(w)`` in the
-    backward pass. Values and gradients are those of autograd through ``layer.weight_quant`` and
-    the op (the same functions run); only what is held between the passes differs: ``Q(w)`` and
-    the quantizer's intermediate tensors live for one layer at a time instead of all at once,
-    and a binary input (``layer.binary_input``) is kept as uint8, which holds 0 and 1 exactly."""
+    """``layer.op(x, Q(w), bias)`` that saves ``x``, ``w`` and the quantizer's small statistics
+    (per-layer or per-channel scales) and recomputes ``Q(w)`` from them in the backward pass.
+    Values and gradients are those of autograd through ``layer.weight_quant`` and the op; only
+    what is held between the passes differs: ``Q(w)`` and the quantizer's intermediate tensors
+    live for one layer at a time instead of all at once, and a binary input
+    (``layer.binary_input``) is kept as uint8, which holds 0 and 1 exactly."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
         with torch.no_grad():
-            quantized = layer.weight_quant(weight)
+            quantized, stats = layer.weight_quant.quantize(weight)
         device = x.device.type
         if torch.is_autocast_enabled(device):  # autocast's casts for conv / linear, made here for both passes
             dtype = torch.get_autocast_dtype(device)
             x, quantized, bias = x.to(dtype), quantized.to(dtype), bias.to(dtype) if bias is not None else None
         ctx.layer, ctx.input_dtype, ctx.compute_dtype = layer, x.dtype, quantized.dtype
-        ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight)
+        ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight, *stats)
         with torch.autocast(device, enabled=False):
             return layer.op(x, quantized, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
+        x, weight, *stats = ctx.saved_tensors
         quant = ctx.layer.weight_quant
         with torch.no_grad():
-            quantized = quant(weight).to(ctx.compute_dtype)
+            quantized = quant.requantize(weight, stats).to(ctx.compute_dtype)
         grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x.to(ctx.input_dtype), quantized, ctx.needs_input_grad)
         del quantized, x  # before the quantizer's backward: fewer weight-sized buffers at once
-        return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype)), grad_bias, None
+        return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype), stats), grad_bias, None
 
 
 class _QuantizedWeightLayer:

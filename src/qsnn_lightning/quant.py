@@ -9,7 +9,7 @@ Gradient rules
   (`round_clip_ste`): forward ``clip(round(x))``, backward 1. ``torch.round`` rounds half to
   even; the integer export has to match it.
 * Binary weights use the *clipped* straight-through estimator: the gradient of ``sign(w_hat)``
-  is 1 where ``|w_hat| <= 1`` and 0 elsewhere. The channel scale ``alpha_w = mean|w_hat|`` is an
+  is that of hardtanh, 1 where ``|w_hat| < 1`` and 0 elsewhere. The channel scale ``alpha_w = mean|w_hat|`` is an
   ordinary differentiable function of the weights.
 * 8-bit weights: straight-through rounding, the per-channel scale treated as a constant.
 * Membrane potentials: straight-through rounding and clipping, so ``dQ_u/du = 1``; in training
@@ -57,6 +57,11 @@ class IntWeight(nn.Module):
     """Symmetric per-output-channel integer weights (8-bit for the first and last layers).
 
     ``scale_c = max|w_c| / (2^(b-1) - 1)``, ``Q(w) = scale_c * round(w / scale_c)``.
+
+    Besides ``forward`` (differentiable), the quantizers with integer weights share the interface
+    :class:`~qsnn_lightning.layers.QuantizedWeightOp` uses to keep only small statistics between
+    the passes: ``quantize(w) -> (Q(w), stats)``, ``requantize(w, stats) -> Q(w)`` (cheap, the
+    same values) and ``vjp(w, grad, stats) -> dL/dW``.
     """
 
     def __init__(self, bits: int = 8):
@@ -73,11 +78,17 @@ class IntWeight(nn.Module):
         scale = self.scale(w)
         return round_clip_ste(w / scale, self.qmax) * scale
 
-    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """dL/dW given dL/dQ(W) (straight through, by autograd)."""
-        with torch.enable_grad():
-            latent = w.detach().requires_grad_()
-            return torch.autograd.grad(self(latent), latent, grad)[0]
+    def quantize(self, w: torch.Tensor):
+        scale = self.scale(w)
+        return self.requantize(w, (scale,)), (scale,)
+
+    def requantize(self, w: torch.Tensor, stats) -> torch.Tensor:
+        (scale,) = stats
+        return torch.round(w / scale).clamp(-self.qmax, self.qmax) * scale
+
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
+        """dL/dW given dL/dQ(W): the straight-through estimator passes it unchanged."""
+        return grad
 
     def integer_weights(self, w: torch.Tensor):
         """(codes in [-qmax, qmax] as int32, per-channel scale) with ``codes * scale == forward(w)``."""
@@ -86,43 +97,70 @@ class IntWeight(nn.Module):
         return codes, scale.flatten()
 
 
-def _standardization_dims(w: torch.Tensor, standardize: str) -> "tuple[int, ...] | None":
-    """The dimensions one mean and std of Eq. 14 cover (None: all of them)."""
-    return None if standardize == "layer" else tuple(range(1, w.dim()))
+def _group_mean(per_row: torch.Tensor, standardize: str, fan_in: int) -> torch.Tensor:
+    """The mean over each standardization group (the layer, or one output channel) of a
+    quantity given by its ``[C, 1]`` row sums over a ``[C, fan_in]`` weight."""
+    if standardize == "layer":
+        return per_row.sum() / per_row.numel() / fan_in
+    return per_row / fan_in
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_k a[c, k] b[c, k]`` as ``[C, 1]`` (row by row: accurate, no product tensor)."""
+    return torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
 
 
 def standardize_weights(w: torch.Tensor, standardize: str, eps: float):
-    """``(w_hat, sigma)`` with ``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output
-    channel; ``(W, None)`` for ``"none"``."""
+    """``(w_hat, mu, sigma)`` with ``w_hat = (W - mu) / sigma`` (Eq. 14) over a ``[C, K]`` weight,
+    one mean and (population) std per layer or per output channel; ``(W, 0, 1)`` for ``"none"``."""
     if standardize == "none":
-        return w, None
-    var, mean = torch.var_mean(w, dim=_standardization_dims(w, standardize), keepdim=standardize == "channel", correction=0)
-    sigma = torch.sqrt(var + eps)
-    return (w - mean) / sigma, sigma
+        return w, w.new_zeros(()), w.new_ones(())
+    mu = w.mean() if standardize == "layer" else w.mean(dim=1, keepdim=True)
+    centred = w - mu
+    sigma = torch.sqrt(_group_mean(_row_dot(centred, centred), standardize, w.shape[1]) + eps)
+    return centred.div_(sigma), mu, sigma
+
+
+def restandardize(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``w_hat`` from the statistics :func:`standardize_weights` returned (the same arithmetic;
+    exactly W for 0 and 1)."""
+    return torch.sub(w, mu).div_(sigma)
 
 
 def binarize(w: torch.Tensor, standardize: str, eps: float):
-    """``(alpha_w sign(w_hat), alpha_w)``: Eq. 6-7 on the standardized weights (Eq. 14)."""
-    w_hat, _ = standardize_weights(w, standardize, eps)
-    alpha = _per_channel(torch.mean, w_hat.abs())  # Eq. 6, channel-wise scale
-    return torch.where(w_hat >= 0, alpha, -alpha), alpha  # Eq. 7, sign(0) = +1
+    """Eq. 6-7 on the standardized ``[C, K]`` weights (Eq. 14): ``(alpha_w sign(w_hat), (mu,
+    sigma, alpha_w))``, the statistics being all :func:`rebinarize` and :func:`binarize_backward`
+    need. ``sign`` is that of :func:`torch.copysign`: +1 for w_hat = 0 (Eq. 7), as for every
+    zero standardization can produce (only a weight stored as -0.0 with a mean of exactly 0
+    would count as negative)."""
+    w_hat, mu, sigma = standardize_weights(w, standardize, eps)
+    alpha = w_hat.abs().mean(dim=1, keepdim=True)  # Eq. 6, channel-wise scale
+    return torch.copysign(alpha, w_hat), (mu, sigma, alpha)  # Eq. 7
 
 
-def binarize_backward(w: torch.Tensor, grad: torch.Tensor, standardize: str, eps: float):
-    """dL/dW from dL/d(alpha_w sign(w_hat)): the clipped straight-through estimator through the
-    sign (alpha_w where |w_hat| <= 1), the derivative of ``alpha_w = mean|w_hat|`` (d|x|/dx =
-    sgn x, 0 at 0), then through Eq. 14, where mu and sigma depend on W:
-    ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over each standardized group. Overwrites
-    ``grad`` (in place: the weight-sized buffers alive at once are grad, w_hat and one more)."""
-    w_hat, sigma = standardize_weights(w, standardize, eps)
-    alpha = _per_channel(torch.mean, w_hat.abs())
-    through_alpha = _per_channel(torch.sum, torch.where(w_hat >= 0, grad, -grad)) / w[0].numel()
-    grad_hat = grad.mul_(alpha).masked_fill_(w_hat.abs() > 1, 0.0).addcmul_(w_hat.sign(), through_alpha)
-    if sigma is None:
+def rebinarize(w: torch.Tensor, mu, sigma, alpha) -> torch.Tensor:
+    """The output of :func:`binarize` again from its statistics: one pass, no reduction."""
+    return torch.copysign(alpha, restandardize(w, mu, sigma))
+
+
+def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str):
+    """dL/dW from dL/d(alpha_w sign(w_hat)) over ``[C, K]``: the clipped straight-through estimator
+    through the sign (alpha_w where |w_hat| < 1, the derivative of hardtanh), the derivative of
+    ``alpha_w = mean|w_hat|`` (d|x|/dx = sign x, as the forward pass takes it), then through
+    Eq. 14, where mu and sigma depend on W: ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over
+    each standardized group. Overwrites ``grad`` (in place: besides it, two weight-sized buffers,
+    w_hat and the signs, are alive at once; no product is materialized for the sums)."""
+    fan_in = w.shape[1]
+    w_hat = restandardize(w, mu, sigma)
+    signs = torch.copysign(torch.ones_like(alpha), w_hat)
+    through_alpha = _row_dot(signs, grad) / fan_in
+    clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
+    grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)
+    if standardize == "none":
         return grad_hat
-    dims, keep = _standardization_dims(w, standardize), standardize == "channel"
-    grad_mean = grad_hat.mean(dim=dims, keepdim=keep)
-    projection = (grad_hat * w_hat).mean(dim=dims, keepdim=keep)
+    del signs
+    grad_mean = _group_mean(grad_hat.sum(dim=1, keepdim=True), standardize, fan_in)
+    projection = _group_mean(_row_dot(grad_hat, w_hat), standardize, fan_in)
     return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).div_(sigma)
 
 
@@ -138,8 +176,10 @@ class BinaryWeight(nn.Module):
     ``standardize``: ``"layer"`` (Eq. 14, the paper's choice: one mean and std per layer),
     ``"channel"`` (one per output channel, as in the authors' release) or ``"none"`` (plain Q-SNN).
     ``sign(0) = +1`` (Eq. 7); ``alpha_w`` is the mean ``|w_hat|`` of each output channel.
-    The forward is one autograd node keeping W and alpha_w; its backward (:func:`binarize_backward`)
-    recomputes w_hat. ``compile=True`` runs both through torch.compile.
+    Between the passes only W and the statistics mu, sigma and alpha_w are kept (as
+    :class:`IntWeight` describes); the backward pass recomputes w_hat from them.
+    ``compile=True`` runs the three kernels through torch.compile. All of them see the weight
+    as ``[out channels, fan-in]``, so one compilation serves every layer shape.
     """
 
     bits = 1
@@ -158,7 +198,7 @@ class BinaryWeight(nn.Module):
 
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
         """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
-        return standardize_weights(w, self.standardize, self.eps)[0]
+        return standardize_weights(w.flatten(1), self.standardize, self.eps)[0].view_as(w)
 
     @staticmethod
     def signs(w_hat: torch.Tensor) -> torch.Tensor:
@@ -168,34 +208,47 @@ class BinaryWeight(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return _Binarize.apply(w, self)
 
-    def vjp(self, w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def quantize(self, w: torch.Tensor):
+        quantized, stats = self.kernel(binarize)(w.flatten(1), self.standardize, self.eps)
+        return quantized.view_as(w), stats
+
+    def requantize(self, w: torch.Tensor, stats) -> torch.Tensor:
+        return self.kernel(rebinarize)(w.flatten(1), *stats).view_as(w)
+
+    def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
         """dL/dW given dL/dQ(W); overwrites ``grad``."""
-        # [out channels, fan-in] views: one compiled kernel for every conv shape
-        return self.kernel(binarize_backward)(w.flatten(1), grad.flatten(1), self.standardize, self.eps).view_as(w)
+        return self.kernel(binarize_backward)(w.flatten(1), grad.flatten(1), *stats, self.standardize).view_as(w)
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
-        w_hat = self.standardized(w.detach())
-        alpha = _per_channel(torch.mean, w_hat.abs())
-        return self.signs(w_hat).to(torch.int32), alpha.flatten()
+        flat = w.detach().flatten(1)
+        _, (mu, sigma, alpha) = binarize(flat, self.standardize, self.eps)
+        return self.signs(restandardize(flat, mu, sigma)).to(torch.int32).view_as(w), alpha.flatten()
 
 
 class _Binarize(torch.autograd.Function):
-    """:func:`binarize` keeping only W; :func:`binarize_backward` recomputes w_hat (a few passes
-    over the weights instead of the dozen autograd nodes of the composed expression and the
-    tensors they keep)."""
+    """:meth:`BinaryWeight.quantize` as one autograd node keeping W and the statistics; its
+    backward is :meth:`BinaryWeight.vjp` (a few passes over the weights instead of the dozen
+    autograd nodes of the composed expression and the tensors they keep)."""
 
     @staticmethod
     def forward(ctx, w, quant):
-        out, _ = quant.kernel(binarize)(w.flatten(1), quant.standardize, quant.eps)
+        quantized, stats = quant.quantize(w)
         ctx.quant = quant
-        ctx.save_for_backward(w)
-        return out.view_as(w)
+        ctx.save_for_backward(w, *stats)
+        return quantized
 
     @staticmethod
     def backward(ctx, grad):
-        (w,) = ctx.saved_tensors
-        return ctx.quant.vjp(w, grad.clone()), None
+        w, *stats = ctx.saved_tensors
+        return ctx.quant.vjp(w, grad.clone(), stats), None
+
+
+def membrane_scale(step_max: torch.Tensor, running: torch.Tensor, use_running: torch.Tensor) -> torch.Tensor:
+    """``alpha_u`` of Eq. 8 for one step: the running estimate where ``use_running``, else the
+    step's max |u| (never 0)."""
+    step_max = step_max.clamp_min(torch.finfo(step_max.dtype).tiny)
+    return torch.where(use_running, running.to(step_max.dtype), step_max)
 
 
 class MembraneQuant(nn.Module):
@@ -240,10 +293,12 @@ class MembraneQuant(nn.Module):
     def scale_from_max(self, step_max: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` given the step's max |u|, without updating the running estimate: the max
         itself (never 0) in training, the running estimate in eval once calibrated."""
-        step_max = step_max.clamp_min(torch.finfo(step_max.dtype).tiny)
-        if self.training:
-            return step_max
-        return torch.where(self.num_steps_tracked > 0, self.running_alpha.to(step_max.dtype), step_max)
+        return membrane_scale(step_max, *self.scale_rule())
+
+    def scale_rule(self) -> "tuple[torch.Tensor, torch.Tensor]":
+        """``(running_alpha, use_running)``, the arguments :func:`membrane_scale` takes from this
+        quantizer: ``use_running`` (a bool tensor, so no device sync) is true in eval once calibrated."""
+        return self.running_alpha, (self.num_steps_tracked > 0) & (not self.training)
 
     @torch.no_grad()
     def track(self, step_maxes: torch.Tensor) -> None:
