@@ -55,7 +55,7 @@ def test_quantized_layer_keeps_input_latent_weight_and_small_statistics_only():
     layer.binary_input, saved[:] = True, []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         layer((x > 0).float().requires_grad_())
-    assert saved[0].dtype == torch.uint8 and saved[1] is layer.weight  # spikes kept in one byte each
+    assert saved[0].dtype == torch.bool and saved[1] is layer.weight  # spikes kept in one byte each
 
 
 @pytest.mark.parametrize("arch, shape", [("resnet19", (3, 8, 8)), ("vggsnn", (2, 16, 16)), ("fmnistnet", (1, 28, 28))])

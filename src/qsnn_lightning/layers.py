@@ -6,7 +6,7 @@ steps at once by folding time into the batch (``MultiStep``), so each weight is 
 per forward pass, not once per time step. A layer with quantized weights keeps its input and
 its latent weight for the backward pass, not the quantized weight: that is recomputed there
 (:class:`QuantizedWeightOp`). A layer built with ``binary_input=True`` (its input is a spike
-map, as the backbones declare) keeps that input as one byte per element instead of four.
+map, as the backbones declare) keeps that input as one byte per element (bool) instead of four.
 """
 
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ class QuantizedWeightOp(torch.autograd.Function):
     Values and gradients are those of autograd through ``layer.weight_quant`` and the op; only
     what is held between the passes differs: ``Q(w)`` and the quantizer's intermediate tensors
     live for one layer at a time instead of all at once, and a binary input
-    (``layer.binary_input``) is kept as uint8, which holds 0 and 1 exactly."""
+    (``layer.binary_input``) is kept as bool, one byte per element."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
@@ -36,7 +36,7 @@ class QuantizedWeightOp(torch.autograd.Function):
             dtype = torch.get_autocast_dtype(device)
             x, quantized, bias = x.to(dtype), quantized.to(dtype), bias.to(dtype) if bias is not None else None
         ctx.layer, ctx.input_dtype, ctx.compute_dtype = layer, x.dtype, quantized.dtype
-        ctx.save_for_backward(x.to(torch.uint8) if layer.binary_input else x, weight, *stats)
+        ctx.save_for_backward(x.to(torch.bool) if layer.binary_input else x, weight, *stats)
         with torch.autocast(device, enabled=False):
             return layer.op(x, quantized, bias)
 
@@ -46,6 +46,8 @@ class QuantizedWeightOp(torch.autograd.Function):
         quant = ctx.layer.weight_quant
         with torch.no_grad():
             quantized = quant.requantize(weight, stats).to(ctx.compute_dtype)
+        if x.dtype == torch.bool:  # read as bytes: uint8 -> float converts several times faster than bool -> float
+            x = x.view(torch.uint8)
         grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x.to(ctx.input_dtype), quantized, ctx.needs_input_grad)
         del quantized, x  # before the quantizer's backward: fewer weight-sized buffers at once
         return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype), stats), grad_bias, None

@@ -110,37 +110,33 @@ def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
 
 
-def standardize_weights(w: torch.Tensor, standardize: str, eps: float):
-    """``(w_hat, mu, sigma)`` with ``w_hat = (W - mu) / sigma`` (Eq. 14) over a ``[C, K]`` weight,
-    one mean and (population) std per layer or per output channel; ``(W, 0, 1)`` for ``"none"``."""
+def standardization(w: torch.Tensor, standardize: str, eps: float):
+    """``(W - mu, mu, sigma)``: the centred weights and the statistics of Eq. 14 over a ``[C, K]``
+    weight, one mean and (population) std per layer or per output channel; ``(W, 0, 1)`` for
+    ``"none"``. ``w_hat = (W - mu) / sigma``."""
     if standardize == "none":
         return w, w.new_zeros(()), w.new_ones(())
     mu = w.mean() if standardize == "layer" else w.mean(dim=1, keepdim=True)
     centred = w - mu
     sigma = torch.sqrt(_group_mean(_row_dot(centred, centred), standardize, w.shape[1]) + eps)
-    return centred.div_(sigma), mu, sigma
-
-
-def restandardize(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """``w_hat`` from the statistics :func:`standardize_weights` returned (the same arithmetic;
-    exactly W for 0 and 1)."""
-    return torch.sub(w, mu).div_(sigma)
+    return centred, mu, sigma
 
 
 def binarize(w: torch.Tensor, standardize: str, eps: float):
     """Eq. 6-7 on the standardized ``[C, K]`` weights (Eq. 14): ``(alpha_w sign(w_hat), (mu,
     sigma, alpha_w))``, the statistics being all :func:`rebinarize` and :func:`binarize_backward`
-    need. ``sign`` is that of :func:`torch.copysign`: +1 for w_hat = 0 (Eq. 7), as for every
-    zero standardization can produce (only a weight stored as -0.0 with a mean of exactly 0
-    would count as negative)."""
-    w_hat, mu, sigma = standardize_weights(w, standardize, eps)
-    alpha = w_hat.abs().mean(dim=1, keepdim=True)  # Eq. 6, channel-wise scale
-    return torch.copysign(alpha, w_hat), (mu, sigma, alpha)  # Eq. 7
+    need. ``alpha_w = mean|W - mu| / sigma`` (= mean|w_hat|, without dividing every weight), and
+    ``sign(w_hat)`` is the sign bit of ``W - mu`` (that of w_hat, sigma being positive), taken by
+    :func:`torch.copysign`: +1 for w_hat = 0 (Eq. 7), as for every zero standardization can
+    produce (only a weight stored as -0.0 with a mean of exactly 0 would count as negative)."""
+    centred, mu, sigma = standardization(w, standardize, eps)
+    alpha = centred.abs().mean(dim=1, keepdim=True) / sigma  # Eq. 6, channel-wise scale
+    return torch.copysign(alpha, centred), (mu, sigma, alpha)  # Eq. 7
 
 
 def rebinarize(w: torch.Tensor, mu, sigma, alpha) -> torch.Tensor:
     """The output of :func:`binarize` again from its statistics: one pass, no reduction."""
-    return torch.copysign(alpha, restandardize(w, mu, sigma))
+    return torch.copysign(alpha, w - mu)
 
 
 def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str):
@@ -148,20 +144,23 @@ def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, sta
     through the sign (alpha_w where |w_hat| < 1, the derivative of hardtanh), the derivative of
     ``alpha_w = mean|w_hat|`` (d|x|/dx = sign x, as the forward pass takes it), then through
     Eq. 14, where mu and sigma depend on W: ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over
-    each standardized group. Overwrites ``grad`` (in place: besides it, two weight-sized buffers,
-    w_hat and the signs, are alive at once; no product is materialized for the sums)."""
-    fan_in = w.shape[1]
-    w_hat = restandardize(w, mu, sigma)
+    each standardized group, g being the gradient w.r.t. w_hat. The means come from row sums of
+    the clipped gradient and the signs (``sign(w_hat) w_hat = |w_hat|``, whose row sum is
+    ``K alpha_w``), so one pass over W and dL/dQ(W) gathers every sum and one more writes the
+    result. Overwrites ``grad`` (in place: besides it, two weight-sized buffers, w_hat and the
+    signs, are alive at once; no product is materialized for the sums)."""
+    fan_in, inverse_sigma = w.shape[1], 1.0 / sigma
+    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
     signs = torch.copysign(torch.ones_like(alpha), w_hat)
-    through_alpha = _row_dot(signs, grad) / fan_in
+    through_alpha = _row_dot(signs, grad) / fan_in  # dL/d(alpha_w) / K
     clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
-    grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)
     if standardize == "none":
-        return grad_hat
-    del signs
-    grad_mean = _group_mean(grad_hat.sum(dim=1, keepdim=True), standardize, fan_in)
-    projection = _group_mean(_row_dot(grad_hat, w_hat), standardize, fan_in)
-    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).div_(sigma)
+        return clipped.mul_(alpha).addcmul_(signs, through_alpha)
+    # row sums of g = alpha_w clipped + sign(w_hat) through_alpha and of g w_hat
+    grad_mean = _group_mean(alpha * clipped.sum(dim=1, keepdim=True) + through_alpha * signs.sum(dim=1, keepdim=True), standardize, fan_in)
+    projection = _group_mean(alpha * (_row_dot(clipped, w_hat) + through_alpha * fan_in), standardize, fan_in)
+    grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)
+    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).mul_(inverse_sigma)
 
 
 @cache
@@ -198,12 +197,8 @@ class BinaryWeight(nn.Module):
 
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
         """``w_hat = (W - mu) / sigma`` (Eq. 14), per layer or per output channel."""
-        return standardize_weights(w.flatten(1), self.standardize, self.eps)[0].view_as(w)
-
-    @staticmethod
-    def signs(w_hat: torch.Tensor) -> torch.Tensor:
-        """Eq. 7: +1 where ``w_hat >= 0``, -1 elsewhere (so sign(0) = +1)."""
-        return torch.where(w_hat >= 0, 1.0, -1.0).to(w_hat.dtype)
+        centred, _, sigma = standardization(w.flatten(1), self.standardize, self.eps)
+        return (centred / sigma).view_as(w)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return _Binarize.apply(w, self)
@@ -221,9 +216,9 @@ class BinaryWeight(nn.Module):
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""
-        flat = w.detach().flatten(1)
-        _, (mu, sigma, alpha) = binarize(flat, self.standardize, self.eps)
-        return self.signs(restandardize(flat, mu, sigma)).to(torch.int32).view_as(w), alpha.flatten()
+        quantized, (_, _, alpha) = binarize(w.detach().flatten(1), self.standardize, self.eps)
+        signs = torch.copysign(torch.ones_like(quantized), quantized)  # the sign bit, kept where alpha_w = 0
+        return signs.to(torch.int32).view_as(w), alpha.flatten()
 
 
 class _Binarize(torch.autograd.Function):
