@@ -9,8 +9,14 @@ entropy; plus its spike term with lambda = 1e-3 for our Q-SNNs, as they train), 
 SGD step (momentum 0.9, weight decay 5e-4) for every implementation.
 
 Throughput: after warm-up steps (where compilation happens), ``--rounds`` rounds run
-``--iters`` steps of every implementation in turn; each implementation's best round counts, so
-load from other processes on the machine penalizes all of them alike.
+``--iters`` steps of every implementation in turn, starting one implementation later each round;
+each implementation's best round counts, so load from other processes on the machine (which
+only ever slows a round down) penalizes none of them for long.
+
+Allocator: by default the timing process keeps freed host memory for reuse
+(:func:`qsnn_lightning.host_memory.reuse_freed_memory`, what ``qsnn train`` does), for every
+implementation alike; ``--no-reuse-freed-memory`` leaves glibc's defaults, under which every
+step faults its temporaries back in.
 
 Peak memory, after the timing, each implementation in a fresh process of this script that
 builds and trains it twice (the first time untimed and unmeasured, to leave out one-time
@@ -41,6 +47,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import AFTER_STEP, PEERS, MissingPeer, build_peer  # noqa: E402
 
+from qsnn_lightning.host_memory import reuse_freed_memory  # noqa: E402
 from qsnn_lightning.losses import WSDRLoss  # noqa: E402
 from qsnn_lightning.models import build_model  # noqa: E402
 from qsnn_lightning.neurons import reset_states, spiking_layers  # noqa: E402
@@ -123,8 +130,9 @@ def best_throughput(trainers: dict, batch: int, iters: int, rounds: int, warmup:
         for _ in range(warmup):
             trainer.step()
     best = {impl: 0.0 for impl in trainers}
-    for _ in range(rounds):
-        for impl, trainer in trainers.items():
+    order = list(trainers.items())
+    for index in range(rounds):
+        for impl, trainer in order[index % len(order):] + order[:index % len(order)]:
             synchronize(trainer.device)
             start = time.perf_counter()
             for _ in range(iters):
@@ -195,16 +203,19 @@ def compiler_available(device: torch.device) -> bool:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quick", action="store_true", help="small batches, one round: a minute or two on a CPU")
+    parser.add_argument("--quick", action="store_true", help="small batches, two rounds of one step: a few minutes on a CPU")
     parser.add_argument("--json", type=Path, help="write the rows to this file")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of " + ", ".join(WORKLOADS))
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ", ".join(IMPLS))
     parser.add_argument("--batch", type=int, help="batch size for every workload (default: per workload and device)")
-    parser.add_argument("--iters", type=int, help="timed steps per round (default 3, --quick 1)")
-    parser.add_argument("--rounds", type=int, help="timed rounds (default 3, --quick 1)")
+    parser.add_argument("--iters", type=int, help="timed steps per round (default 2, --quick 1)")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 5, --quick 2)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per implementation first")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="compile our neuron kernels (trainer.compile=true); default on where a compiler is found")
+    parser.add_argument("--reuse-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="glibc keeps freed blocks for the next step, for every implementation alike "
+                             "(trainer.reuse_freed_memory=true); default on")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every implementation (trainer.precision=bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and images for every implementation")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: small images
@@ -220,8 +231,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
-    args.iters = args.iters or (1 if args.quick else 3)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.iters = args.iters or (1 if args.quick else 2)
+    args.rounds = args.rounds or (2 if args.quick else 5)
     return args
 
 
@@ -243,10 +254,11 @@ def main(argv=None) -> int:
         print(peak_memory_mb(args.memory_of, workload, shape, batch_size(args, name), device, args))
         return 0
     compile = args.compile and compiler_available(device)
+    reused = args.reuse_freed_memory and reuse_freed_memory()
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
           f"our neuron kernels {'compiled' if compile else 'eager'}, {'bf16 autocast' if args.bf16 else 'fp32'}"
-          f"{', channels_last' if args.channels_last else ''}")
+          f"{', channels_last' if args.channels_last else ''}, freed host memory {'reused' if reused else 'returned'}")
     for name in args.workloads:
         workload = WORKLOADS[name]
         shape = workload.tiny_shape if args.tiny else workload.input_shape

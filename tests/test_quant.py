@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from qsnn_lightning.precision import Precision
-from qsnn_lightning.quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant
+from qsnn_lightning.quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant, binarize, binarize_backward
 
 
 def quantize_with_alpha(bits, u, alpha):
@@ -202,3 +202,14 @@ def test_compiled_binary_weight_agrees_with_eager():
         results.append((out, *torch.autograd.grad(out, w, upstream)))
     for compiled_result, eager in zip(results[1], results[0]):
         torch.testing.assert_close(compiled_result, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("standardize", BinaryWeight.STANDARDIZATIONS)
+def test_binary_backward_block_by_block_equals_the_whole_weight_at_once(standardize):
+    torch.manual_seed(3)
+    w = 0.2 + torch.randn(7, 45)
+    upstream = torch.randn(7, 45)
+    _, stats = binarize(w, standardize, 1e-5)
+    whole = binarize_backward(w, upstream.clone(), *stats, standardize)
+    for block_rows in (1, 2, 3):  # blocks of unequal sizes too: 7 = 3 + 3 + 1
+        assert torch.equal(binarize_backward(w, upstream.clone(), *stats, standardize, block_rows), whole)

@@ -15,7 +15,7 @@ def bench(*args, timeout=600):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
 
 
-TINY = ("--tiny", "--quick", "--no-compile", "--batch", "1", "--warmup", "0")
+TINY = ("--tiny", "--quick", "--no-compile", "--batch", "1", "--warmup", "0", "--rounds", "1")
 
 
 def check_rows(rows, workloads, impls):

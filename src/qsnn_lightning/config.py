@@ -94,9 +94,11 @@ class TrainerConfig:
     gradient_clip_val: Optional[float] = None
     deterministic: bool = False
     enable_progress_bar: bool = True
-    # Not Lightning Trainer arguments (make_trainer leaves them out): speed options of the model.
+    # Not Lightning Trainer arguments (make_trainer leaves them out): speed options of the model
+    # and of the process.
     compile: bool = False  # compile the neuron step functions with torch.compile (one-time cost)
     channels_last: bool = False  # NHWC convolutions (usually faster on GPUs with bf16/fp16)
+    reuse_freed_memory: bool = True  # glibc keeps freed blocks for the next step (host_memory.py)
 
 
 @dataclass

@@ -25,7 +25,9 @@ class QuantizedWeightOp(torch.autograd.Function):
     Values and gradients are those of autograd through ``layer.weight_quant`` and the op; only
     what is held between the passes differs: ``Q(w)`` and the quantizer's intermediate tensors
     live for one layer at a time instead of all at once, and a binary input
-    (``layer.binary_input``) is kept as bool, one byte per element."""
+    (``layer.binary_input``) is kept as bool, one byte per element. The backward pass computes
+    the input gradient with ``Q(w)`` (recomputed only when that gradient is needed), frees it,
+    then the weight gradient, so ``Q(w)`` and the weight gradient are never alive together."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
@@ -43,13 +45,17 @@ class QuantizedWeightOp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, *stats = ctx.saved_tensors
-        quant = ctx.layer.weight_quant
-        with torch.no_grad():
-            quantized = quant.requantize(weight, stats).to(ctx.compute_dtype)
+        layer, quant = ctx.layer, ctx.layer.weight_quant
         if x.dtype == torch.bool:  # read as bytes: uint8 -> float converts several times faster than bool -> float
             x = x.view(torch.uint8)
-        grad_x, grad_quantized, grad_bias = ctx.layer.op_backward(grad_out, x.to(ctx.input_dtype), quantized, ctx.needs_input_grad)
-        del quantized, x  # before the quantizer's backward: fewer weight-sized buffers at once
+        x, grad_x = x.to(ctx.input_dtype), None
+        if ctx.needs_input_grad[0]:
+            with torch.no_grad():
+                quantized = quant.requantize(weight, stats).to(ctx.compute_dtype)
+            grad_x = layer.input_grad(grad_out, x, quantized)
+            del quantized  # the quantized weight and the weight gradient are never alive together
+        grad_quantized, grad_bias = layer.weight_grads(grad_out, x, weight.to(ctx.compute_dtype), ctx.needs_input_grad[2])
+        del x  # before the quantizer's backward: fewer buffers at once
         return grad_x, quant.vjp(weight, grad_quantized.to(weight.dtype), stats), grad_bias, None
 
 
@@ -74,12 +80,18 @@ class QConv2d(_QuantizedWeightLayer, nn.Conv2d):
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return self._conv_forward(x, weight, bias)
 
-    def op_backward(self, grad_out, x, weight, needs_input_grad):
-        """Gradients of :meth:`op` w.r.t. input, weight and bias (zero padding, as built here)."""
+    def input_grad(self, grad_out, x, weight):
+        """dL/dx of :meth:`op` (zero padding, as built here)."""
+        return self._conv_backward(grad_out, x, weight, [True, False, False])[0]
+
+    def weight_grads(self, grad_out, x, weight_like, needs_bias_grad):
+        """(dL/dW, dL/db) of :meth:`op`; ``weight_like`` only gives the weight's shape and dtype."""
+        return self._conv_backward(grad_out, x, weight_like, [False, True, self.bias is not None and needs_bias_grad])[1:]
+
+    def _conv_backward(self, grad_out, x, weight, output_mask):
         return torch.ops.aten.convolution_backward(
             grad_out, x, weight, [self.out_channels] if self.bias is not None else None, self.stride, self.padding,
-            self.dilation, False, [0] * len(self.stride), self.groups,
-            [needs_input_grad[0], True, self.bias is not None and needs_input_grad[2]],
+            self.dilation, False, [0] * len(self.stride), self.groups, output_mask,
         )
 
 
@@ -94,12 +106,15 @@ class QLinear(_QuantizedWeightLayer, nn.Linear):
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return nn.functional.linear(x, weight, bias)
 
-    def op_backward(self, grad_out, x, weight, needs_input_grad):
-        """Gradients of :meth:`op` w.r.t. input, weight and bias."""
-        rows, inputs = grad_out.flatten(0, -2), x.flatten(0, -2)
-        grad_x = grad_out @ weight if needs_input_grad[0] else None
-        grad_bias = rows.sum(0) if self.bias is not None and needs_input_grad[2] else None
-        return grad_x, rows.t() @ inputs, grad_bias
+    def input_grad(self, grad_out, x, weight):
+        """dL/dx of :meth:`op`."""
+        return grad_out @ weight
+
+    def weight_grads(self, grad_out, x, weight_like, needs_bias_grad):
+        """(dL/dW, dL/db) of :meth:`op`."""
+        rows = grad_out.flatten(0, -2)
+        grad_bias = rows.sum(0) if self.bias is not None and needs_bias_grad else None
+        return rows.t() @ x.flatten(0, -2), grad_bias
 
 
 class MultiStep(nn.Sequential):

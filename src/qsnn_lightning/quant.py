@@ -139,28 +139,60 @@ def rebinarize(w: torch.Tensor, mu, sigma, alpha) -> torch.Tensor:
     return torch.copysign(alpha, w - mu)
 
 
-def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str):
+BACKWARD_BLOCK = 2**18  # weights per block of rows in the eager binary backward pass (1 MiB in float32)
+
+
+def _rows(statistic: torch.Tensor, block: slice) -> torch.Tensor:
+    """A per-layer statistic as it is, a per-channel one (``[C, 1]``) for the rows of ``block``."""
+    return statistic if statistic.dim() == 0 else statistic[block]
+
+
+def _clip_and_sum(w, grad, mu, inverse_sigma):
+    """The first pass of :func:`binarize_backward` over some rows: clips ``grad`` in place
+    (hardtanh's derivative, 1 where |w_hat| < 1) and returns the row sums ``(sum sign(w_hat) g,
+    sum clipped, sum sign(w_hat), sum clipped w_hat)`` of the gradient before and after clipping."""
+    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
+    signs = torch.copysign(torch.ones_like(w_hat[:, :1]), w_hat)
+    signed = _row_dot(signs, grad)
+    clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
+    return signed, clipped.sum(dim=1, keepdim=True), signs.sum(dim=1, keepdim=True), _row_dot(clipped, w_hat)
+
+
+def _finish(w, clipped, mu, inverse_sigma, alpha, through_alpha, grad_mean, projection):
+    """The second pass of :func:`binarize_backward` over some rows, in place on ``clipped``."""
+    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
+    signs = torch.copysign(torch.ones_like(alpha), w_hat)
+    grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)  # the gradient w.r.t. w_hat
+    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).mul_(inverse_sigma)
+
+
+def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str, block_rows: "int | None" = None):
     """dL/dW from dL/d(alpha_w sign(w_hat)) over ``[C, K]``: the clipped straight-through estimator
     through the sign (alpha_w where |w_hat| < 1, the derivative of hardtanh), the derivative of
     ``alpha_w = mean|w_hat|`` (d|x|/dx = sign x, as the forward pass takes it), then through
     Eq. 14, where mu and sigma depend on W: ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over
-    each standardized group, g being the gradient w.r.t. w_hat. The means come from row sums of
-    the clipped gradient and the signs (``sign(w_hat) w_hat = |w_hat|``, whose row sum is
-    ``K alpha_w``), so one pass over W and dL/dQ(W) gathers every sum and one more writes the
-    result. Overwrites ``grad`` (in place: besides it, two weight-sized buffers, w_hat and the
-    signs, are alive at once; no product is materialized for the sums)."""
+    each standardized group, g being the gradient w.r.t. w_hat (for ``"none"`` the means are 0
+    and sigma is 1). The means come from row sums of the clipped gradient and the signs
+    (``sign(w_hat) w_hat = |w_hat|``, whose row sum is ``K alpha_w``), so one pass over W and
+    dL/dQ(W) gathers every sum and one more writes the result, in place in ``grad``.
+    ``block_rows`` runs both passes block by block (eager mode), so that the temporaries (w_hat
+    and the signs) take a block each instead of the whole weight; the result is the same."""
     fan_in, inverse_sigma = w.shape[1], 1.0 / sigma
-    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
-    signs = torch.copysign(torch.ones_like(alpha), w_hat)
-    through_alpha = _row_dot(signs, grad) / fan_in  # dL/d(alpha_w) / K
-    clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
+    blocks = [slice(start, start + block_rows) for start in range(0, len(w), block_rows)] if block_rows else [slice(None)]
+    sums = [_clip_and_sum(w[rows], grad[rows], _rows(mu, rows), _rows(inverse_sigma, rows)) for rows in blocks]
+    signed, clipped_sum, sign_sum, clipped_dot = (torch.cat(parts) for parts in zip(*sums))
+    through_alpha = signed / fan_in  # dL/d(alpha_w) / K
     if standardize == "none":
-        return clipped.mul_(alpha).addcmul_(signs, through_alpha)
-    # row sums of g = alpha_w clipped + sign(w_hat) through_alpha and of g w_hat
-    grad_mean = _group_mean(alpha * clipped.sum(dim=1, keepdim=True) + through_alpha * signs.sum(dim=1, keepdim=True), standardize, fan_in)
-    projection = _group_mean(alpha * (_row_dot(clipped, w_hat) + through_alpha * fan_in), standardize, fan_in)
-    grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)
-    return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).mul_(inverse_sigma)
+        grad_mean = projection = torch.zeros_like(sigma)
+    else:  # group means of g = alpha_w clipped + sign(w_hat) through_alpha and of g w_hat
+        grad_mean = _group_mean(alpha * clipped_sum + through_alpha * sign_sum, standardize, fan_in)
+        projection = _group_mean(alpha * (clipped_dot + through_alpha * fan_in), standardize, fan_in)
+    for rows in blocks:
+        _finish(
+            w[rows], grad[rows], _rows(mu, rows), _rows(inverse_sigma, rows), alpha[rows], through_alpha[rows],
+            _rows(grad_mean, rows), _rows(projection, rows),
+        )
+    return grad
 
 
 @cache
@@ -212,7 +244,10 @@ class BinaryWeight(nn.Module):
 
     def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
         """dL/dW given dL/dQ(W); overwrites ``grad``."""
-        return self.kernel(binarize_backward)(w.flatten(1), grad.flatten(1), *stats, self.standardize).view_as(w)
+        if self.compile:  # fused loops, no temporaries
+            return compiled(binarize_backward)(w.flatten(1), grad.flatten(1), *stats, self.standardize).view_as(w)
+        block_rows = max(1, BACKWARD_BLOCK // w[0].numel())
+        return binarize_backward(w.flatten(1), grad.flatten(1), *stats, self.standardize, block_rows).view_as(w)
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""

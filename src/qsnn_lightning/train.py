@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import SpikeMonitor, default_monitors
 from .config import restore_config
 from .data import build_datamodule
+from .host_memory import reuse_freed_memory
 from .module import QSNNClassifier
 
-MODEL_SPEED_OPTIONS = ("compile", "channels_last")  # trainer.* keys that configure the module, not the Trainer
+SPEED_OPTIONS = ("compile", "channels_last", "reuse_freed_memory")  # trainer.* keys that are not Trainer arguments
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 
 
@@ -105,7 +106,7 @@ def wandb_logger(cfg: DictConfig, run_dir: Path):
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     trainer_settings = {
         key: value for key, value in OmegaConf.to_container(cfg.trainer).items()
-        if value is not None and key not in MODEL_SPEED_OPTIONS
+        if value is not None and key not in SPEED_OPTIONS
     }
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger == "tensorboard":
@@ -146,6 +147,8 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
+    if cfg.trainer.reuse_freed_memory:
+        reuse_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg, datamodule)
     trainer = make_trainer(cfg, run_dir)

@@ -1,0 +1,38 @@
+"""reuse_freed_memory: a training step stops faulting its temporaries back in (real subprocesses,
+since allocator settings are process-wide)."""
+
+import subprocess
+import sys
+
+STEPS = """
+import resource, sys, torch
+from qsnn_lightning.host_memory import reuse_freed_memory
+from qsnn_lightning.models import build_model
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+torch.manual_seed(0)
+model = build_model("vggsnn", input_shape=(2, 32, 32), timesteps=4, bits="1w2u")
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+frames = torch.rand(2, 4, 2, 32, 32)
+def step():
+    optimizer.zero_grad()
+    model(frames).sum().backward()
+    optimizer.step()
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+"""
+
+
+def faults_per_step(mode: str) -> float:
+    result = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+    return float(result.stdout.split()[-1])
+
+
+def test_reused_memory_removes_most_page_faults_of_a_qsnn_training_step():
+    default, reused = faults_per_step("default"), faults_per_step("reuse")
+    assert default > 2000  # the temporaries of every step come back as fresh pages
+    assert reused < default / 3
