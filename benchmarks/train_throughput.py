@@ -8,10 +8,13 @@ frames (DVS-CIFAR10), random data, 10 classes. A training step is forward, loss 
 entropy; plus its spike term with lambda = 1e-3 for our Q-SNNs, as they train), backward and an
 SGD step (momentum 0.9, weight decay 5e-4) for every implementation.
 
-Throughput: after warm-up steps (where compilation happens), ``--rounds`` rounds run
-``--iters`` steps of every implementation in turn, starting one implementation later each round;
-each implementation's best round counts, so load from other processes on the machine (which
-only ever slows a round down) penalizes none of them for long.
+Throughput: every implementation is built and trained in its own worker process (so none runs
+in memory another one has fragmented: in one process, the model built first ran VGGSNN up to a
+quarter faster than the same model built last), and one worker runs at a time. After warm-up
+steps (where compilation happens), ``--rounds`` rounds run ``--iters`` steps of every
+implementation in turn, starting one implementation later each round; each implementation's
+best round counts, so load from other processes on the machine (which only ever slows a round
+down) penalizes none of them for long.
 
 Allocator: by default the timing process keeps freed host memory for reuse
 (:func:`qsnn_lightning.host_memory.reuse_freed_memory`, what ``qsnn train`` does), for every
@@ -34,6 +37,7 @@ import argparse
 import ctypes
 import gc
 import json
+import multiprocessing
 import re
 import subprocess
 import sys
@@ -125,21 +129,56 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_throughput(trainers: dict, batch: int, iters: int, rounds: int, warmup: int) -> dict:
-    for trainer in trainers.values():
-        for _ in range(warmup):
+def train_worker(impl: str, name: str, shape, batch: int, device: str, compile: bool, options, connection) -> None:
+    """One implementation in its own process: builds it, reports its parameter count (or why it
+    is missing), then runs as many training steps as it is sent and answers with their wall time,
+    until it is sent None."""
+    if options.reuse_freed_memory:
+        reuse_freed_memory()
+    try:
+        trainer = Trainer(impl, WORKLOADS[name], shape, batch, torch.device(device), compile, options)
+    except MissingPeer as error:
+        connection.send(str(error))
+        return
+    connection.send(trainer.parameters())
+    while (steps := connection.recv()) is not None:
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        for _ in range(steps):
             trainer.step()
-    best = {impl: 0.0 for impl in trainers}
-    order = list(trainers.items())
+        synchronize(trainer.device)
+        connection.send(time.perf_counter() - start)
+
+
+def best_throughput(workers: dict, batch: int, iters: int, rounds: int, warmup: int) -> dict:
+    """images/s of each worker's best round; one worker runs at a time, starting one later each round."""
+    for connection in workers.values():
+        connection.send(warmup)
+        connection.recv()
+    best = {impl: 0.0 for impl in workers}
+    order = list(workers.items())
     for index in range(rounds):
-        for impl, trainer in order[index % len(order):] + order[:index % len(order)]:
-            synchronize(trainer.device)
-            start = time.perf_counter()
-            for _ in range(iters):
-                trainer.step()
-            synchronize(trainer.device)
-            best[impl] = max(best[impl], iters * batch / (time.perf_counter() - start))
+        for impl, connection in order[index % len(order):] + order[:index % len(order)]:
+            connection.send(iters)
+            best[impl] = max(best[impl], iters * batch / connection.recv())
     return best
+
+
+def start_workers(impls: list[str], name: str, shape, batch: int, compile: bool, args) -> "tuple[dict, dict, list]":
+    """A :func:`train_worker` per implementation: ``(connections, parameter counts, processes)``."""
+    context = multiprocessing.get_context("spawn")
+    connections, counts, processes = {}, {}, []
+    for impl in impls:
+        parent, child = context.Pipe()
+        process = context.Process(target=train_worker, args=(impl, name, shape, batch, args.device, compile, args, child))
+        process.start()
+        processes.append(process)
+        answer = parent.recv()
+        if isinstance(answer, str):
+            print(f"{name}: skipping {impl}: {answer}")
+            continue
+        connections[impl], counts[impl] = parent, answer
+    return connections, counts, processes
 
 
 def _status_kib(key: str) -> int:
@@ -203,13 +242,13 @@ def compiler_available(device: torch.device) -> bool:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quick", action="store_true", help="small batches, two rounds of one step: a few minutes on a CPU")
+    parser.add_argument("--quick", action="store_true", help="small batches, three rounds: a few minutes on a CPU")
     parser.add_argument("--json", type=Path, help="write the rows to this file")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of " + ", ".join(WORKLOADS))
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ", ".join(IMPLS))
     parser.add_argument("--batch", type=int, help="batch size for every workload (default: per workload and device)")
-    parser.add_argument("--iters", type=int, help="timed steps per round (default 2, --quick 1)")
-    parser.add_argument("--rounds", type=int, help="timed rounds (default 5, --quick 2)")
+    parser.add_argument("--iters", type=int, default=1, help="timed steps per round (default 1)")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 8, --quick 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per implementation first")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="compile our neuron kernels (trainer.compile=true); default on where a compiler is found")
@@ -231,8 +270,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
-    args.iters = args.iters or (1 if args.quick else 2)
-    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.rounds = args.rounds or (3 if args.quick else 8)
     return args
 
 
@@ -254,7 +292,7 @@ def main(argv=None) -> int:
         print(peak_memory_mb(args.memory_of, workload, shape, batch_size(args, name), device, args))
         return 0
     compile = args.compile and compiler_available(device)
-    reused = args.reuse_freed_memory and reuse_freed_memory()
+    reused = args.reuse_freed_memory and reuse_freed_memory()  # here only to report it: the workers set it
     rows = []
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
           f"our neuron kernels {'compiled' if compile else 'eager'}, {'bf16 autocast' if args.bf16 else 'fp32'}"
@@ -263,17 +301,14 @@ def main(argv=None) -> int:
         workload = WORKLOADS[name]
         shape = workload.tiny_shape if args.tiny else workload.input_shape
         batch = batch_size(args, name)
-        trainers = {}
-        for impl in args.impls:
-            try:
-                trainers[impl] = Trainer(impl, workload, shape, batch, device, compile, args)
-            except MissingPeer as error:
-                print(f"{name}: skipping {impl}: {error}")
-        counts = {impl: trainer.parameters() for impl, trainer in trainers.items()}
+        workers, counts, processes = start_workers(args.impls, name, shape, batch, compile, args)
         print(f"{name}: {workload.arch}, T = {workload.timesteps}, input {'x'.join(map(str, shape))}, batch {batch}; "
               "parameters: " + ", ".join(f"{impl} {count:,}" for impl, count in counts.items()))
-        speed = best_throughput(trainers, batch, args.iters, args.rounds, args.warmup)
-        del trainers
+        speed = best_throughput(workers, batch, args.iters, args.rounds, args.warmup)
+        for connection in workers.values():
+            connection.send(None)
+        for process in processes:
+            process.join()
         memory = peak_memories(list(speed), name, batch, args)
         for impl in speed:
             rows.append({
@@ -292,7 +327,7 @@ def print_table(rows: list[dict]) -> None:
         peer = next((r for r in rows if r["workload"] == row["workload"] and r["impl"] == BASELINE), None)
         speed = f"{row['images_per_s'] / peer['images_per_s']:.2f}x" if peer else "-"
         memory = f"{row['peak_mem_mb'] / peer['peak_mem_mb']:.2f}x" if peer else "-"
-        print(f"{row['workload']:<16}{row['impl']:<14}{row['batch']:>6}{row['images_per_s']:>12.1f}{speed:>8}"
+        print(f"{row['workload']:<16}{row['impl']:<14}{row['batch']:>6}{row['images_per_s']:>12.2f}{speed:>8}"
               f"{row['peak_mem_mb']:>10.0f}{memory:>8}")
 
 
