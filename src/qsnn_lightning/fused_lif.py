@@ -75,7 +75,8 @@ def forward_steps(
             scales.append(alpha)
         spikes.append(s)
         charged.append(u)
-        stored.append(v)
+        if keep_stored:
+            stored.append(v)
     return (
         torch.stack(spikes), torch.stack(charged), v, torch.stack(scales) if scales else None,
         torch.stack(stored) if keep_stored else None,

@@ -84,7 +84,11 @@ class IntWeight(nn.Module):
 
     def requantize(self, w: torch.Tensor, stats) -> torch.Tensor:
         (scale,) = stats
-        return torch.round(w / scale).clamp(-self.qmax, self.qmax) * scale
+        return self.codes(w, scale) * scale
+
+    def codes(self, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``round(w / scale)`` clipped to [-qmax, qmax] (float)."""
+        return torch.round(w / scale).clamp(-self.qmax, self.qmax)
 
     def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
         """dL/dW given dL/dQ(W): the straight-through estimator passes it unchanged."""
@@ -93,8 +97,7 @@ class IntWeight(nn.Module):
     def integer_weights(self, w: torch.Tensor):
         """(codes in [-qmax, qmax] as int32, per-channel scale) with ``codes * scale == forward(w)``."""
         scale = self.scale(w)
-        codes = torch.round(w.detach() / scale).clamp(-self.qmax, self.qmax).to(torch.int32)
-        return codes, scale.flatten()
+        return self.codes(w.detach(), scale).to(torch.int32), scale.flatten()
 
 
 def _group_mean(per_row: torch.Tensor, standardize: str, fan_in: int) -> torch.Tensor:
@@ -147,12 +150,17 @@ def _rows(statistic: torch.Tensor, block: slice) -> torch.Tensor:
     return statistic if statistic.dim() == 0 else statistic[block]
 
 
+def _standardized_and_signs(w, mu, inverse_sigma):
+    """``(w_hat, sign(w_hat))`` of some rows (the signs as :func:`binarize` takes them)."""
+    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
+    return w_hat, torch.copysign(torch.ones_like(w_hat[:, :1]), w_hat)
+
+
 def _clip_and_sum(w, grad, mu, inverse_sigma):
     """The first pass of :func:`binarize_backward` over some rows: clips ``grad`` in place
     (hardtanh's derivative, 1 where |w_hat| < 1) and returns the row sums ``(sum sign(w_hat) g,
     sum clipped, sum sign(w_hat), sum clipped w_hat)`` of the gradient before and after clipping."""
-    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
-    signs = torch.copysign(torch.ones_like(w_hat[:, :1]), w_hat)
+    w_hat, signs = _standardized_and_signs(w, mu, inverse_sigma)
     signed = _row_dot(signs, grad)
     clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
     return signed, clipped.sum(dim=1, keepdim=True), signs.sum(dim=1, keepdim=True), _row_dot(clipped, w_hat)
@@ -160,8 +168,7 @@ def _clip_and_sum(w, grad, mu, inverse_sigma):
 
 def _finish(w, clipped, mu, inverse_sigma, alpha, through_alpha, grad_mean, projection):
     """The second pass of :func:`binarize_backward` over some rows, in place on ``clipped``."""
-    w_hat = torch.sub(w, mu).mul_(inverse_sigma)
-    signs = torch.copysign(torch.ones_like(alpha), w_hat)
+    w_hat, signs = _standardized_and_signs(w, mu, inverse_sigma)
     grad_hat = clipped.mul_(alpha).addcmul_(signs, through_alpha)  # the gradient w.r.t. w_hat
     return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).mul_(inverse_sigma)
 
