@@ -39,7 +39,7 @@ def test_ablation_turns_ws_dr_off():
         (["model.depth=3"], "unknown config key 'model.depth'; valid keys in 'model': arch, bits, timesteps"),
         (["learning_rate=3"], "unknown config key 'learning_rate'; valid keys: name, seed"),
         (["model.timesteps=two"], "bad value for 'model.timesteps'"),
-        (["model.arch=resnet20"], "bad value for 'model.arch': 'resnet20'; allowed: fmnistnet, resnet19, vgg16, vggsnn"),
+        (["model.arch=resnet20"], "bad value for 'model.arch': 'resnet20'; allowed: dvsmcunet, fmnistnet, resnet19, vgg16, vggsnn"),
         (["model.bits=1w33u"], "bad value for 'model.bits'"),
         (["model.bits=3w2u"], "weight bits must be one of 1, 2, 4, 8, 32"),
         (["trainer.max_epochs=-1"], "'trainer.max_epochs': -1; it must be > 0"),
@@ -53,6 +53,7 @@ def test_ablation_turns_ws_dr_off():
         (["trainer.max_epochs"], "not of the form key=value"),
         (["data.events.split_by=count"], "bad value for 'data.events.split_by': 'count'; allowed: number, time"),
         (["data.events.resize=0"], "'data.events.resize': 0; it must be >= 1 or null"),
+        (["data.events.resize_mode=nearest"], "bad value for 'data.events.resize_mode': 'nearest'; allowed: bilinear, area"),
         (["data.events.rotate=-5"], "'data.events.rotate': -5.0; it must be >= 0"),
         (["data.events.blur=1"], "unknown config key 'data.events.blur'; valid keys in 'data.events': split_by, resize"),
     ],
@@ -75,7 +76,10 @@ def test_saved_config_restores_with_overrides():
     assert restored.model.bits == "1w4u" and restored.data.batch_size == 7
 
 
-@pytest.mark.parametrize("args", [["train", "fmnist_1w2u", "model.depth=3"], ["train", "nope"], ["train", "model.bits=2w"]])
+@pytest.mark.parametrize("args", [
+    ["train", "fmnist_1w2u", "model.depth=3"], ["train", "nope"], ["train", "model.bits=2w"],
+    ["train", "dvsgesture_mcu_1w2u", "data.events.resize_mode=nearest"],
+])
 def test_cli_config_errors_exit_2_with_one_line(args, capsys):
     assert main(args) == 2
     error = capsys.readouterr().err

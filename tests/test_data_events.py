@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dataset_files import CIFAR10_DVS_CLASSES, write_cifar10_dvs, write_dvs_gesture, write_fashion_mnist
+from qsnn_lightning.cli import main
 from qsnn_lightning.data import (
     CIFAR10DVSDataModule,
     DatasetCorruptError,
@@ -71,6 +72,40 @@ def test_resize_and_cache_key_cover_every_frame_setting():
     assert len(keys) == 6 and base.key() == FrameSettings("dvscifar10", 10, "number", (128, 128, 2), 48).key()
     events = structured(np.array([[64, 64, 1, 0]]))
     assert events_to_frames(events, base).shape == (10, 2, 48, 48)
+
+
+def test_area_resize_sums_every_event_into_its_block_hand_computed():
+    # (x, y, p, t) -> 4x4 blocks of a 128x128 sensor at 32x32: output (row y // 4, column x // 4)
+    rows = np.array([[0, 0, 1, 0], [3, 3, 1, 1], [3, 3, 1, 2], [4, 0, 0, 3], [127, 127, 0, 4], [65, 66, 1, 5]])
+    settings = FrameSettings("dvsgesture", 1, "number", (128, 128, 2), resize=32, resize_mode="area")
+    frames = events_to_frames(structured(rows), settings)
+    expected = np.zeros((1, 2, 32, 32), np.float32)
+    expected[0, 1, 0, 0] = 3  # (0, 0) and twice (3, 3): one block
+    expected[0, 0, 0, 1] = 1  # x = 4 starts the second block column
+    expected[0, 0, 31, 31] = 1
+    expected[0, 1, 16, 16] = 1  # x = 65, y = 66
+    assert np.array_equal(frames, expected)
+    # many events: the block sums are torch's area interpolation times the 16 pixels of a block
+    many = structured(np.array([[(7 * i) % 128, (13 * i) % 128, i % 3 == 0, i] for i in range(5000)]))
+    frames = events_to_frames(many, FrameSettings("dvsgesture", 4, "number", (128, 128, 2), 32, resize_mode="area"))
+    full = events_to_frames(many, FrameSettings("dvsgesture", 4, "number", (128, 128, 2)))
+    area = torch.nn.functional.interpolate(torch.from_numpy(full), size=(32, 32), mode="area") * 16
+    torch.testing.assert_close(torch.from_numpy(frames), area)
+    off, on = polarity_counts(many)
+    assert frames[:, 0].sum() == off and frames[:, 1].sum() == on
+    bilinear = events_to_frames(many, FrameSettings("dvsgesture", 4, "number", (128, 128, 2), 32))
+    assert bilinear.sum() < len(many) / 8  # what area mode is for: bilinear keeps ~1/16 of the event mass
+
+
+def test_resize_mode_changes_the_cache_key_only_when_it_changes_the_frames():
+    bilinear = FrameSettings("dvscifar10", 10, "number", (128, 128, 2), resize=48)
+    area = FrameSettings("dvscifar10", 10, "number", (128, 128, 2), resize=48, resize_mode="area")
+    assert bilinear.key() == "dvscifar10-T10-number-a19c1862e574"  # the key from before resize_mode existed
+    assert area.key() != bilinear.key() and area.frame_shape == bilinear.frame_shape
+    unresized = [FrameSettings("dvsgesture", 16, "number", (128, 128, 2), resize_mode=mode) for mode in ("bilinear", "area")]
+    assert unresized[0].key() == unresized[1].key() == "dvsgesture-T16-number-b11d1fcf2145"
+    with pytest.raises(ValueError, match="resize_mode must be one of bilinear, area, got 'nearest'"):
+        FrameSettings("dvsgesture", 16, "number", (128, 128, 2), resize=32, resize_mode="nearest")
 
 
 # --- NDA -------------------------------------------------------------------------------------
@@ -331,6 +366,23 @@ def test_cli_stops_with_one_line_on_a_corrupt_event_file_and_keeps_the_cache(ges
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("qsnn: error: event file") and str(broken) in last and "Traceback" not in result.stderr
     assert len(list((root / "frames").rglob("*.npz"))) == 11 and not (root / "runs").exists()
+
+
+def test_cli_trains_the_mcu_experiment_on_area_resized_32x32_frames(gesture):
+    root, written = gesture
+    runs = root / "runs"
+    assert main(["train", "dvsgesture_mcu_1w2u", f"data.data_dir={root}", "data.download=false", f"run_dir={runs}",
+                 "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]) == 0
+    (cache,) = (root / "frames").iterdir()
+    for name, rows in written.items():  # every event of every sample is in its 32x32 frames
+        with np.load(cache / f"{name}.npz") as archive:
+            frames = archive["frames"]
+        assert frames.shape == (16, 2, 32, 32) and frames.sum() == len(rows)
+    (run_dir,) = (runs / "dvsgesture_mcu_1w2u").iterdir()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 0 and checkpoint["hyper_parameters"]["arch"] == "dvsmcunet"
+    assert tuple(checkpoint["hyper_parameters"]["input_shape"]) == (2, 32, 32)
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
 
 
 def test_export_refuses_an_event_model_in_one_line(tmp_path):

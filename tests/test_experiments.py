@@ -7,7 +7,7 @@ from dataset_files import (
     write_cifar10, write_cifar10_dvs, write_cifar100, write_dvs_gesture, write_fashion_mnist, write_tiny_imagenet,
 )
 from qsnn_lightning.config import experiment_names, load_config
-from qsnn_lightning.data import dataset_info
+from qsnn_lightning.data import EVENT_DATASETS, dataset_info
 from qsnn_lightning.train import make_datamodule, make_module, train
 
 WRITERS = {
@@ -19,12 +19,14 @@ WRITERS = {
     "dvscifar10": lambda root: write_cifar10_dvs(root, per_class=10),  # 9 train + 1 test per class
     "nfashionmnist": lambda root: write_fashion_mnist(root, train=16, test=8),
 }
-# The smallest frames VGGSNN's four poolings take: the DVS rows run their full model and T on them.
-SMALL_FRAMES = {"dvsgesture": ["data.events.resize=16"], "dvscifar10": ["data.events.resize=16"]}
+# The smallest frames VGGSNN's four poolings take (by arch): the DVS rows run their full model and
+# T on them.
+SMALL_FRAMES = {"vggsnn": ["data.events.resize=16"]}
 EXPERIMENTS = experiment_names()
-# VGGSNN at the DVS rows' T takes ~20-40 s per run on 2 cores: the two rows the issue names run by
-# default, the other six (same datasets, same code path, other bits) with the slow tests.
-DEFAULT_DVS_RUNS = ("dvsgesture_1w4u", "dvscifar10_1w2u")
+# VGGSNN at the DVS rows' T takes ~20-40 s per run on 2 cores: the two rows the issue names and the
+# small dvsgesture_mcu_1w2u run by default, the other six (same datasets, same code path, other
+# bits) with the slow tests.
+DEFAULT_DVS_RUNS = ("dvsgesture_1w4u", "dvscifar10_1w2u", "dvsgesture_mcu_1w2u")
 FAST_DEV_RUNS = [
     pytest.param(name, marks=pytest.mark.slow) if name.startswith("dvs") and name not in DEFAULT_DVS_RUNS else name
     for name in EXPERIMENTS
@@ -36,7 +38,7 @@ def test_every_table_1_row_and_fmnist_experiment_exists():
         for suffix in ("fp", "1w8u", "1w4u", "1w2u"):
             assert f"{dataset}_{suffix}" in EXPERIMENTS
     for name in ("fmnist_fp", "fmnist_1w8u", "fmnist_1w4u", "fmnist_1w2u", "fmnist_1w2u_nowsdr", "nfmnist_fp",
-                 "nfmnist_1w2u"):
+                 "nfmnist_1w2u", "dvsgesture_mcu_1w2u"):
         assert name in EXPERIMENTS
 
 
@@ -45,7 +47,10 @@ def test_experiment_builds_model_and_datamodule(experiment, tmp_path):
     cfg = load_config(experiment, [f"data.data_dir={tmp_path}"])
     datamodule = make_datamodule(cfg)
     module = make_module(cfg, datamodule)
-    assert module.model.input_shape == tuple(datamodule.input_shape) == dataset_info(cfg.data.name).input_shape
+    shape = dataset_info(cfg.data.name).input_shape
+    if cfg.data.name in EVENT_DATASETS and cfg.data.events.resize:
+        shape = (shape[0], cfg.data.events.resize, cfg.data.events.resize)
+    assert module.model.input_shape == tuple(datamodule.input_shape) == shape
     assert module.model.timesteps == cfg.model.timesteps
     assert str(module.model.precision) == cfg.model.bits
     assert module.hparams.experiment["name"] == experiment
@@ -59,7 +64,7 @@ def test_experiment_fast_dev_run(experiment, tmp_path, cifar_without_md5):
     cfg = load_config(experiment, [
         f"data.data_dir={data_dir}", "data.batch_size=2", "data.download=false", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", f"run_dir={tmp_path / 'runs'}", "trainer.enable_progress_bar=false",
-        *SMALL_FRAMES.get(cfg.data.name, []),
+        *SMALL_FRAMES.get(cfg.model.arch, []),
     ])
     results = train(cfg)
     assert 0.0 <= results["test_acc"] <= 1.0

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch import nn
 
 from qsnn_lightning.footprint import model_bits, spiking_layer_sizes
-from qsnn_lightning.layers import QConv2d, QLinear
+from qsnn_lightning.layers import MultiStep, QConv2d, QLinear
 from qsnn_lightning.models import BACKBONES, build_model
 from qsnn_lightning.neurons import spiking_layers
 from qsnn_lightning.quant import BinaryWeight
@@ -16,7 +17,8 @@ def test_resnet19_has_the_papers_parameter_count():
 @pytest.mark.parametrize(
     "name, shape, frames",
     [("resnet19", (3, 32, 32), False), ("vgg16", (3, 64, 64), False),
-     ("vggsnn", (2, 48, 48), True), ("vggsnn", (2, 128, 128), True), ("fmnistnet", (1, 28, 28), False)],
+     ("vggsnn", (2, 48, 48), True), ("vggsnn", (2, 128, 128), True), ("fmnistnet", (1, 28, 28), False),
+     ("dvsmcunet", (2, 32, 32), True)],
 )
 def test_backbones_give_per_step_logits(name, shape, frames):
     model = build_model(name, input_shape=shape, num_classes=7, timesteps=3, bits="1w2u")
@@ -94,3 +96,20 @@ def test_fmnistnet_at_1w2u_fits_a_cortex_m4():
     ram_bytes = sum(neurons) + sum(neurons) / 8
     assert flash_bytes < 64 * 1024 and last_layer_bytes <= 16 * 1024
     assert ram_bytes < 48 * 1024
+
+
+def test_dvsmcunet_at_1w2u_has_the_memory_of_its_comment():
+    """Weights, 2-bit membranes kept between steps and the largest two consecutive spike maps of
+    a step (LIF spikes at 1 bit, 2x2 average pools of spikes at 3 bits: 0..4), counted from the model."""
+    model = build_model("dvsmcunet", input_shape=(2, 32, 32), num_classes=11, timesteps=16, bits="1w2u")
+    weight_bytes = sum(m.weight.numel() * m.weight_quant.bits for m in model.modules()
+                       if isinstance(m, (QConv2d, QLinear))) / 8
+    membrane_bytes = sum(spiking_layer_sizes(model, (2, 32, 32))) * 2 / 8
+    maps = []
+    pools = [m for m in model.modules() if isinstance(m, MultiStep) and isinstance(m[0], nn.AvgPool2d)]
+    for layers, bits in ((spiking_layers(model), 1), (pools, 3)):
+        for layer in layers:
+            layer.register_forward_hook(lambda _m, _i, out, bits=bits: maps.append(out[0, 0].numel() * bits))
+    model(torch.zeros(1, 16, 2, 32, 32))
+    pair_bytes = max(a + b for a, b in zip(maps, maps[1:])) / 8
+    assert (weight_bytes, membrane_bytes, pair_bytes) == (18_016, 7_680, 3_584) and model.fc.in_features == 512

@@ -59,6 +59,7 @@ class EventConfig:
 
     split_by: str = "number"  # number: equal event counts per frame | time: equal time bins
     resize: Optional[int] = None  # side of the square frames; None: the dataset's (48 for dvscifar10)
+    resize_mode: str = "bilinear"  # bilinear: interpolated counts | area: every event summed into its block
     roll: int = 5  # NDA (training only): one of roll (pixels), rotation, shear (degrees) per sample
     rotate: float = 30.0
     shear: float = 30.0
@@ -118,7 +119,7 @@ class ExperimentConfig:
 
 def _choices() -> dict[str, tuple[str, ...]]:
     from .data import DATAMODULES  # late: the data package imports torchvision
-    from .data.frames import SPLITS
+    from .data.frames import RESIZE_MODES, SPLITS
 
     return {
         "model.arch": tuple(sorted(BACKBONES)),
@@ -128,6 +129,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "optim.name": ("sgd", "adam"),
         "data.name": tuple(sorted(DATAMODULES)),
         "data.events.split_by": SPLITS,
+        "data.events.resize_mode": RESIZE_MODES,
         "logger": ("csv", "tensorboard", "wandb"),
     }
 

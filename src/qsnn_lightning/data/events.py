@@ -79,6 +79,8 @@ class EventDataModule(StaticImageDataModule):
         split_by: ``"number"`` (equal event counts per frame) or ``"time"`` (equal time bins).
         resize: side of the square frames; ``None`` takes the dataset's size in ``info.py``
             (48 for CIFAR10-DVS as in TET, the sensor's 128 for DVS-Gesture).
+        resize_mode: ``"bilinear"`` (interpolated counts) or ``"area"`` (every event counted in
+            its block), see :mod:`.frames`.
         roll, rotate, shear: NDA's largest roll (pixels), rotation and shear (degrees); 0 leaves
             that transform out.
         flip: random horizontal flip of training frames.
@@ -96,6 +98,7 @@ class EventDataModule(StaticImageDataModule):
         timesteps: int = 10,
         split_by: str = "number",
         resize: int | None = None,
+        resize_mode: str = "bilinear",
         roll: int = 5,
         rotate: float = 30.0,
         shear: float = 30.0,
@@ -108,6 +111,7 @@ class EventDataModule(StaticImageDataModule):
         self.frame_settings = FrameSettings(
             dataset=self.name, timesteps=timesteps, split_by=split_by, sensor_size=tuple(self.sensor_size),
             resize=None if (side, side) == (height, width) else side, data_version=self.data_version,
+            resize_mode=resize_mode,
         )
         self.input_shape = self.frame_settings.frame_shape[1:]
         self.cache = FrameCache(self.root / "frames", self.frame_settings)

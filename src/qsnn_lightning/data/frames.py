@@ -14,10 +14,21 @@ Two splits into T frames (``split_by``):
 * ``"time"``: equal time bins. Event at time ``t`` goes to frame
   ``floor((t - t_first) * T / (t_last - t_first + 1))``.
 
+Two ways to resize the frames to ``R x R`` (``resize_mode``):
+
+* ``"bilinear"``: the count frames are interpolated bilinearly with ``align_corners=True`` (as TET
+  resizes CIFAR10-DVS to 48x48). It samples the frame at R points per axis, so a large reduction
+  (128 -> 32) drops most events.
+* ``"area"``: every event is counted once, in output pixel ``(floor(x * R / W), floor(y * R / H))``:
+  the frame is the *sum* of the counts in each block, so the frames still sum to the event count
+  per polarity. When R divides the sensor's side (128 -> 32: 4x4 blocks) this is
+  ``F.interpolate(mode="area")`` times the block's pixel count; otherwise the blocks differ by
+  one pixel in size. It is meant for shrinking: enlarging leaves rows and columns without events.
+
 The cache (:class:`FrameCache`) keeps one compressed ``.npz`` per sample in a folder named by a
 hash of every setting that changes the frames (:meth:`FrameSettings.key`), so a changed T, split,
-resize or data version never reads stale frames. Each file is written to a temporary name and
-renamed, so an interrupted build keeps every finished sample and resumes with the rest.
+resize, resize mode or data version never reads stale frames. Each file is written to a temporary
+name and renamed, so an interrupted build keeps every finished sample and resumes with the rest.
 """
 
 import hashlib
@@ -36,6 +47,7 @@ from ..files import atomic_open
 from .static import DatasetCorruptError, _one_line
 
 SPLITS = ("number", "time")
+RESIZE_MODES = ("bilinear", "area")  # the first is the default
 FRAME_FORMAT = 1  # bump when the binning or the cached file format changes
 
 
@@ -44,9 +56,9 @@ class FrameSettings:
     """Everything that decides the cached frames of a sample.
 
     ``sensor_size`` is tonic's ``(width, height, polarities)``; ``resize`` is the side of the
-    square output frames (bilinear, as TET resizes CIFAR10-DVS to 48x48) or ``None`` to keep
-    the sensor size; ``data_version`` names the version of generated event data (``""`` for
-    recorded datasets).
+    square output frames or ``None`` to keep the sensor size, ``resize_mode`` how they are
+    resized (module docstring); ``data_version`` names the version of generated event data
+    (``""`` for recorded datasets).
     """
 
     dataset: str
@@ -55,6 +67,7 @@ class FrameSettings:
     sensor_size: tuple[int, int, int]
     resize: int | None = None
     data_version: str = ""
+    resize_mode: str = RESIZE_MODES[0]
 
     def __post_init__(self):
         if self.timesteps < 1:
@@ -63,6 +76,14 @@ class FrameSettings:
             raise ValueError(f"split_by must be one of {', '.join(SPLITS)}, got {self.split_by!r}")
         if self.resize is not None and self.resize < 1:
             raise ValueError(f"resize must be >= 1 or None, got {self.resize}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the frames are resized: ``resize`` is set and differs from the sensor's size."""
+        width, height, _ = self.sensor_size
+        return self.resize is not None and (height, width) != (self.resize, self.resize)
 
     @property
     def frame_shape(self) -> tuple[int, int, int, int]:
@@ -73,8 +94,15 @@ class FrameSettings:
         return (self.timesteps, 2, height, width)
 
     def key(self) -> str:
-        """A folder name unique to these settings: ``<dataset>-T<T>-<split>-<hash>``."""
-        described = json.dumps({**asdict(self), "format": FRAME_FORMAT}, sort_keys=True)
+        """A folder name unique to these settings: ``<dataset>-T<T>-<split>-<hash>``.
+
+        ``resize_mode`` enters the hash only when it is not the default and the frames are
+        resized, so the folders made before it existed keep their names.
+        """
+        settings = asdict(self)
+        if not self.resizes or self.resize_mode == RESIZE_MODES[0]:
+            del settings["resize_mode"]
+        described = json.dumps({**settings, "format": FRAME_FORMAT}, sort_keys=True)
         digest = hashlib.sha1(described.encode()).hexdigest()[:12]
         return f"{self.dataset}-T{self.timesteps}-{self.split_by}-{digest}"
 
@@ -94,8 +122,8 @@ def frame_indices(events: np.ndarray, timesteps: int, split_by: str) -> np.ndarr
 def events_to_frames(events: np.ndarray, settings: FrameSettings) -> np.ndarray:
     """Event counts ``[T, 2, H, W]`` (float32), resized when ``settings.resize`` is set.
 
-    Before resizing, ``frames[:, 1].sum()`` is the number of ON events and ``frames[:, 0].sum()``
-    the number of OFF events.
+    Unless resized bilinearly, ``frames[:, 1].sum()`` is the number of ON events and
+    ``frames[:, 0].sum()`` the number of OFF events.
     """
     width, height, _ = settings.sensor_size
     steps = settings.timesteps
@@ -104,10 +132,13 @@ def events_to_frames(events: np.ndarray, settings: FrameSettings) -> np.ndarray:
     x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
     if len(events) and (x.min() < 0 or y.min() < 0 or x.max() >= width or y.max() >= height):
         raise ValueError(f"event coordinates leave the {width}x{height} sensor")
+    if settings.resizes and settings.resize_mode == "area":
+        x, y = x * settings.resize // width, y * settings.resize // height
+        height = width = settings.resize
     flat = ((frame * 2 + polarity) * height + y) * width + x
     counts = np.bincount(flat, minlength=steps * 2 * height * width).astype(np.float32)
     frames = counts.reshape(steps, 2, height, width)
-    if settings.resize is not None and (height, width) != (settings.resize, settings.resize):
+    if settings.resizes and settings.resize_mode == "bilinear":
         resized = F.interpolate(torch.from_numpy(frames), size=(settings.resize,) * 2, mode="bilinear",
                                 align_corners=True)
         frames = resized.numpy()

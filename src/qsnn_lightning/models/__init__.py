@@ -6,13 +6,14 @@ from ..layers import LayerFactory
 from ..precision import Precision
 from .base import SpikingBackbone
 from .resnet19 import ResNet19
-from .vgg import FMNISTNET, VGG, VGG16, VGGSNN
+from .vgg import DVSMCUNET, FMNISTNET, VGG, VGG16, VGGSNN
 
 BACKBONES = {
     "resnet19": ResNet19,
     "vgg16": partial(VGG, config=VGG16, head="gap"),
     "vggsnn": partial(VGG, config=VGGSNN, head="flatten"),
     "fmnistnet": partial(VGG, config=FMNISTNET, head="flatten"),
+    "dvsmcunet": partial(VGG, config=DVSMCUNET, head="flatten"),
 }
 
 

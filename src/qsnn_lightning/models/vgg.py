@@ -1,5 +1,6 @@
-"""VGG-style spiking backbones: VGG16 (13 conv), VGGSNN (8 conv + 1 fc, TET's DVS network) and a
-small net for Fashion-MNIST, all described by a list of conv widths and pools ("P")."""
+"""VGG-style spiking backbones: VGG16 (13 conv), VGGSNN (8 conv + 1 fc, TET's DVS network) and
+small nets for Fashion-MNIST and for DVS-Gesture on a microcontroller, all described by a list of
+conv widths and pools ("P")."""
 
 import torch
 from torch import nn
@@ -14,6 +15,12 @@ VGGSNN = (64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL)
 # classes) and 24,696 spiking neurons: it trains on a 2-core CPU in minutes and a 1w-2u export
 # fits a Cortex-M4 with 256 KB of flash and 64 KB of RAM.
 FMNISTNET = (16, POOL, 32, POOL, 64, 64, POOL)
+# DVS-Gesture on a Cortex-M4 (2x32x32 frames, resize_mode area): 32 -> 16 -> 8 -> 4 -> 2, a 512-input
+# 8-bit classifier, each binary conv 1,179,648 multiply-accumulates per step. At 1w-2u, 11
+# classes: weights 18,016 bytes (8-bit stem 288, binary convs 576 + 2,304 + 9,216, 8-bit fc 5,632);
+# 2-bit membranes kept between steps 7,680 bytes (30,720 neurons); the largest two consecutive
+# spike maps of a step 3,584 bytes (stem spikes 16x32x32 bits, pooled 16x16x16 at 3 bits).
+DVSMCUNET = (16, POOL, 32, POOL, 64, POOL, 128, POOL)
 
 
 class VGG(SpikingBackbone):
