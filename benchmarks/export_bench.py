@@ -1,12 +1,16 @@
 """Exported C runtime against PyTorch, measured side by side in one run on the same model.
 
-    python benchmarks/export_bench.py CKPT [--images 10000] [--latency-images 200] [--json FILE]
+    python benchmarks/export_bench.py CKPT [--images 10000] [--latency-images 200] [--rounds 5]
+                                           [--m4-samples 20] [--json FILE]
 
 Prints, for the checkpoint's model:
-- host C latency per image (the exported program, -O2, one thread) against PyTorch fp32
-  batch-1 eval inference on one thread, and their ratio;
+- host C latency per image (the exported program, -O2, one thread; the time of a run on no
+  images subtracted) against PyTorch fp32 batch-1 eval inference on one thread, and their ratio;
+  the two are timed in alternating rounds and the best round of each counts;
 - instructions per inference of the host build, from ``valgrind --tool=callgrind`` (two runs
   with different image counts, so start-up costs cancel out);
+- with arm-none-eabi-gcc and qemu-system-arm installed: the Cortex-M4 export's instructions per
+  inference (QEMU -icount, SysTick), flash and RAM, and the packed membrane state;
 - the exported model's bytes against the fp32 checkpoint weights' bytes, and their ratio;
 - agreement of the integer predictions (C and Python reference) with the PyTorch eval model,
   and both accuracies, on the first ``--images`` test images (latency on the first
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 
 from qsnn_lightning.export import fold, quantize_input, reference
-from qsnn_lightning.export.writer import export_checkpoint, first_test_images
+from qsnn_lightning.export.writer import ARM_GCC, QEMU, export_checkpoint, first_test_samples
 from qsnn_lightning.train import make_datamodule, module_from_checkpoint, read_checkpoint
 from qsnn_lightning.config import restore_config
 
@@ -36,26 +40,42 @@ def build_host(folder: Path) -> Path:
     return folder / "qsnn_host"
 
 
-def c_seconds_per_image(binary: Path, samples: Path, count: int, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
+def c_seconds(binary: Path, samples: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(binary), str(samples)], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def torch_seconds(backbone, images: torch.Tensor) -> float:
+    with torch.no_grad():
         start = time.perf_counter()
-        subprocess.run([str(binary), str(samples)], check=True, capture_output=True)
-        best = min(best, time.perf_counter() - start)
-    return best / count
+        for image in images:
+            backbone(image.unsqueeze(0))
+        return time.perf_counter() - start
 
 
-def torch_seconds_per_image(backbone, images: torch.Tensor, repeats: int = 3) -> float:
+def interleaved_latencies(binary: Path, timed: Path, empty: Path, backbone, images: torch.Tensor, rounds: int):
+    """Per-image seconds of the C program and of PyTorch, best of ``rounds`` alternating rounds;
+    the C program's start-up (a run on no images) is subtracted."""
     torch.set_num_threads(1)
-    best = float("inf")
     with torch.no_grad():
         backbone(images[:1])
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for image in images:
-                backbone(image.unsqueeze(0))
-            best = min(best, time.perf_counter() - start)
-    return best / len(images)
+    c_best = torch_best = startup = float("inf")
+    for _ in range(rounds):
+        startup = min(startup, c_seconds(binary, empty))
+        c_best = min(c_best, c_seconds(binary, timed))
+        torch_best = min(torch_best, torch_seconds(backbone, images))
+    return (c_best - startup) / len(images), torch_best / len(images)
+
+
+def m4_figures(checkpoint: str, samples: int) -> dict:
+    """The Cortex-M4 export's measured figures (empty without the toolchain)."""
+    if shutil.which(ARM_GCC) is None or shutil.which(QEMU) is None:
+        return {}
+    with tempfile.TemporaryDirectory() as scratch:
+        info = export_checkpoint(checkpoint, str(Path(scratch) / "m4"), target="cortex-m4", samples=samples)
+    return {key: info[key] for key in ("m4_instructions_per_inference", "flash_bytes", "ram_bytes",
+                                       "membrane_state_bytes", "qemu_matches_expected")}
 
 
 def callgrind_instructions(binary: Path, samples: Path, image_bytes: int, counts=(1, 5)) -> float:
@@ -78,27 +98,31 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--images", type=int, default=10000, help="test images for agreement and accuracy")
     parser.add_argument("--latency-images", type=int, default=200, help="images timed for latency")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (best counts)")
+    parser.add_argument("--m4-samples", type=int, default=20, help="samples run on the emulated Cortex-M4")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
 
     checkpoint = read_checkpoint(args.checkpoint)
     backbone = module_from_checkpoint(checkpoint).model.eval()
     datamodule = make_datamodule(restore_config(checkpoint["hyper_parameters"]["experiment"]))
-    images = first_test_images(datamodule, args.images)
+    images = first_test_samples(datamodule, args.images)
     labels = torch.tensor([datamodule.test_set[i][1] for i in range(len(images))])
+    timed_images = images[: args.latency_images]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "export"
         info = export_checkpoint(args.checkpoint, str(folder), samples=args.images)
         binary = build_host(folder)
         samples = folder / "samples.bin"
-        timed = folder / "timed.bin"
-        timed.write_bytes(samples.read_bytes()[: args.latency_images * images[0].numel()])
-        c_latency = c_seconds_per_image(binary, timed, min(args.latency_images, len(images)))
-        instructions = (callgrind_instructions(binary, samples, images[0].numel())
+        sample_bytes = images[0].numel()
+        timed, empty = folder / "timed.bin", folder / "empty.bin"
+        timed.write_bytes(samples.read_bytes()[: len(timed_images) * sample_bytes])
+        empty.write_bytes(b"")
+        c_latency, torch_latency = interleaved_latencies(binary, timed, empty, backbone, timed_images, args.rounds)
+        instructions = (callgrind_instructions(binary, samples, sample_bytes)
                         if shutil.which("valgrind") else None)
         c_lines = subprocess.run([str(binary), str(samples)], check=True, capture_output=True, text=True).stdout
-    torch_latency = torch_seconds_per_image(backbone, images[: args.latency_images])
-    model = fold(backbone)
+    model = fold(backbone, event_frames=info["event_frames"])
     codes = quantize_input(images, model)
     integer_predictions = torch.cat([reference.predict(reference.run(model, batch)) for batch in codes.split(500)])
     c_predictions = torch.tensor([int(line.split()[0]) for line in c_lines.splitlines()])
@@ -109,7 +133,8 @@ def main() -> None:
         "arch": info["arch"], "bits": info["bits"], "images": len(images),
         "c_ms_per_image": 1e3 * c_latency, "torch_fp32_batch1_ms_per_image": 1e3 * torch_latency,
         "c_speedup_vs_torch": torch_latency / c_latency,
-        "instructions_per_inference": instructions,
+        "host_instructions_per_inference": instructions,
+        **m4_figures(args.checkpoint, args.m4_samples),
         "model_bytes": info["model_bytes"], "fp32_weight_bytes": fp32_bytes,
         "size_ratio_fp32_over_export": fp32_bytes / info["model_bytes"],
         "c_equals_reference": bool(torch.equal(c_predictions, integer_predictions)),

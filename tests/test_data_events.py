@@ -383,20 +383,3 @@ def test_cli_trains_the_mcu_experiment_on_area_resized_32x32_frames(gesture):
     assert checkpoint["epoch"] == 0 and checkpoint["hyper_parameters"]["arch"] == "dvsmcunet"
     assert tuple(checkpoint["hyper_parameters"]["input_shape"]) == (2, 32, 32)
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
-
-
-def test_export_refuses_an_event_model_in_one_line(tmp_path):
-    from omegaconf import OmegaConf
-
-    from qsnn_lightning.config import load_config
-    from qsnn_lightning.export import ExportError, export_checkpoint
-    from qsnn_lightning.module import QSNNClassifier
-
-    cfg = load_config("nfmnist_1w2u")
-    module = QSNNClassifier(arch="fmnistnet", input_shape=(2, 34, 34), timesteps=3,
-                            experiment=OmegaConf.to_container(cfg))
-    checkpoint = tmp_path / "event.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
-    with pytest.raises(ExportError, match="event frames .nfashionmnist. cannot be exported") as error:
-        export_checkpoint(str(checkpoint), str(tmp_path / "out"))
-    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()

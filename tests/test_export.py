@@ -1,6 +1,7 @@
 """Export: the integer reference against the PyTorch model, the generated C against the reference
-(bit for bit, compiled with strict flags and run as a real process), the Cortex-M4 image under
-QEMU, and the refusals."""
+(bit for bit, compiled with strict flags and sanitizers and run as a real process), streaming
+(qsnn_step, qsnn_reset) against qsnn_classify and the Python stream, event-frame models, the memory
+plan, the Cortex-M4 image under QEMU, and the refusals."""
 
 import json
 import shutil
@@ -11,17 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_files import write_dvs_gesture, write_fashion_mnist
 
 from qsnn_lightning.cli import main
 from qsnn_lightning.config import load_config
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
-from qsnn_lightning.export.writer import export_checkpoint, write_folder
+from qsnn_lightning.export.codegen import pack_positions
+from qsnn_lightning.export.memory import last_reader, map_words, plan
+from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint, manifest, write_folder
 from qsnn_lightning.models import build_model
-from qsnn_lightning.train import train
+from qsnn_lightning.train import module_from_checkpoint, read_checkpoint, train
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 STRICT = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 needs_arm = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -47,11 +53,49 @@ def checkpoints(tmp_path_factory):
     return {bits: briefly_trained(bits, runs) for bits in ("1w2u", "1w4u", "1w8u")}
 
 
-def compile_and_run(folder: Path) -> str:
-    binary = folder / "qsnn_host"
-    subprocess.run([*STRICT, f"-I{folder / 'src'}", str(folder / "host" / "main.c"), str(folder / "src" / "qsnn_runtime.c"),
+def compile_and_run(folder: Path, main_c: "Path | None" = None, flags=SANITIZED) -> str:
+    """Build a program (the export's host program by default) against the runtime and run it on
+    samples.bin; returns its stdout."""
+    main_c = main_c or folder / "host" / "main.c"
+    binary = folder / main_c.stem
+    subprocess.run([*flags, f"-I{folder / 'src'}", str(main_c), str(folder / "src" / "qsnn_runtime.c"),
                     str(folder / "src" / "qsnn_model.c"), "-o", str(binary)], check=True, capture_output=True, text=True)
     return subprocess.run([str(binary), str(folder / "samples.bin")], check=True, capture_output=True, text=True).stdout
+
+
+def stream_sections(folder: Path) -> dict[str, list[str]]:
+    """tests/c/stream_check.c's lines by section (classify, steps, carried, reset)."""
+    sections: dict[str, list[str]] = {}
+    for line in compile_and_run(folder, STREAM_CHECK).splitlines():
+        section, rest = line.split(" ", 1)
+        sections.setdefault(section, []).append(rest)
+    return sections
+
+
+def python_carried_lines(model, samples: torch.Tensor) -> list[str]:
+    """The Python stream's logits of each sample's T steps when the previous sample's T steps ran
+    first without a reset (stream_check.c's "carried" section)."""
+    lines = []
+    for index in range(len(samples)):
+        stream = reference.Stream(model)
+        before = 0
+        for previous in ([samples[index - 1 : index]] if index else []):
+            for t in range(model.timesteps):
+                before = stream.step(previous[:, t] if previous.dim() == 5 else previous)
+        for t in range(model.timesteps):
+            after = stream.step(samples[index : index + 1, t] if samples.dim() == 5 else samples[index : index + 1])
+        logits = (after - before)[0]
+        lines.append(" ".join(str(int(v)) for v in (int(logits.argmax()), *logits)))
+    return lines
+
+
+def assert_streaming_matches(folder: Path, model, samples: torch.Tensor) -> dict[str, list[str]]:
+    """classify == reset + T steps == steps after a reset == expected.txt; carried == Python."""
+    expected = (folder / "expected.txt").read_text().splitlines()
+    sections = stream_sections(folder)
+    assert sections["classify"] == sections["steps"] == sections["reset"] == expected[: len(sections["steps"])]
+    assert sections["carried"] == python_carried_lines(model, samples)
+    return sections
 
 
 @needs_fmnist
@@ -64,6 +108,10 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert len(expected.splitlines()) == 100
     assert compile_and_run(folder) == expected
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
+    # the int32 membranes of the k-bit layers: every level fits its packed field
+    levels = {layer.lif.field_bits for layer in fold(module_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
+                                                     .model.eval()).spiking_layers()}
+    assert levels == {{"1w2u": 2, "1w4u": 4, "1w8u": 8}[bits]}
     # the Makefile's own host build and check agree
     assert subprocess.run(["make", "-s", "-C", str(folder), "check-host"], capture_output=True).returncode == 0
 
@@ -71,13 +119,12 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
 @needs_fmnist
 def test_integer_reference_agrees_with_the_pytorch_model(checkpoints):
     from qsnn_lightning.data import build_datamodule
-    from qsnn_lightning.export.writer import first_test_images
-    from qsnn_lightning.train import module_from_checkpoint, read_checkpoint
+    from qsnn_lightning.export.writer import first_test_samples
 
     backbone = module_from_checkpoint(read_checkpoint(str(checkpoints["1w2u"]))).model.eval()
     datamodule = build_datamodule("fashionmnist", augment=False, subset=512)
     model = fold(backbone)
-    images = first_test_images(datamodule, 512)
+    images = first_test_samples(datamodule, 512)
     codes = quantize_input(images, model)
     with torch.no_grad():
         float_predictions = backbone(images).mean(0).argmax(1)
@@ -104,24 +151,46 @@ def trained_like(name: str, shape, bits: str):
     return model.eval()
 
 
-@pytest.mark.parametrize("name, shape, bits", [("resnet19", (3, 16, 16), "1w2u"), ("resnet19", (3, 16, 16), "1w8u"),
-                                               ("vggsnn", (2, 32, 32), "1w4u")])
-def test_resnet19_and_vggsnn_topologies_are_bit_exact(name, shape, bits, tmp_path):
+@pytest.mark.parametrize("name, shape, bits, frames", [
+    ("resnet19", (3, 16, 16), "1w2u", False), ("resnet19", (3, 16, 16), "1w8u", False),
+    ("vggsnn", (2, 32, 32), "1w4u", True), ("fmnistnet", (2, 34, 34), "1w2u", True),
+])
+def test_topologies_stream_bit_exact(name, shape, bits, frames, tmp_path):
+    """ResNet19 (identity and 1x1 conv shortcuts), VGGSNN and the small net, on static images and
+    on event frames: the C host program, qsnn_classify, T calls of qsnn_step, a state carried over
+    from the previous sample and a reset all equal the Python stream."""
     backbone = trained_like(name, shape, bits)
     assert any((m.weight < 0).any() for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    model = fold(backbone)
-    images = torch.randn(6, *shape)
-    codes = quantize_input(images, model)
+    model = fold(backbone, event_frames=frames)
+    inputs = torch.randn(5, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(5, *shape)
+    codes = quantize_input(inputs, model)
     write_folder(model, codes, tmp_path / "out", {"arch": name})
-    assert compile_and_run(tmp_path / "out") == (tmp_path / "out" / "expected.txt").read_text()
+    expected = (tmp_path / "out" / "expected.txt").read_text()
+    assert compile_and_run(tmp_path / "out") == expected
+    carried = assert_streaming_matches(tmp_path / "out", model, codes)["carried"]
+    assert carried[1:] != expected.splitlines()[1:]  # the state does persist between calls
     with torch.no_grad():
-        float_predictions = backbone(images).mean(0).argmax(1)
+        float_predictions = backbone(inputs).mean(0).argmax(1)
     assert torch.equal(reference.predict(reference.run(model, codes)), float_predictions)
+
+
+def test_python_stream_of_t_steps_equals_run_and_reset_clears_it():
+    model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
+    codes = quantize_input(torch.randn(4, 1, 28, 28), model)
+    stream = reference.Stream(model)
+    for _ in range(model.timesteps):
+        logits = stream.step(codes)
+    assert torch.equal(logits, reference.run(model, codes))
+    assert any(level.abs().sum() > 0 for level in stream.levels)
+    stream.reset()
+    assert stream.logits is None and all(level is None for level in stream.levels)
 
 
 def test_reference_rounding_is_half_to_even_like_torch():
     values = torch.arange(-70, 71)
     assert torch.equal(reference.round_half_even_shift(values, 3), torch.round(values.double() / 8).long())
+    # hand-computed: 12/8 = 1.5 -> 2, 20/8 = 2.5 -> 2, -12/8 = -1.5 -> -2, -20/8 = -2.5 -> -2, -13/8 -> -2
+    assert reference.round_half_even_shift(torch.tensor([12, 20, -12, -20, -13]), 3).tolist() == [2, 2, -2, -2, -2]
 
 
 @needs_fmnist
@@ -131,12 +200,52 @@ def test_cortex_m4_image_fits_and_prints_the_host_lines(checkpoints, tmp_path):
                              "--target", "cortex-m4", "--samples", "20"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     info = json.loads((tmp_path / "m4" / "manifest.json").read_text())
-    assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024
+    # fmnistnet 1w-2u: 2 bits per neuron, 16x28x28 + 32x14x14 + 2 x 64x7x7 neurons, words of 16 levels
+    assert info["membrane_state_bytes"] == (16 * 28 * 28 + 32 * 14 * 14 + 2 * 64 * 7 * 7) * 2 // 8 == 6272
+    assert info["flash_bytes"] <= 128 * 1024 and info["ram_bytes"] <= 32 * 1024
+    assert 0 < info["m4_instructions_per_inference"] <= 6_200_000
     assert info["qemu_matches_expected"]
     qemu = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-kernel",
                            str(tmp_path / "m4" / "cortex-m4" / "app.elf")], capture_output=True, text=True, timeout=120)
     assert qemu.returncode == 0
     assert qemu.stdout == compile_and_run(tmp_path / "m4") == (tmp_path / "m4" / "expected.txt").read_text()
+
+
+@needs_arm
+@pytest.mark.parametrize("experiment, write", [("nfmnist_1w2u", lambda root: write_fashion_mnist(root, train=20, test=10)),
+                                               ("dvsgesture_mcu_1w2u", write_dvs_gesture)])
+def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experiment, write, tmp_path, capsys):
+    """An event model trained one short epoch on files in its dataset's real layout exports with
+    --target cortex-m4: samples.bin holds N x T x C x H x W frames, the sanitized host program and
+    QEMU print expected.txt, and streaming matches the Python stream."""
+    write(tmp_path)
+    cfg = load_config(experiment, [f"data.data_dir={tmp_path}", "data.download=false", f"run_dir={tmp_path / 'runs'}",
+                                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
+    checkpoint = train(cfg)["checkpoint"]
+    out = tmp_path / "export"
+    result = subprocess.run([QSNN, "export", checkpoint, "--out", str(out), "--target", "cortex-m4", "--samples", "4",
+                             f"data.data_dir={tmp_path}", "data.download=false"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "manifest.json").read_text())
+    shape = (cfg.model.timesteps, *info["input_shape"])
+    count = info["samples"]  # the test split's first 4 (the DVS-Gesture files hold 3)
+    assert info["event_frames"] and info["sample_shape"] == list(shape) and 3 <= count <= 4
+    assert (out / "samples.bin").stat().st_size == count * int(np.prod(shape))
+    assert info["qemu_matches_expected"] and info["m4_instructions_per_inference"] > 0
+    assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0
+    expected = (out / "expected.txt").read_text()
+    assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
+    model = fold(module_from_checkpoint(read_checkpoint(checkpoint)).model.eval(), event_frames=True)
+    codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
+    assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
+            zip(reference.predict(reference.run(model, codes)), reference.run(model, codes))] == expected.splitlines()
+    assert_streaming_matches(out, model, codes)
+    # frames that do not match the model's input are one line, and nothing is written
+    capsys.readouterr()
+    assert main(["export", checkpoint, "--out", str(tmp_path / "wrong"), f"data.data_dir={tmp_path}",
+                 "data.download=false", "data.events.resize=16"]) == 2
+    error = capsys.readouterr().err
+    assert "but the model reads" in error and len(error.strip().splitlines()) == 1 and not (tmp_path / "wrong").exists()
 
 
 @needs_fmnist
@@ -166,11 +275,48 @@ def test_uncalibrated_membrane_scale_is_refused():
         fold(model)
 
 
-def test_packing_puts_channel_c_in_bit_c_mod_32():
-    from qsnn_lightning.export.codegen import pack_bits
+def test_packing_puts_output_channel_c_in_bit_c_mod_32_of_each_input_position():
+    negative = np.zeros((40, 2, 3, 3), dtype=bool)  # [Cout, Cin, kh, kw]
+    negative[[0, 5, 33], 1, 2, 0] = True  # input position (ky * 3 + kx) * Cin + ci = (2 * 3 + 0) * 2 + 1 = 13
+    negative[7, 0, 0, 1] = True  # position (0 * 3 + 1) * 2 + 0 = 2
+    packed = pack_positions(negative)
+    assert packed.shape == (18, 2) and packed.dtype == np.uint32
+    assert packed[13].tolist() == [(1 << 0) | (1 << 5), 1 << 1] and packed[2].tolist() == [1 << 7, 0]
+    assert packed.sum() == packed[13].sum() + packed[2].sum()
 
-    negative = np.zeros((1, 40, 1, 1), dtype=bool)
-    negative[0, [0, 5, 33], 0, 0] = True
-    packed = pack_bits(negative)
-    assert packed.shape == (1, 1, 1, 2)
-    assert packed[0, 0, 0, 0] == (1 << 0) | (1 << 5) and packed[0, 0, 0, 1] == 1 << 1
+
+def test_memory_plan_reuses_dead_maps_and_never_overlaps_live_ones():
+    model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
+    memory = plan(model)
+    maps, last = model.maps(), last_reader(model)
+    # stem 16x28x28 spikes (1 word a pixel), pool 3 planes of 16x14x14, conv 32x14x14, pool 3 x 32x7x7,
+    # conv 64x7x7 (2 words), conv 64x7x7, pool 3 planes of 64x3x3
+    assert [map_words(info) for info in maps] == [784, 588, 196, 147, 98, 98, 54]
+    assert memory.arena_words < sum(map_words(info) for info in maps)
+    assert memory.arena_words == 784 + 588  # the stem and its pooling are alive together, the largest pair
+    for i in range(len(maps)):
+        for j in range(i):
+            if last[j] >= i:  # map j is still read when map i is written
+                a, b = memory.map_offsets[i], memory.map_offsets[j]
+                assert a + map_words(maps[i]) <= b or b + map_words(maps[j]) <= a
+    assert memory.membrane_state_bytes == 6272
+
+
+def test_a_model_too_large_for_the_cortex_m4_is_one_line_naming_the_sizes():
+    model = fold(trained_like("resnet19", (3, 16, 16), "1w2u"))
+    info = manifest(model, {"arch": "resnet19", "bits": "1w2u"}, 0, "cortex-m4")
+    with pytest.raises(ExportError) as error:
+        check_fits_cortex_m4(info)
+    message = str(error.value)
+    assert f"{info['model_bytes']:,} bytes of flash" in message and "262,144" in message and "\n" not in message
+
+
+def test_host_program_refuses_samples_of_the_wrong_size(tmp_path):
+    model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
+    write_folder(model, quantize_input(torch.randn(2, 1, 28, 28), model), tmp_path / "out", {})
+    compile_and_run(tmp_path / "out")
+    (tmp_path / "out" / "samples.bin").write_bytes(bytes(784 + 5))
+    result = subprocess.run([str(tmp_path / "out" / "main"), str(tmp_path / "out" / "samples.bin")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "not a multiple of the sample size 784" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

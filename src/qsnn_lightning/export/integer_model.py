@@ -20,8 +20,8 @@ from ..neurons import LIF
 from ..quant import BinaryWeight, IntWeight
 
 INT8_MAX = 127
-MAX_FRACTION_BITS = 40
-TERM_LIMIT = 2**60  # the sum of the membrane update's terms stays below this (int64 arithmetic)
+INT32_LIMIT = 2**31  # every membrane, current and constant of a time step stays below this in magnitude
+MAX_FRACTION_BITS = 30
 POOLED_COUNT_MAX = 4  # 2x2 average pooling of spikes keeps counts 0..4
 
 
@@ -46,15 +46,21 @@ class MapInfo:
 
 @dataclass
 class FoldedLIF:
-    """The per-layer integer LIF constants (docs/export.md, "The folded LIF layer")."""
+    """The per-layer integer LIF constants (docs/export.md, "The folded LIF layer"): int32 values."""
 
     fraction_bits: int  # F
     tau_shift: int  # m, tau = 2^-m
     levels: int  # n = 2^(k-1) - 1
     threshold: int  # Theta
-    multiplier: np.ndarray  # M_c >= 0, int64 [C]
-    bias: np.ndarray  # B_c, int64 [C]
+    multiplier: np.ndarray  # M_c >= 0, int64 array of int32 values [C]
+    bias: np.ndarray  # B_c, int64 array of int32 values [C]
     membrane_alpha: float  # the calibrated alpha_u it was folded with (for the manifest)
+    product_shift: int = 0  # S: the current is ((M_c * acc) >> S) + B_c (S > 0 only in the stem)
+
+    @property
+    def field_bits(self) -> int:
+        """Bits of one neuron's stored level q + n in the packed state: 2, 4 or 8 (k rounded up)."""
+        return next(bits for bits in (2, 4, 8) if 2 * self.levels < 2**bits)
 
 
 @dataclass
@@ -105,6 +111,7 @@ class Head:
     global_pool: bool  # True: sum counts over space; False: flatten (c, y, x)
     weight: np.ndarray  # int8 [classes, features] on the common scale s_max
     bias: np.ndarray  # int64 [classes], Bfc_j
+    max_steps: int = 0  # steps whose summed logits are sure to fit int32 (>= T)
 
 
 @dataclass
@@ -116,6 +123,21 @@ class IntegerModel:
     layers: list = field(default_factory=list)  # ConvLayer | PoolLayer, in execution order
     head: Head | None = None
     num_classes: int = 0
+    event_frames: bool = False  # True: the input of step t is frame t of [T, C, H, W]; False: one static image
+
+    @property
+    def frame_size(self) -> int:
+        """int8 values of one step's input: C * H * W."""
+        return int(np.prod(self.input_shape))
+
+    @property
+    def sample_size(self) -> int:
+        """int8 values of one sample: T frames, or one static image."""
+        return self.frame_size * (self.timesteps if self.event_frames else 1)
+
+    def spiking_layers(self) -> list:
+        """The layers that keep a membrane state between steps: the stem and every conv."""
+        return [self.stem] + [layer for layer in self.layers if isinstance(layer, ConvLayer)]
 
     @property
     def input_scale(self) -> float:
@@ -150,15 +172,6 @@ def _membrane_grid(lif: LIF) -> tuple[float, int, int]:
     return delta, quant.levels, int(shift)
 
 
-def _fraction_bits(delta: float, levels: int, theta: float, terms: list[float]) -> int:
-    """The largest F <= 40 keeping the sum of the update's terms (in units of Delta) below 2^60."""
-    total = levels / 2 + theta / delta + sum(terms)
-    bits = min(MAX_FRACTION_BITS, math.floor(math.log2(TERM_LIMIT / total)))
-    if bits < 1:
-        raise ExportError(f"a layer's membrane range is too wide for 64-bit integers (sum of terms {total:.3g} x Delta)")
-    return bits
-
-
 def _binary_signs(conv: QConv2d) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(conv.weight_quant, BinaryWeight):
         raise ExportError(
@@ -168,28 +181,37 @@ def _binary_signs(conv: QConv2d) -> tuple[np.ndarray, np.ndarray]:
     return signs.numpy(), alpha.double().numpy()
 
 
-def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound: float, extra_terms: list[float]) -> tuple[FoldedLIF, float]:
-    """Fold ``u = tau v + scale_c * acc + bias_c (+ extra inputs)`` into integers.
+def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound, residual_scale=None, residual_bound=0,
+              stem: bool = False) -> tuple[FoldedLIF, "np.ndarray | None"]:
+    """Fold ``u = tau v + scale_c * acc + bias_c (+ residual_scale_c * acc')`` into int32 constants.
 
-    ``acc_bound`` bounds |acc|; ``extra_terms`` bound the other inputs to u (shortcuts). Returns
-    the folded constants and the unit ``2^F / Delta`` that converts u to the integer membrane U.
+    ``acc_bound`` (per channel or one number) bounds |acc|, ``residual_bound`` bounds |acc'|. F is
+    the largest number of fraction bits <= 30 for which every term of the update, summed, stays
+    below 2^31 for any input: ``n 2^(F-m) + max_c(M_c A_c / 2^S + |B_c| + M'_c A'_c) + 2^(F-1)``.
+    Returns the constants and the residual multipliers ``M'_c`` (None without a residual).
     """
     delta, levels, shift = _membrane_grid(lif)
-    terms = [float(np.max(np.abs(scale))) * acc_bound, float(np.max(np.abs(bias))), *extra_terms]
-    bits = _fraction_bits(delta, levels, lif.theta, [term / delta for term in terms])
-    if bits < shift:
-        raise ExportError("the membrane scale leaves too few fraction bits for the leak")
-    unit = 2.0**bits / delta
-    folded = FoldedLIF(
-        fraction_bits=bits,
-        tau_shift=shift,
-        levels=levels,
-        threshold=math.ceil(lif.theta * unit),
-        multiplier=np.round(np.abs(scale) * unit).astype(np.int64),
-        bias=np.round(bias * unit).astype(np.int64),
-        membrane_alpha=delta * levels,
-    )
-    return folded, unit
+    magnitude = np.abs(scale)
+    for bits in range(MAX_FRACTION_BITS, shift - 1, -1):
+        unit = 2.0**bits / delta
+        product_shift = 0
+        if stem:  # S = 32 - R with |acc| 2^R < 2^31: the runtime takes the high word of (acc 2^R) M
+            product_shift = 1 + math.ceil(math.log2(int(np.max(acc_bound)) + 1))
+        multiplier = np.round(magnitude * unit * 2.0**product_shift).astype(np.int64)
+        folded = FoldedLIF(
+            fraction_bits=bits, tau_shift=shift, levels=levels, threshold=math.ceil(lif.theta * unit),
+            multiplier=multiplier, bias=np.round(bias * unit).astype(np.int64), membrane_alpha=delta * levels,
+            product_shift=product_shift,
+        )
+        residual = None if residual_scale is None else np.round(np.abs(residual_scale) * unit).astype(np.int64)
+        current = (multiplier * np.asarray(acc_bound, dtype=np.int64)) >> product_shift
+        current = current + np.abs(folded.bias) + (0 if residual is None else residual * residual_bound)
+        total = (levels << (bits - shift)) + int(current.max()) + (1 << (bits - 1))
+        constants = [folded.threshold, int(multiplier.max()), *([] if residual is None else [int(residual.max())])]
+        if total < INT32_LIMIT and max(constants) < INT32_LIMIT:
+            return folded, residual
+    raise ExportError("a layer's membrane range is too wide for 32-bit integers even with "
+                      f"{shift} fraction bits: its BatchNorm scale or bias is extreme for its membrane scale alpha_u")
 
 
 class _Folder:
@@ -212,8 +234,9 @@ class _Folder:
         codes, weight_scale = conv.weight_quant.integer_weights(conv.weight)
         kappa, bias = _bn_fold(bn)
         scale = kappa * weight_scale.double().numpy() * (self.input_alpha / INT8_MAX)
-        cin, k = conv.in_channels, conv.kernel_size[0]
-        folded, _ = _fold_lif(lif, scale, bias, acc_bound=INT8_MAX * INT8_MAX * cin * k * k, extra_terms=[])
+        k = conv.kernel_size[0]
+        acc_bound = INT8_MAX * np.abs(codes.numpy().astype(np.int64)).reshape(len(codes), -1).sum(axis=1)
+        folded, _ = _fold_lif(lif, scale, bias, acc_bound, stem=True)
         flip = np.where(scale < 0, -1, 1).reshape(-1, 1, 1, 1)
         channels, height, width = self.backbone.input_shape
         out_h = (height + 2 * conv.padding[0] - k) // conv.stride[0] + 1
@@ -246,25 +269,24 @@ class _Folder:
         scale = kappa * alpha / source_map.divisor
         k = conv.kernel_size[0]
         acc_bound = source_map.max_value * conv.in_channels * k * k
-        extra_terms, residual_scale = [], None
+        residual_scale, residual_bound = None, 0
         if isinstance(shortcut, MultiStep):
             res_conv, res_bn = shortcut
             res_signs, res_alpha = _binary_signs(res_conv)
             res_kappa, res_bias = _bn_fold(res_bn)
-            residual_scale = res_kappa * res_alpha
+            residual_scale, residual_bound = res_kappa * res_alpha, res_conv.in_channels
             bias = bias + res_bias
-            extra_terms.append(float(np.max(np.abs(residual_scale))) * res_conv.in_channels)
         elif isinstance(shortcut, nn.Identity):
-            extra_terms.append(1.0)  # a spike of the block input
-        folded, unit = _fold_lif(lif, scale, bias, acc_bound, extra_terms)
+            residual_scale, residual_bound = np.ones(conv.out_channels), 1  # a spike of the block input
+        folded, residual_multiplier = _fold_lif(lif, scale, bias, acc_bound, residual_scale, residual_bound)
         residual = None
         if isinstance(shortcut, MultiStep):
             residual = ConvResidual(
                 source=shortcut_source, negative=(res_signs < 0) ^ (residual_scale < 0).reshape(-1, 1, 1, 1),
-                stride=res_conv.stride[0], multiplier=np.round(np.abs(residual_scale) * unit).astype(np.int64),
+                stride=res_conv.stride[0], multiplier=residual_multiplier,
             )
         elif isinstance(shortcut, nn.Identity):
-            residual = IdentityResidual(source=shortcut_source, scale=round(unit))
+            residual = IdentityResidual(source=shortcut_source, scale=int(residual_multiplier[0]))
         out_h = (source_map.height + 2 * conv.padding[0] - k) // conv.stride[0] + 1
         out_w = (source_map.width + 2 * conv.padding[1] - k) // conv.stride[0] + 1
         self.model.layers.append(ConvLayer(
@@ -295,14 +317,13 @@ class _Folder:
         divisor = source_map.height * source_map.width * source_map.divisor if global_pool else source_map.divisor
         weight = np.round(codes.numpy() * (row_scale / common)[:, None]).astype(np.int8)
         bias = fc.bias.detach().double().numpy() if fc.bias is not None else np.zeros(fc.out_features)
-        head = Head(source=source, global_pool=global_pool, weight=weight,
-                    bias=np.round(bias * divisor / common).astype(np.int64))
+        bias = np.round(bias * divisor / common).astype(np.int64)
         largest_feature = source_map.max_value * (source_map.height * source_map.width if global_pool else 1)
-        bound = self.backbone.timesteps * (
-            int(np.abs(weight.astype(np.int64)).sum(axis=1).max()) * largest_feature + int(np.abs(head.bias).max())
-        )
-        if bound >= 2**31:
+        step_bound = int(np.abs(weight.astype(np.int64)).sum(axis=1).max()) * largest_feature + int(np.abs(bias).max())
+        max_steps = (INT32_LIMIT - 1) // max(step_bound, 1)
+        if max_steps < self.backbone.timesteps:
             raise ExportError("the classifier's integer logits could overflow 32 bits for this model")
+        head = Head(source=source, global_pool=global_pool, weight=weight, bias=bias, max_steps=max_steps)
         self.model.head = head
 
 
@@ -332,8 +353,9 @@ def _fold_resnet(backbone: ResNet19, folder: _Folder) -> None:
     folder.head(backbone.fc, current, global_pool=True)
 
 
-def fold(backbone: SpikingBackbone) -> IntegerModel:
-    """The integer model of an eval-mode backbone with 1-bit hidden and 8-bit edge weights."""
+def fold(backbone: SpikingBackbone, event_frames: bool = False) -> IntegerModel:
+    """The integer model of an eval-mode backbone with 1-bit hidden and 8-bit edge weights;
+    ``event_frames``: its input is T frames (one per step) rather than one static image."""
     folder = _Folder(backbone)
     if isinstance(backbone, VGG):
         _fold_vgg(backbone, folder)
@@ -341,6 +363,7 @@ def fold(backbone: SpikingBackbone) -> IntegerModel:
         _fold_resnet(backbone, folder)
     else:
         raise ExportError(f"backbone {type(backbone).__name__} cannot be exported")
+    folder.model.event_frames = event_frames
     return folder.model
 
 

@@ -1,12 +1,17 @@
 """The Python integer reference: executes an :class:`IntegerModel` with exactly the arithmetic of
-docs/export.md (and of the C runtime), on int64 tensors, for a batch of int8 images."""
+docs/export.md (and of the C runtime), one time step at a time through the whole network, on
+int64 tensors holding int32 values, for a batch of int8 inputs.
+
+:class:`Stream` is the runtime's streaming API (``qsnn_reset`` / ``qsnn_step``); :func:`run` is
+``qsnn_classify``: a reset, then T steps of a static image or of T event frames.
+"""
 
 import torch
 from torch.nn import functional as F
 
-from .integer_model import ConvLayer, ConvResidual, FoldedLIF, IdentityResidual, IntegerModel, PoolLayer
-
-INT64_LIMIT = 2**62
+from .integer_model import (
+    INT32_LIMIT, ConvLayer, ConvResidual, FoldedLIF, IdentityResidual, IntegerModel, PoolLayer, StemLayer,
+)
 
 
 def _exact_conv(inputs: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -19,74 +24,104 @@ def _signs(negative) -> torch.Tensor:
     return 1 - 2 * torch.as_tensor(negative).long()
 
 
-def round_half_even_shift(value: torch.Tensor, bits: int) -> torch.Tensor:
-    """``round_half_even(value / 2^bits)`` in integers (arithmetic shift, then the remainder)."""
-    floor = value >> bits
-    remainder = value - (floor << bits)
-    half = 1 << (bits - 1)
-    return floor + ((remainder > half) | ((remainder == half) & (floor & 1).bool())).long()
-
-
-def lif_steps(lif: FoldedLIF, currents: list[torch.Tensor]) -> torch.Tensor:
-    """Run the integer LIF over T steps; ``currents[t]`` is ``M_c acc + B_c (+ residual)`` per
-    neuron ``[B, C, H, W]``. Returns spikes ``[T, B, C, H, W]`` (int64 0/1)."""
-    q = torch.zeros_like(currents[0])
-    spikes = []
-    for current in currents:
-        membrane = q * (1 << (lif.fraction_bits - lif.tau_shift)) + current
-        if membrane.abs().max() >= INT64_LIMIT:
-            raise OverflowError("integer membrane left the int64 range; the fraction bits are too many")
-        fired = membrane >= lif.threshold
-        level = round_half_even_shift(membrane, lif.fraction_bits).clamp(-lif.levels, lif.levels)
-        q = torch.where(fired, torch.zeros_like(level), level)
-        spikes.append(fired.long())
-    return torch.stack(spikes)
-
-
 def _per_channel(values) -> torch.Tensor:
     return torch.as_tensor(values, dtype=torch.long).view(1, -1, 1, 1)
 
 
-def _conv_currents(layer: ConvLayer, maps: list[torch.Tensor]) -> list[torch.Tensor]:
-    source = maps[layer.source]  # [T, B, C, H, W]
-    weight = _signs(layer.negative)
-    currents = []
-    for t in range(source.shape[0]):
-        acc = _exact_conv(source[t], weight, layer.stride, layer.padding)
-        current = _per_channel(layer.lif.multiplier) * acc + _per_channel(layer.lif.bias)
-        if isinstance(layer.residual, ConvResidual):
-            shortcut = _exact_conv(maps[layer.residual.source][t], _signs(layer.residual.negative), layer.residual.stride, 0)
-            current = current + _per_channel(layer.residual.multiplier) * shortcut
-        elif isinstance(layer.residual, IdentityResidual):
-            current = current + layer.residual.scale * maps[layer.residual.source][t]
-        currents.append(current)
-    return currents
+def _int32(value: torch.Tensor) -> torch.Tensor:
+    """The export's bounds keep every value of a step in int32; a value outside is a bug, not data."""
+    if value.numel() and value.abs().max() >= INT32_LIMIT:
+        raise OverflowError("an integer membrane left the int32 range: the export's bounds are wrong")
+    return value
 
 
-def _pool(source: torch.Tensor) -> torch.Tensor:
-    """2x2 sum pooling (counts 0..4) of every step; odd edges are dropped as AvgPool2d does."""
-    steps, batch = source.shape[:2]
-    pooled = F.avg_pool2d(source.flatten(0, 1).double(), 2) * 4
-    return torch.round(pooled).long().unflatten(0, (steps, batch))
+def round_half_even_shift(value: torch.Tensor, bits: int) -> torch.Tensor:
+    """``round_half_even(value / 2^bits) = (value + 2^(bits-1) - 1 + ((value >> bits) & 1)) >> bits``."""
+    return (value + (1 << (bits - 1)) - 1 + ((value >> bits) & 1)) >> bits
 
 
-def run(model: IntegerModel, images: torch.Tensor) -> torch.Tensor:
-    """T-summed integer logits ``[B, classes]`` (int64) of int8 images ``[B, C, H, W]``."""
-    stem = model.stem
-    acc = _exact_conv(images.long(), torch.as_tensor(stem.weight).long(), stem.stride, stem.padding)
-    current = _per_channel(stem.lif.multiplier) * acc + _per_channel(stem.lif.bias)
-    maps = [lif_steps(stem.lif, [current] * model.timesteps)]
-    for layer in model.layers:
-        if isinstance(layer, PoolLayer):
-            maps.append(_pool(maps[layer.source]))
-        else:
-            maps.append(lif_steps(layer.lif, _conv_currents(layer, maps)))
-    head = model.head
-    source = maps[head.source]  # [T, B, C, H, W]
-    features = source.sum(dim=(-2, -1)) if head.global_pool else source.flatten(2)
-    weight = torch.as_tensor(head.weight).long()
-    per_step = features @ weight.T + torch.as_tensor(head.bias).long()  # [T, B, classes]
-    return per_step.sum(0)
+def lif_step(lif: FoldedLIF, level: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the integer LIF (Eq. 10 folded): ``U = (q << (F - m)) + current``, spike if
+    ``U >= Theta``, hard reset, else ``q = clamp(round_half_even(U / 2^F), -n, n)``.
+    Returns (spikes 0/1, the new levels q)."""
+    membrane = _int32((level << (lif.fraction_bits - lif.tau_shift)) + _int32(current))
+    fired = membrane >= lif.threshold
+    kept = round_half_even_shift(membrane, lif.fraction_bits).clamp(-lif.levels, lif.levels)
+    return fired.long(), torch.where(fired, torch.zeros_like(kept), kept)
+
+
+def stem_current(stem: StemLayer, frame: torch.Tensor) -> torch.Tensor:
+    """``((M_c * acc) >> S) + B_c`` of the int8 frame ``[B, C, H, W]`` (the product is 64-bit)."""
+    acc = _exact_conv(frame.long(), torch.as_tensor(stem.weight).long(), stem.stride, stem.padding)
+    return ((_per_channel(stem.lif.multiplier) * acc) >> stem.lif.product_shift) + _per_channel(stem.lif.bias)
+
+
+def conv_current(layer: ConvLayer, maps: list[torch.Tensor]) -> torch.Tensor:
+    """``M_c * acc + B_c`` (+ the shortcut's ``M'_c * acc'`` or ``R * spike``) of one step."""
+    acc = _exact_conv(maps[layer.source], _signs(layer.negative), layer.stride, layer.padding)
+    current = _per_channel(layer.lif.multiplier) * acc + _per_channel(layer.lif.bias)
+    if isinstance(layer.residual, ConvResidual):
+        shortcut = _exact_conv(maps[layer.residual.source], _signs(layer.residual.negative), layer.residual.stride, 0)
+        current = current + _per_channel(layer.residual.multiplier) * shortcut
+    elif isinstance(layer.residual, IdentityResidual):
+        current = current + layer.residual.scale * maps[layer.residual.source]
+    return current
+
+
+def sum_pool(spikes: torch.Tensor) -> torch.Tensor:
+    """2x2 sum pooling (counts 0..4); odd edges are dropped as AvgPool2d does."""
+    return torch.round(F.avg_pool2d(spikes.double(), 2) * 4).long()
+
+
+class Stream:
+    """The membrane levels of every spiking layer and the logits summed since :meth:`reset`, for a
+    batch of independent streams."""
+
+    def __init__(self, model: IntegerModel):
+        self.model = model
+        self.levels: list[torch.Tensor | None] = []
+        self.logits: torch.Tensor | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """``qsnn_reset``: every level 0, logits 0."""
+        self.levels = [None] * len(self.model.spiking_layers())
+        self.logits = None
+
+    def _fire(self, index: int, lif: FoldedLIF, current: torch.Tensor) -> torch.Tensor:
+        level = self.levels[index] if self.levels[index] is not None else torch.zeros_like(current)
+        spikes, self.levels[index] = lif_step(lif, level, current)
+        return spikes
+
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        """``qsnn_step``: one time step of int8 frames ``[B, C, H, W]``; returns the logits summed
+        since the reset ``[B, classes]``."""
+        model = self.model
+        maps = [self._fire(0, model.stem.lif, stem_current(model.stem, frame))]
+        spiking = 0
+        for layer in model.layers:
+            if isinstance(layer, PoolLayer):
+                maps.append(sum_pool(maps[layer.source]))
+            else:
+                spiking += 1
+                maps.append(self._fire(spiking, layer.lif, conv_current(layer, maps)))
+        head = model.head
+        source = maps[head.source]
+        features = source.sum(dim=(-2, -1)) if head.global_pool else source.flatten(1)
+        step_logits = features @ torch.as_tensor(head.weight).long().T + torch.as_tensor(head.bias).long()
+        self.logits = step_logits if self.logits is None else self.logits + step_logits
+        return _int32(self.logits)
+
+
+def run(model: IntegerModel, inputs: torch.Tensor) -> torch.Tensor:
+    """T-summed integer logits ``[B, classes]`` of int8 images ``[B, C, H, W]`` (the same image at
+    every step) or event frames ``[B, T, C, H, W]`` (frame t at step t)."""
+    if inputs.dim() == 5 and inputs.shape[1] != model.timesteps:
+        raise ValueError(f"got {inputs.shape[1]} frames per sample for a model of T = {model.timesteps}")
+    stream = Stream(model)
+    for t in range(model.timesteps):
+        logits = stream.step(inputs[:, t] if inputs.dim() == 5 else inputs)
+    return logits
 
 
 def predict(logits: torch.Tensor) -> torch.Tensor:

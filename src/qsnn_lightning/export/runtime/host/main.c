@@ -3,8 +3,11 @@
  *
  *   usage: qsnn_host SAMPLES.bin
  *
- * SAMPLES.bin holds N images of QSNN_INPUT_SIZE int8 values each, concatenated,
- * no header. For every image one line is printed to stdout:
+ * SAMPLES.bin holds N samples of QSNN_SAMPLE_SIZE int8 values each (an image
+ * [C][H][W], or T frames [T][C][H][W] for an event model), concatenated, no
+ * header. Each sample is streamed through the runtime: qsnn_reset(), then
+ * QSNN_TIMESTEPS calls of qsnn_step() (the image at every step, or frame t at
+ * step t). For every sample one line is printed to stdout:
  *
  *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
  *
@@ -64,7 +67,7 @@ int main(int argc, char **argv)
 {
     static int32_t logits[QSNN_CLASSES];
     int8_t *data;
-    size_t size = 0, n, count, j;
+    size_t size = 0, n, count, j, t;
 
     if (argc != 2) {
         fprintf(stderr, "usage: %s SAMPLES.bin\n", argc > 0 ? argv[0] : "qsnn_host");
@@ -75,17 +78,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "qsnn_host: cannot read %s\n", argv[1]);
         return 2;
     }
-    if (size % (size_t)QSNN_INPUT_SIZE != 0) {
-        fprintf(stderr, "qsnn_host: %s has %lu bytes, not a multiple of QSNN_INPUT_SIZE=%lu\n",
-                argv[1], (unsigned long)size, (unsigned long)QSNN_INPUT_SIZE);
+    if (size % (size_t)QSNN_SAMPLE_SIZE != 0) {
+        fprintf(stderr, "qsnn_host: %s has %lu bytes, not a multiple of the sample size %lu "
+                "(%s): export the samples with this model\n", argv[1], (unsigned long)size,
+                (unsigned long)QSNN_SAMPLE_SIZE, QSNN_EVENT_FRAMES ? "T x C x H x W" : "C x H x W");
         free(data);
         return 2;
     }
-    count = size / (size_t)QSNN_INPUT_SIZE;
+    count = size / (size_t)QSNN_SAMPLE_SIZE;
     for (n = 0; n < count; ++n) {
-        int pred = qsnn_classify(data + n * (size_t)QSNN_INPUT_SIZE, logits);
+        const int8_t *sample = data + n * (size_t)QSNN_SAMPLE_SIZE;
+        int pred = 0;
+        qsnn_reset();
+        for (t = 0; t < QSNN_TIMESTEPS; ++t) {
+            pred = qsnn_step(sample + (QSNN_EVENT_FRAMES ? t * (size_t)QSNN_FRAME_SIZE : 0u), logits);
+        }
         if (pred < 0 || pred >= (int)QSNN_CLASSES) {
-            fprintf(stderr, "qsnn_host: image %lu: qsnn_classify returned %d\n",
+            fprintf(stderr, "qsnn_host: sample %lu: qsnn_step returned %d\n",
                     (unsigned long)n, pred);
             free(data);
             return 1;

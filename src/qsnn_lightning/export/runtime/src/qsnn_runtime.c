@@ -1,308 +1,470 @@
-/* qsnn_runtime.c: integer-only Q-SNN inference, the arithmetic of docs/export.md.
+/* qsnn_runtime.c: integer-only, streaming Q-SNN inference, the arithmetic of docs/export.md.
  *
- * Layer by layer. Inside a layer the loops run over output pixels, then time steps, then
- * channels: the k-bit membrane levels of one pixel's channels live in a small array for its T
- * steps, and the input words under the kernel are gathered once per pixel and step. */
+ * One call of qsnn_step() runs the network's stages in order for one time step. Inside a stage
+ * the loops run over output pixels, then output channels. A binary conv is event-driven: it lists
+ * the active inputs under the kernel once per pixel, and each adds its output-channel masks
+ * (32 channels a word) into bit-sliced counters, so the work follows the spikes. The k-bit
+ * membrane levels of a pixel's channels are read and written in place in the packed state. */
 #include "qsnn_runtime.h"
 
 #include <stddef.h>
 #include <string.h>
 
-static uint32_t qsnn_arena[QSNN_ARENA_WORDS];
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
 
-static int popcount32(uint32_t v)
+/* Right shifts of negative int32 values must be arithmetic (every C compiler for these targets
+ * does so; C99 leaves it to the implementation). */
+typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
+
+static uint32_t qsnn_arena[QSNN_ARENA_WORDS];
+static uint32_t qsnn_state[QSNN_STATE_WORDS];
+static int32_t qsnn_summed[QSNN_CLASSES];
+
+static uint32_t words_for(uint32_t bits) { return (bits + 31u) / 32u; }
+
+/* The words of pixel (y, x), plane p of a map. */
+static uint32_t *pixel_words(const qsnn_map_t *map, uint32_t plane, uint32_t y, uint32_t x)
 {
-#if defined(__GNUC__) && defined(__POPCNT__)
-    return __builtin_popcount(v);   /* one instruction where the target has it */
+    uint32_t index = (plane * map->height + y) * map->width + x;
+    return qsnn_arena + map->offset + index * words_for(map->channels);
+}
+
+#define QSNN_FIELDS_PER_WORD (32u / QSNN_FIELD_BITS)
+#define QSNN_FIELD_MASK ((1u << QSNN_FIELD_BITS) - 1u)
+#define QSNN_FIELD_SIGN (1u << (QSNN_FIELD_BITS - 1u))
+
+/* The currents of one pixel's output channels, before its LIF. */
+static int32_t qsnn_currents[QSNN_MAX_CHANNELS];
+
+/* The LIF of every output channel of one pixel: levels q in the packed fields at `levels`
+ * (two's complement, QSNN_FIELD_BITS each, channel c in field c % (32 / QSNN_FIELD_BITS) of word
+ * c / (32 / QSNN_FIELD_BITS)), spikes to `out` (channel c in bit c % 32 of word c / 32).
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : clamp(round_half_even(U / 2^F), -n, n)
+ *   round_half_even(U / 2^F) = (U + 2^(F-1) - 1 + ((U >> F) & 1)) >> F */
+static void fire_pixel(const qsnn_lif_t *lif, uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    const uint32_t fraction = lif->fraction_bits;
+    const int32_t leak = (int32_t)(1u << (fraction - lif->tau_shift)), threshold = lif->threshold;
+    const int32_t half = (int32_t)(1u << (fraction - 1u));
+    const int32_t *current = qsnn_currents;
+    uint32_t c, i, spikes = 0;
+    for (c = 0; c < channels; c += QSNN_FIELDS_PER_WORD, current += QSNN_FIELDS_PER_WORD) {
+        uint32_t word = *levels, next = 0;
+        uint32_t count = channels - c < QSNN_FIELDS_PER_WORD ? channels - c : QSNN_FIELDS_PER_WORD;
+        for (i = 0; i < count; ++i) {
+            uint32_t field = (word >> (i * QSNN_FIELD_BITS)) & QSNN_FIELD_MASK;
+            int32_t level = (int32_t)(field ^ QSNN_FIELD_SIGN) - (int32_t)QSNN_FIELD_SIGN;   /* two's complement */
+            int32_t membrane = level * leak + current[i];
+            if (membrane >= threshold) {
+                spikes |= 1u << ((c + i) % 32u);
+                continue;   /* hard reset: level 0, the field stays 0 in `next` */
+            }
+#if QSNN_LEVELS == 1   /* k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
+            level = (membrane > half) - (membrane < -half);
 #else
-    v = v - ((v >> 1) & 0x55555555u);
-    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
-    return (int)((((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24);
+            level = (membrane + half - 1 + ((membrane >> fraction) & 1)) >> fraction;
+            level = level > QSNN_LEVELS ? QSNN_LEVELS : (level < -QSNN_LEVELS ? -QSNN_LEVELS : level);
+#endif
+            next |= ((uint32_t)level & QSNN_FIELD_MASK) << (i * QSNN_FIELD_BITS);
+        }
+        *levels++ = next;
+        if ((c + QSNN_FIELDS_PER_WORD) % 32u == 0u || c + QSNN_FIELDS_PER_WORD >= channels) {   /* 32 spikes, or the last */
+            out[c / 32u] = spikes;
+            spikes = 0;
+        }
+    }
+}
+
+/* The state words of pixel (y, x) of a layer with `channels` output channels. */
+static uint32_t *state_words(const qsnn_lif_t *lif, uint32_t channels, uint32_t width, uint32_t y, uint32_t x)
+{
+    return qsnn_state + lif->state_offset + (y * width + x) * words_for(channels * QSNN_FIELD_BITS);
+}
+
+/* ---- the stem: 8-bit conv of the int8 frame ------------------------------------------------ */
+
+/* sum of the products of two strings of int16 pairs (low half first, as the int16 array reads) */
+static int32_t dot_pairs(const int32_t *weight, const int32_t *taps)
+{
+    int32_t acc = 0;
+    uint32_t i;
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < QSNN_STEM_TAPS / 2u; ++i) {
+#if defined(__ARM_FEATURE_DSP)
+        acc = __smlad(weight[i], taps[i], acc);   /* two 16 x 16 products per instruction */
+#else
+        acc += (int16_t)(weight[i] & 0xFFFF) * (int16_t)(taps[i] & 0xFFFF) + (weight[i] >> 16) * (taps[i] >> 16);
+#endif
+    }
+    return acc;
+}
+
+/* The frame with a zero border of the stem's padding: every tap reads without a check. */
+#define QSNN_PADDED_HEIGHT (QSNN_INPUT_HEIGHT + 2u * QSNN_STEM_PADDING)
+#define QSNN_PADDED_WIDTH (QSNN_INPUT_WIDTH + 2u * QSNN_STEM_PADDING)
+static int8_t qsnn_padded[QSNN_INPUT_CHANNELS * QSNN_PADDED_HEIGHT * QSNN_PADDED_WIDTH];
+
+static void run_stem(const qsnn_stage_t *stage, const qsnn_map_t *out, const int8_t *frame)
+{
+    static int8_t taps[QSNN_STEM_TAPS];   /* the frame under the kernel, (ci, ky, kx) order; the last 0 */
+    const qsnn_lif_t *lif = &stage->lif;
+    uint32_t y, x, i, c, ky, kx, k = stage->kernel;
+    for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
+        for (y = 0; y < QSNN_INPUT_HEIGHT; ++y) {
+            memcpy(qsnn_padded + (i * QSNN_PADDED_HEIGHT + y + QSNN_STEM_PADDING) * QSNN_PADDED_WIDTH + QSNN_STEM_PADDING,
+                   frame + (i * QSNN_INPUT_HEIGHT + y) * QSNN_INPUT_WIDTH, QSNN_INPUT_WIDTH);
+        }
+    }
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x) {
+            int8_t *tap = taps;
+            int32_t pairs[QSNN_STEM_TAPS / 2u];
+            for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
+                for (ky = 0; ky < k; ++ky) {
+                    const int8_t *row = qsnn_padded + (i * QSNN_PADDED_HEIGHT + y * stage->stride + ky) * QSNN_PADDED_WIDTH
+                                        + x * stage->stride;
+                    for (kx = 0; kx < k; ++kx) *tap++ = row[kx];
+                }
+            }
+            for (i = 0; i < QSNN_STEM_TAPS / 2u; ++i) {   /* int16 pairs: tap 2i low, 2i + 1 high */
+                pairs[i] = (int32_t)((uint32_t)(uint16_t)taps[2u * i] | ((uint32_t)(uint16_t)taps[2u * i + 1u] << 16));
+            }
+            for (c = 0; c < out->channels; ++c) {
+                /* ((acc * 2^R) * M_c) >> 32 + B_c: the high word of one SMULL on the Cortex-M4 */
+                int32_t acc = dot_pairs(stage->weight_pairs + c * (QSNN_STEM_TAPS / 2u), pairs) * (int32_t)(1u << lif->acc_shift);
+                qsnn_currents[c] = (int32_t)(((int64_t)acc * lif->multiplier[c]) >> 32) + lif->bias[c];
+            }
+            fire_pixel(lif, out->channels, state_words(lif, out->channels, out->width, y, x), pixel_words(out, 0, y, x));
+        }
+    }
+}
+
+/* ---- binary convs: event-driven over the active inputs under the kernel ------------------- */
+
+#define QSNN_PLANES 3u   /* at most: 2x2-pooled counts 0..4 */
+
+/* The active inputs under the kernel of one output pixel, plane by plane: one entry per set bit,
+ * the offset of its output-channel masks in the weights, (position * groups) for input position
+ * (ky * k + kx) * Cin + ci. Plane p's entries end at plane_end[p] (each is worth 2^p). They are
+ * cut into chunks whose values sum to at most 255, so that a chunk's counts fit 8 bits. */
+typedef struct {
+    uint32_t count, chunks;
+    uint32_t plane_end[QSNN_PLANES];
+    int32_t total;   /* sum of the input values under the kernel */
+} active_set_t;
+
+static QSNN_ACTIVE_TYPE qsnn_active[QSNN_MAX_ACTIVE];   /* uint16_t where every offset fits */
+static uint32_t qsnn_chunk_end[QSNN_MAX_CHUNKS];
+
+static uint32_t lowest_bit(uint32_t bits)
+{
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
+#else
+    uint32_t bit = 0;
+    while ((bits & 1u) == 0u) {
+        bits >>= 1;
+        ++bit;
+    }
+    return bit;
 #endif
 }
 
-static uint32_t words_for(uint32_t channels) { return (channels + 31u) / 32u; }
-
-/* The words of pixel (y, x), plane p, step t of a map. */
-static uint32_t *pixel_words(const qsnn_map_t *map, uint32_t t, uint32_t plane, uint32_t y, uint32_t x)
+static uint32_t popcount32(uint32_t v)
 {
-    uint32_t words = words_for(map->channels);
-    uint32_t index = ((t * map->planes + plane) * map->height + y) * map->width + x;
-    return qsnn_arena + map->offset + index * words;
+#if defined(__GNUC__) && defined(__POPCNT__)
+    return (uint32_t)__builtin_popcount(v);
+#else
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    return (((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24;
+#endif
 }
 
-/* floor(v / 2^bits), shifting only non-negative values (>> of a negative is implementation-defined) */
-static int64_t floor_shift(int64_t v, unsigned bits)
+/* The active inputs of the `planes` planes at `source(p)`, input position `first` onwards for
+ * `taps` pixels of `channels` channels each (sources[p * taps + tap], NULL for padding). */
+static void gather_active(const uint32_t *const *sources, uint32_t planes, uint32_t taps, uint32_t channels,
+                          uint32_t groups, active_set_t *set)
 {
-    if (v >= 0) {
-        return v >> bits;
-    }
-    return -((-v + ((int64_t)1 << bits) - 1) >> bits);
-}
-
-/* round_half_even(v / 2^bits), exactly */
-static int64_t round_half_even_shift(int64_t v, unsigned bits)
-{
-    int64_t floor = floor_shift(v, bits);
-    int64_t remainder = v - floor * ((int64_t)1 << bits);
-    int64_t half = (int64_t)1 << (bits - 1);
-    if (remainder > half || (remainder == half && floor % 2 != 0)) {
-        floor += 1;
-    }
-    return floor;
-}
-
-/* One LIF step on the integer membrane; returns the spike and updates the level q. */
-static int lif_step(const qsnn_lif_t *lif, int64_t *q, int64_t current)
-{
-    int64_t membrane = *q * ((int64_t)1 << (lif->fraction_bits - lif->tau_shift)) + current;
-    int64_t level;
-    if (membrane >= lif->threshold) {
-        *q = 0;
-        return 1;
-    }
-    level = round_half_even_shift(membrane, lif->fraction_bits);
-    if (level > lif->levels) {
-        level = lif->levels;
-    } else if (level < -lif->levels) {
-        level = -lif->levels;
-    }
-    *q = level;
-    return 0;
-}
-
-static void set_spike(const qsnn_map_t *map, uint32_t t, uint32_t c, uint32_t y, uint32_t x)
-{
-    pixel_words(map, t, 0, y, x)[c / 32u] |= (uint32_t)1 << (c % 32u);
-}
-
-static int map_bit(const qsnn_map_t *map, uint32_t t, uint32_t plane, uint32_t c, uint32_t y, uint32_t x)
-{
-    return (int)((pixel_words(map, t, plane, y, x)[c / 32u] >> (c % 32u)) & 1u);
-}
-
-static void clear_map(const qsnn_map_t *map)
-{
-    uint32_t size = QSNN_TIMESTEPS * map->planes * map->height * map->width * words_for(map->channels);
-    memset(qsnn_arena + map->offset, 0, size * sizeof(uint32_t));
-}
-
-static void run_stem(const qsnn_stage_t *stage, const qsnn_map_t *out, const int8_t *input)
-{
-    uint32_t c, y, x, t;
-    for (c = 0; c < out->channels; ++c) {
-        for (y = 0; y < out->height; ++y) {
-            for (x = 0; x < out->width; ++x) {
-                int32_t acc = 0;
-                int64_t q = 0, current;
-                uint32_t i, ky, kx;
-                for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
-                    for (ky = 0; ky < stage->kernel; ++ky) {
-                        int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
-                        if (iy < 0 || iy >= (int32_t)QSNN_INPUT_HEIGHT) continue;
-                        for (kx = 0; kx < stage->kernel; ++kx) {
-                            int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
-                            if (ix < 0 || ix >= (int32_t)QSNN_INPUT_WIDTH) continue;
-                            acc += (int32_t)stage->weight_int8[((c * QSNN_INPUT_CHANNELS + i) * stage->kernel + ky) * stage->kernel + kx]
-                                 * (int32_t)input[(i * QSNN_INPUT_HEIGHT + (uint32_t)iy) * QSNN_INPUT_WIDTH + (uint32_t)ix];
-                        }
-                    }
+    uint32_t p, tap, w, count = 0, chunks = 0, pending = 0, words = words_for(channels);
+    int32_t total = 0;
+    for (p = 0; p < planes; ++p) {
+        for (tap = 0; tap < taps; ++tap) {
+            const uint32_t *bits = sources[p * taps + tap];
+            if (bits == NULL) continue;
+            for (w = 0; w < words; ++w) {
+                uint32_t word = bits[w], units, offset;
+                if (word == 0u) continue;
+                units = popcount32(word) << p;
+                if (pending + units > 255u) {
+                    qsnn_chunk_end[chunks++] = count;
+                    pending = 0;
                 }
-                /* a static image gives the same current at every step */
-                current = stage->lif.multiplier[c] * acc + stage->lif.bias[c];
-                for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-                    if (lif_step(&stage->lif, &q, current)) set_spike(out, t, c, y, x);
-                }
+                pending += units;
+                total += (int32_t)units;
+                offset = (tap * channels + 32u * w) * groups;
+                do {
+                    qsnn_active[count++] = (QSNN_ACTIVE_TYPE)(offset + lowest_bit(word) * groups);
+                    word &= word - 1u;
+                } while (word != 0u);
             }
         }
+        set->plane_end[p] = count;
+    }
+    for (; p < QSNN_PLANES; ++p) set->plane_end[p] = count;
+    set->count = count;
+    set->chunks = chunks;
+    set->total = total;
+}
+
+/* Per-channel counts of negative weights met, 32 channels per group, plus room for a last partial group. */
+static int32_t qsnn_negative[QSNN_MAX_CHANNELS + 31u];
+
+/* spread4[n]: bit i of n in byte i */
+static const uint32_t spread4[16] = {
+    0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u, 0x00010100u, 0x00010101u,
+    0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u, 0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u,
+};
+
+/* negative[c] += counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c) */
+static void add_counters(const uint32_t *level, int32_t *negative)
+{
+    uint32_t group, l, i;
+    for (group = 0; group < 32u; group += 4u) {   /* four counters at a time, one per byte */
+        uint32_t bytes = 0;
+        for (l = 0; l < 8u; ++l) bytes += spread4[(level[l] >> group) & 15u] << l;
+        for (i = 0; i < 4u; ++i) negative[group + i] += (int32_t)((bytes >> (8u * i)) & 0xFFu);
     }
 }
 
-/* The input words under each kernel tap of output pixel (y, x) at step t, plane by plane
- * (NULL for taps in the zero padding): gathered once and shared by every output channel. */
-static uint32_t gather_taps(const qsnn_map_t *in, const uint32_t **taps, uint32_t t, uint32_t kernel,
-                            uint32_t stride, uint32_t padding, uint32_t y, uint32_t x)
+/* Adds the 32-channel masks weights[entry] of entries [first, last), each worth 2^plane, into the
+ * bit-sliced counters level[0..7] (bit c of level[l] is bit l of counter c). Two masks a, b at a
+ * time: a full adder at level `plane` (sum v ^ a ^ b, carry (a & b) | (v & (a ^ b))), then the
+ * carry ripples up; a last odd mask ripples up alone. */
+#define QSNN_RIPPLE(counter) t = (counter) & carry; (counter) ^= carry; carry = t
+#define QSNN_FULL_ADD(counter) u = a ^ b; carry = (a & b) | ((counter) & u); (counter) ^= u
+#if defined(__GNUC__)
+__attribute__((always_inline))   /* one copy per constant plane: the switches below fold away */
+#endif
+static inline void add_masks(uint32_t *level, const QSNN_ACTIVE_TYPE *first, const QSNN_ACTIVE_TYPE *last,
+                             const uint32_t *weights, uint32_t plane)
 {
-    uint32_t ky, kx, p, count = 0;
-    for (ky = 0; ky < kernel; ++ky) {
-        int32_t iy = (int32_t)(y * stride + ky) - (int32_t)padding;
-        for (kx = 0; kx < kernel; ++kx) {
-            int32_t ix = (int32_t)(x * stride + kx) - (int32_t)padding;
-            int inside = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
-            for (p = 0; p < in->planes; ++p) {
-                taps[count++] = inside ? pixel_words(in, t, p, (uint32_t)iy, (uint32_t)ix) : NULL;
+    uint32_t v0 = level[0], v1 = level[1], v2 = level[2], v3 = level[3];
+    uint32_t v4 = level[4], v5 = level[5], v6 = level[6], v7 = level[7], a, b, u, carry, t;
+    for (; first + 1 < last; first += 2) {
+        a = weights[first[0]];
+        b = weights[first[1]];
+        switch (plane) {
+        case 0: QSNN_FULL_ADD(v0); QSNN_RIPPLE(v1); QSNN_RIPPLE(v2); break;
+        case 1: QSNN_FULL_ADD(v1); QSNN_RIPPLE(v2); break;
+        default: QSNN_FULL_ADD(v2); break;
+        }
+        QSNN_RIPPLE(v3);
+        QSNN_RIPPLE(v4);
+        QSNN_RIPPLE(v5);
+        QSNN_RIPPLE(v6);
+        v7 ^= carry;   /* a chunk's counts are <= 255: no carry out of level 7 */
+    }
+    if (first < last) {
+        carry = weights[*first];
+        switch (plane) {
+        case 0: QSNN_RIPPLE(v0); /* fall through */
+        case 1: QSNN_RIPPLE(v1); /* fall through */
+        default: QSNN_RIPPLE(v2);
+        }
+        QSNN_RIPPLE(v3);
+        QSNN_RIPPLE(v4);
+        QSNN_RIPPLE(v5);
+        QSNN_RIPPLE(v6);
+        v7 ^= carry;
+    }
+    level[0] = v0; level[1] = v1; level[2] = v2; level[3] = v3;
+    level[4] = v4; level[5] = v5; level[6] = v6; level[7] = v7;
+}
+
+/* For every output channel c: the sum over active inputs of value x [w_cj = -1], into qsnn_negative.
+ * `weights` holds each input position's output-channel bits, [position][groups], groups =
+ * ceil(Cout / 32): an active input adds its masks into bit-sliced counters, chunk by chunk. */
+static void count_negatives(const active_set_t *set, const uint32_t *weights, uint32_t groups)
+{
+    uint32_t group, chunk, p;
+    for (group = 0; group < groups; ++group) {
+        int32_t *negative = qsnn_negative + 32u * group;
+        uint32_t start = 0;
+        memset(negative, 0, 32u * sizeof *negative);
+        for (chunk = 0; chunk <= set->chunks; ++chunk) {
+            uint32_t end = chunk < set->chunks ? qsnn_chunk_end[chunk] : set->count, plane_start = 0;
+            uint32_t level[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (p = 0; p < QSNN_PLANES; plane_start = set->plane_end[p++]) {
+                uint32_t first = start > plane_start ? start : plane_start;
+                uint32_t last = end < set->plane_end[p] ? end : set->plane_end[p];
+                const QSNN_ACTIVE_TYPE *from = qsnn_active + first, *to = qsnn_active + last;
+                const uint32_t *masks = weights + group;
+                if (first >= last) continue;
+                if (p == 0) {
+                    add_masks(level, from, to, masks, 0);
+                } else if (p == 1) {
+                    add_masks(level, from, to, masks, 1);
+                } else {
+                    add_masks(level, from, to, masks, 2);
+                }
             }
+            add_counters(level, negative);
+            start = end;
         }
     }
-    return count;
 }
 
-/* sum over the receptive field of the input values (value = sum 2^p bit_p): shared by every
- * output channel, since sum sign(w) x = sum x - 2 sum over negative weights of x */
-static int32_t input_sum(const uint32_t *const *taps, uint32_t planes, uint32_t count, uint32_t words)
-{
-    uint32_t tap, w;
-    int32_t sum = 0;
-    for (tap = 0; tap < count; ++tap) {
-        int32_t part = 0;
-        if (taps[tap] == NULL) continue;
-        for (w = 0; w < words; ++w) part += popcount32(taps[tap][w]);
-        sum += part * (int32_t)(1u << (tap % planes));
-    }
-    return sum;
-}
-
-/* sum over the receptive field of sign(w) * input = input_sum - 2 popcount(active AND negative) */
-static int32_t binary_accumulate(const uint32_t *const *taps, uint32_t planes, uint32_t count,
-                                 const uint32_t *weights, uint32_t words, int32_t total)
-{
-    uint32_t tap, p, w;
-    int32_t negative = 0;
-    for (tap = 0; tap < count; tap += planes, weights += words) {
-        for (p = 0; p < planes; ++p) {
-            const uint32_t *active = taps[tap + p];
-            int32_t part = 0;
-            if (active == NULL) continue;
-            for (w = 0; w < words; ++w) part += popcount32(active[w] & weights[w]);
-            negative += part * (int32_t)(1u << p);
-        }
-    }
-    return total - 2 * negative;
-}
-
+/* acc_c = sum sign(w) x = total - 2 * negative_c, then the currents and the LIF */
 static void run_conv(const qsnn_stage_t *stage, const qsnn_map_t *out)
 {
-    static const uint32_t *taps[QSNN_MAX_TAPS];
-    static const uint32_t *shortcut_taps[QSNN_MAX_PLANES];
-    static int64_t levels[QSNN_MAX_CHANNELS];
+    static const uint32_t *sources[QSNN_PLANES * QSNN_MAX_TAPS];
     const qsnn_map_t *in = &qsnn_maps[stage->source];
     const qsnn_map_t *shortcut = &qsnn_maps[stage->residual_source];
-    uint32_t words = words_for(in->channels), shortcut_words = words_for(shortcut->channels);
-    uint32_t per_channel = stage->kernel * stage->kernel * words, c, y, x, t;
+    const qsnn_lif_t *lif = &stage->lif;
+    uint32_t groups = words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, p, ky, kx;
+    active_set_t set;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
-            for (c = 0; c < out->channels; ++c) levels[c] = 0;
-            for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-                uint32_t count = gather_taps(in, taps, t, stage->kernel, stage->stride, stage->padding, y, x);
-                uint32_t shortcut_count = stage->residual == QSNN_RESIDUAL_CONV
-                    ? gather_taps(shortcut, shortcut_taps, t, 1, stage->residual_stride, 0, y, x) : 0;
-                int32_t total = input_sum(taps, in->planes, count, words);
-                int32_t shortcut_total = input_sum(shortcut_taps, shortcut->planes, shortcut_count, shortcut_words);
-                for (c = 0; c < out->channels; ++c) {
-                    int32_t acc = binary_accumulate(taps, in->planes, count, stage->weight_bits + c * per_channel,
-                                                    words, total);
-                    int64_t current = stage->lif.multiplier[c] * acc + stage->lif.bias[c];
-                    if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
-                        current += stage->residual_scale * map_bit(shortcut, t, 0, c, y, x);
-                    } else if (stage->residual == QSNN_RESIDUAL_CONV) {
-                        int32_t shortcut_acc = binary_accumulate(shortcut_taps, shortcut->planes, shortcut_count,
-                                                                 stage->residual_bits + c * shortcut_words,
-                                                                 shortcut_words, shortcut_total);
-                        current += stage->residual_multiplier[c] * shortcut_acc;
+            for (p = 0; p < in->planes; ++p) {   /* the input pixels under the kernel, NULL in the padding */
+                for (ky = 0; ky < k; ++ky) {
+                    int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
+                    for (kx = 0; kx < k; ++kx) {
+                        int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
+                        int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
+                        sources[p * taps + ky * k + kx] = inside ? pixel_words(in, p, (uint32_t)iy, (uint32_t)ix) : NULL;
                     }
-                    if (lif_step(&stage->lif, &levels[c], current)) set_spike(out, t, c, y, x);
                 }
             }
+            gather_active(sources, in->planes, taps, in->channels, groups, &set);
+            if (set.total != 0) count_negatives(&set, stage->weight_bits, groups);
+            for (c = 0; c < out->channels; ++c) {
+                int32_t acc = set.total == 0 ? 0 : set.total - 2 * qsnn_negative[c];
+                qsnn_currents[c] = lif->multiplier[c] * acc + lif->bias[c];
+            }
+            if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
+                const uint32_t *spikes = pixel_words(shortcut, 0, y, x);
+                for (c = 0; c < out->channels; ++c) {
+                    qsnn_currents[c] += stage->residual_scale * (int32_t)((spikes[c / 32u] >> (c % 32u)) & 1u);
+                }
+            } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
+                for (p = 0; p < shortcut->planes; ++p) {
+                    sources[p] = pixel_words(shortcut, p, y * stage->residual_stride, x * stage->residual_stride);
+                }
+                gather_active(sources, shortcut->planes, 1u, shortcut->channels, groups, &set);
+                if (set.total != 0) count_negatives(&set, stage->residual_bits, groups);
+                for (c = 0; c < out->channels && set.total != 0; ++c) {
+                    qsnn_currents[c] += stage->residual_multiplier[c] * (set.total - 2 * qsnn_negative[c]);
+                }
+            }
+            fire_pixel(lif, out->channels, state_words(lif, out->channels, out->width, y, x), pixel_words(out, 0, y, x));
         }
     }
 }
 
-/* 2x2 sum pooling of spikes into three bit planes of counts 0..4, a word (32 channels) at a time */
+/* ---- 2x2 sum pooling of spikes into three bit planes of counts 0..4, 32 channels at a time --- */
+
 static void run_pool(const qsnn_stage_t *stage, const qsnn_map_t *out)
 {
     const qsnn_map_t *in = &qsnn_maps[stage->source];
-    uint32_t words = words_for(in->channels), t, y, x, w;
-    for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-        for (y = 0; y < out->height; ++y) {
-            for (x = 0; x < out->width; ++x) {
-                const uint32_t *a = pixel_words(in, t, 0, 2 * y, 2 * x);
-                const uint32_t *b = pixel_words(in, t, 0, 2 * y, 2 * x + 1);
-                const uint32_t *c = pixel_words(in, t, 0, 2 * y + 1, 2 * x);
-                const uint32_t *d = pixel_words(in, t, 0, 2 * y + 1, 2 * x + 1);
-                uint32_t *bit0 = pixel_words(out, t, 0, y, x);
-                uint32_t *bit1 = pixel_words(out, t, 1, y, x);
-                uint32_t *bit2 = pixel_words(out, t, 2, y, x);
-                for (w = 0; w < words; ++w) {
-                    uint32_t low1 = a[w] ^ b[w], high1 = a[w] & b[w];   /* a + b */
-                    uint32_t low2 = c[w] ^ d[w], high2 = c[w] & d[w];   /* c + d */
-                    uint32_t carry = low1 & low2;
-                    bit0[w] = low1 ^ low2;
-                    bit1[w] = high1 ^ high2 ^ carry;
-                    bit2[w] = (high1 & high2) | (carry & (high1 ^ high2));
-                }
+    uint32_t words = words_for(in->channels), y, x, w;
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x) {
+            const uint32_t *a = pixel_words(in, 0, 2 * y, 2 * x);
+            const uint32_t *b = pixel_words(in, 0, 2 * y, 2 * x + 1);
+            const uint32_t *c = pixel_words(in, 0, 2 * y + 1, 2 * x);
+            const uint32_t *d = pixel_words(in, 0, 2 * y + 1, 2 * x + 1);
+            uint32_t *bit0 = pixel_words(out, 0, y, x);
+            uint32_t *bit1 = pixel_words(out, 1, y, x);
+            uint32_t *bit2 = pixel_words(out, 2, y, x);
+            for (w = 0; w < words; ++w) {
+                uint32_t low1 = a[w] ^ b[w], high1 = a[w] & b[w];   /* a + b */
+                uint32_t low2 = c[w] ^ d[w], high2 = c[w] & d[w];   /* c + d */
+                uint32_t carry = low1 & low2;
+                bit0[w] = low1 ^ low2;
+                bit1[w] = high1 ^ high2 ^ carry;
+                bit2[w] = (high1 & high2) | (carry & (high1 ^ high2));
             }
         }
     }
 }
 
-static int32_t count_at(const qsnn_map_t *map, uint32_t t, uint32_t c, uint32_t y, uint32_t x)
-{
-    int32_t value = 0;
-    uint32_t p;
-    for (p = 0; p < map->planes; ++p) {
-        value += map_bit(map, t, p, c, y, x) * (int32_t)(1u << p);
-    }
-    return value;
-}
+/* ---- the head ------------------------------------------------------------------------------ */
 
 static int32_t qsnn_features[QSNN_HEAD_FEATURES];
 
-/* The head's integer features of step t: counts summed over space per channel (global pooling)
- * or every count in (c, y, x) order (flatten). */
-static void head_features(const qsnn_map_t *in, uint32_t t)
+/* The integer features of this step: counts summed over space per channel (global pooling) or
+ * every count in (c, y, x) order (flatten). */
+static void head_features(const qsnn_map_t *in)
 {
-    uint32_t c, y, x;
-    for (c = 0; c < in->channels; ++c) {
-        int32_t pooled = 0;
+    uint32_t c, y, x, p;
+    memset(qsnn_features, 0, sizeof qsnn_features);
+    for (p = 0; p < in->planes; ++p) {
         for (y = 0; y < in->height; ++y) {
             for (x = 0; x < in->width; ++x) {
-                int32_t value = count_at(in, t, c, y, x);
-                if (qsnn_head.global_pool) {
-                    pooled += value;
-                } else {
-                    qsnn_features[(c * in->height + y) * in->width + x] = value;
+                const uint32_t *bits = pixel_words(in, p, y, x);
+                for (c = 0; c < in->channels; ++c) {
+                    int32_t value = (int32_t)(((bits[c / 32u] >> (c % 32u)) & 1u) << p);
+                    qsnn_features[qsnn_head.global_pool ? c : (c * in->height + y) * in->width + x] += value;
                 }
             }
         }
-        if (qsnn_head.global_pool) qsnn_features[c] = pooled;
     }
 }
 
-static int run_head(int32_t *logits)
+static void run_head(void)
 {
-    const qsnn_map_t *in = &qsnn_maps[qsnn_head.source];
-    uint32_t t, j, i;
+    uint32_t j, i;
+    head_features(&qsnn_maps[qsnn_head.source]);
+    for (j = 0; j < QSNN_CLASSES; ++j) {
+        const int8_t *row = qsnn_head.weight + j * QSNN_HEAD_FEATURES;
+        int32_t sum = qsnn_head.bias[j];
+        for (i = 0; i < QSNN_HEAD_FEATURES; ++i) sum += row[i] * qsnn_features[i];
+        qsnn_summed[j] += sum;
+    }
+}
+
+/* ---- the API ------------------------------------------------------------------------------- */
+
+void qsnn_reset(void)
+{
+    memset(qsnn_state, 0, sizeof qsnn_state);   /* level 0 is the all-zero field */
+    memset(qsnn_summed, 0, sizeof qsnn_summed);
+}
+
+int qsnn_step(const int8_t *frame, int32_t *logits)
+{
+    uint32_t i;
     int best = 0;
-    for (j = 0; j < QSNN_CLASSES; ++j) logits[j] = 0;
-    for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-        head_features(in, t);
-        for (j = 0; j < QSNN_CLASSES; ++j) {
-            const int8_t *row = qsnn_head.weight + j * QSNN_HEAD_FEATURES;
-            int32_t sum = qsnn_head.bias[j];
-            for (i = 0; i < QSNN_HEAD_FEATURES; ++i) sum += row[i] * qsnn_features[i];
-            logits[j] += sum;
+    for (i = 0; i < QSNN_NUM_STAGES; ++i) {
+        const qsnn_stage_t *stage = &qsnn_stages[i];
+        if (stage->kind == QSNN_STAGE_STEM) {
+            run_stem(stage, &qsnn_maps[i], frame);
+        } else if (stage->kind == QSNN_STAGE_CONV) {
+            run_conv(stage, &qsnn_maps[i]);
+        } else {
+            run_pool(stage, &qsnn_maps[i]);
         }
     }
-    for (j = 1; j < QSNN_CLASSES; ++j) {
-        if (logits[j] > logits[best]) best = (int)j;
+    run_head();
+    for (i = 0; i < QSNN_CLASSES; ++i) {
+        logits[i] = qsnn_summed[i];
+        if (qsnn_summed[i] > qsnn_summed[best]) best = (int)i;
     }
     return best;
 }
 
-int qsnn_classify(const int8_t *input, int32_t *logits)
+int qsnn_classify(const int8_t *sample, int32_t *logits)
 {
-    uint32_t i;
-    for (i = 0; i < QSNN_NUM_STAGES; ++i) {
-        const qsnn_stage_t *stage = &qsnn_stages[i];
-        const qsnn_map_t *out = &qsnn_maps[i];
-        clear_map(out);
-        if (stage->kind == QSNN_STAGE_STEM) {
-            run_stem(stage, out, input);
-        } else if (stage->kind == QSNN_STAGE_CONV) {
-            run_conv(stage, out);
-        } else {
-            run_pool(stage, out);
-        }
+    uint32_t t;
+    int best = 0;
+    qsnn_reset();
+    for (t = 0; t < QSNN_TIMESTEPS; ++t) {
+        best = qsnn_step(sample + (QSNN_EVENT_FRAMES ? t * QSNN_FRAME_SIZE : 0u), logits);
     }
-    return run_head(logits);
+    return best;
 }
