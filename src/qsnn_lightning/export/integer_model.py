@@ -59,7 +59,8 @@ class FoldedLIF:
 
     @property
     def field_bits(self) -> int:
-        """Bits of one neuron's stored level q + n in the packed state: 2, 4 or 8 (k rounded up)."""
+        """Bits of one neuron's stored level q (two's complement) in the packed state: 2, 4 or 8 (k
+        rounded up, so that a word holds a whole number of levels)."""
         return next(bits for bits in (2, 4, 8) if 2 * self.levels < 2**bits)
 
 
@@ -192,11 +193,10 @@ def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound, residual
     """
     delta, levels, shift = _membrane_grid(lif)
     magnitude = np.abs(scale)
+    # the stem: S = 32 - R with |acc| 2^R < 2^31, so the runtime takes the high word of (acc 2^R) M_c
+    product_shift = 1 + math.ceil(math.log2(int(np.max(acc_bound)) + 1)) if stem else 0
     for bits in range(MAX_FRACTION_BITS, shift - 1, -1):
         unit = 2.0**bits / delta
-        product_shift = 0
-        if stem:  # S = 32 - R with |acc| 2^R < 2^31: the runtime takes the high word of (acc 2^R) M
-            product_shift = 1 + math.ceil(math.log2(int(np.max(acc_bound)) + 1))
         multiplier = np.round(magnitude * unit * 2.0**product_shift).astype(np.int64)
         folded = FoldedLIF(
             fraction_bits=bits, tau_shift=shift, levels=levels, threshold=math.ceil(lif.theta * unit),
@@ -204,7 +204,7 @@ def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound, residual
             product_shift=product_shift,
         )
         residual = None if residual_scale is None else np.round(np.abs(residual_scale) * unit).astype(np.int64)
-        current = (multiplier * np.asarray(acc_bound, dtype=np.int64)) >> product_shift
+        current = ((multiplier * np.asarray(acc_bound, dtype=np.int64)) >> product_shift) + 1  # + 1: floor of < 0
         current = current + np.abs(folded.bias) + (0 if residual is None else residual * residual_bound)
         total = (levels << (bits - shift)) + int(current.max()) + (1 << (bits - 1))
         constants = [folded.threshold, int(multiplier.max()), *([] if residual is None else [int(residual.max())])]
