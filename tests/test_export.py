@@ -320,3 +320,32 @@ def test_host_program_refuses_samples_of_the_wrong_size(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "not a multiple of the sample size 784" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@needs_fmnist
+def test_export_bench_measures_both_sides_on_a_checkpoint(checkpoints, tmp_path):
+    figures_file = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "export_bench.py"), str(checkpoints["1w2u"]),
+                             "--images", "30", "--latency-images", "5", "--rounds", "1", "--m4-samples", "2",
+                             "--json", str(figures_file)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(figures_file.read_text())
+    assert figures["images"] == 30 and figures["c_equals_reference"]
+    assert figures["c_ms_per_image"] > 0 and figures["torch_fp32_batch1_ms_per_image"] > 0
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+        assert figures["m4_instructions_per_inference"] > 0 and figures["membrane_state_bytes"] == 6272
+
+
+def test_export_memory_reports_the_planned_and_measured_sizes(tmp_path):
+    figures_file = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "export_memory.py"), "fmnist_1w2u", "cifar10_1w2u",
+                             "--json", str(figures_file)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    fmnist, resnet = json.loads(figures_file.read_text())
+    assert fmnist["membrane_state_bytes"] == 6272 and fmnist["spike_arena_bytes"] == (784 + 588) * 4
+    assert resnet["model_bytes"] > 256 * 1024 and resnet["cortex_m4"] == "too large for the part"
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+        assert fmnist["flash_bytes"] <= 128 * 1024 and fmnist["ram_bytes"] <= 32 * 1024
