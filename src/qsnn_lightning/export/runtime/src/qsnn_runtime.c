@@ -85,7 +85,7 @@ static uint32_t *state_words(const qsnn_lif_t *lif, uint32_t channels, uint32_t 
 
 /* ---- the stem: 8-bit conv of the int8 frame ------------------------------------------------ */
 
-/* sum of the products of two strings of int16 pairs (low half first, as the int16 array reads) */
+/* sum of the products of two strings of int16 pairs (tap 2i in the low half, 2i + 1 in the high) */
 static int32_t dot_pairs(const int32_t *weight, const int32_t *taps)
 {
     int32_t acc = 0;
@@ -185,8 +185,9 @@ static uint32_t popcount32(uint32_t v)
 #endif
 }
 
-/* The active inputs of the `planes` planes at `source(p)`, input position `first` onwards for
- * `taps` pixels of `channels` channels each (sources[p * taps + tap], NULL for padding). */
+/* The active inputs of `taps` input pixels of `channels` channels, `planes` planes each:
+ * sources[p * taps + tap] holds plane p of pixel `tap` (NULL in the padding); a set bit of pixel
+ * `tap`, channel ci is input position tap * channels + ci. */
 static void gather_active(const uint32_t *const *sources, uint32_t planes, uint32_t taps, uint32_t channels,
                           uint32_t groups, active_set_t *set)
 {
