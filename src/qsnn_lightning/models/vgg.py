@@ -12,7 +12,7 @@ POOL = "P"
 VGG16 = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512)
 VGGSNN = (64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL)
 # Fashion-MNIST (1x28x28): 28 -> 14 -> 7 -> 3, a 576-input 8-bit classifier (5.8 KB at 10
-# classes) and 24,696 spiking neurons: it trains on a 2-core CPU in minutes and a 1w-2u export
+# classes) and 25,088 spiking neurons: it trains on a 2-core CPU in minutes and a 1w-2u export
 # fits a Cortex-M4 with 256 KB of flash and 64 KB of RAM.
 FMNISTNET = (16, POOL, 32, POOL, 64, 64, POOL)
 # DVS-Gesture on a Cortex-M4 (2x32x32 frames, resize_mode area): 32 -> 16 -> 8 -> 4 -> 2, a 512-input
