@@ -109,9 +109,9 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert compile_and_run(folder) == expected
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
     # the int32 membranes of the k-bit layers: every level fits its packed field
-    levels = {layer.lif.field_bits for layer in fold(module_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
+    field_bits = {layer.lif.field_bits for layer in fold(module_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
                                                      .model.eval()).spiking_layers()}
-    assert levels == {{"1w2u": 2, "1w4u": 4, "1w8u": 8}[bits]}
+    assert field_bits == {{"1w2u": 2, "1w4u": 4, "1w8u": 8}[bits]}
     # the Makefile's own host build and check agree
     assert subprocess.run(["make", "-s", "-C", str(folder), "check-host"], capture_output=True).returncode == 0
 

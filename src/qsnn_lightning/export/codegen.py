@@ -104,15 +104,38 @@ def _lif_fields(lif, prefix: str, state_offset: int) -> str:
             f"{prefix}_bias, {state_offset}u }}")
 
 
+C_TYPES = {("i", 1): "int8_t", ("i", 4): "int32_t", ("u", 4): "uint32_t"}  # (dtype kind, bytes): C type
+
+
+def model_arrays(model: IntegerModel) -> dict[str, np.ndarray]:
+    """The generated model's const arrays by C name (int8, int32 or uint32): stage i's are
+    ``stage<i>_weight`` (stem: int16 pairs; convs: packed bits), ``_multiplier``, ``_bias`` and, with a
+    1x1 shortcut, ``_residual_weight`` and ``_residual_multiplier``; then ``head_weight``, ``head_bias``."""
+    stem = model.stem
+    arrays = {"stage0_weight": stem_weights(model), "stage0_multiplier": stem.lif.multiplier,
+              "stage0_bias": stem.lif.bias}
+    for index, layer in enumerate(model.layers, start=1):
+        if isinstance(layer, ConvLayer):
+            arrays |= {f"stage{index}_weight": pack_positions(layer.negative),
+                       f"stage{index}_multiplier": layer.lif.multiplier, f"stage{index}_bias": layer.lif.bias}
+            if isinstance(layer.residual, ConvResidual):
+                arrays |= {f"stage{index}_residual_weight": pack_positions(layer.residual.negative),
+                           f"stage{index}_residual_multiplier": layer.residual.multiplier}
+    arrays |= {"head_weight": model.head.weight, "head_bias": model.head.bias}
+    # the int32 constants are held as int64 in Python; their values fit int32 (checked at folding)
+    return {name: array.astype(np.int32) if array.dtype == np.int64 else array for name, array in arrays.items()}
+
+
+def model_bytes(model: IntegerModel) -> int:
+    """Bytes of the generated model's const arrays."""
+    return sum(array.nbytes for array in model_arrays(model).values())
+
+
 def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
     map_rows = [f"    {{ {info.channels}, {info.height}, {info.width}, {info.planes}, {offset}u }}"
                 for info, offset in zip(model.maps(), memory.map_offsets)]
+    arrays = [c_array(C_TYPES[array.dtype.kind, array.dtype.itemsize], name, array) for name, array in model_arrays(model).items()]
     stem = model.stem
-    arrays = [
-        c_array("int32_t", "stage0_weight", stem_weights(model)),
-        c_array("int32_t", "stage0_multiplier", stem.lif.multiplier),
-        c_array("int32_t", "stage0_bias", stem.lif.bias),
-    ]
     stages = [
         f"    {{ .kind = QSNN_STAGE_STEM, .kernel = {stem.weight.shape[-1]}, .stride = {stem.stride}, "
         f".padding = {stem.padding}, .weight_pairs = stage0_weight, "
@@ -125,11 +148,6 @@ def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
             stages.append(f"    {{ .kind = QSNN_STAGE_POOL, .source = {layer.source} }}")
             continue
         spiking += 1
-        arrays += [
-            c_array("uint32_t", f"{name}_weight", pack_positions(layer.negative)),
-            c_array("int32_t", f"{name}_multiplier", layer.lif.multiplier),
-            c_array("int32_t", f"{name}_bias", layer.lif.bias),
-        ]
         fields = [
             ".kind = QSNN_STAGE_CONV", f".source = {layer.source}", f".kernel = {layer.negative.shape[-1]}",
             f".stride = {layer.stride}", f".padding = {layer.padding}", f".weight_bits = {name}_weight",
@@ -139,36 +157,18 @@ def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
             fields += [".residual = QSNN_RESIDUAL_IDENTITY", f".residual_source = {layer.residual.source}",
                        f".residual_scale = {layer.residual.scale}"]
         elif isinstance(layer.residual, ConvResidual):
-            arrays += [
-                c_array("uint32_t", f"{name}_residual_weight", pack_positions(layer.residual.negative)),
-                c_array("int32_t", f"{name}_residual_multiplier", layer.residual.multiplier),
-            ]
             fields += [".residual = QSNN_RESIDUAL_CONV", f".residual_source = {layer.residual.source}",
                        f".residual_stride = {layer.residual.stride}", f".residual_bits = {name}_residual_weight",
                        f".residual_multiplier = {name}_residual_multiplier"]
         stages.append("    { " + ", ".join(fields) + " }")
 
     head = model.head
-    arrays += [c_array("int8_t", "head_weight", head.weight), c_array("int32_t", "head_bias", head.bias)]
     return (
         HEADER_NOTE + '#include "qsnn_runtime.h"\n\n' + "\n".join(arrays)
         + "\nconst qsnn_map_t qsnn_maps[QSNN_NUM_STAGES] = {\n" + ",\n".join(map_rows) + "\n};\n"
         + "\nconst qsnn_stage_t qsnn_stages[QSNN_NUM_STAGES] = {\n" + ",\n".join(stages) + "\n};\n"
         + f"\nconst qsnn_head_t qsnn_head = {{ {head.source}, {int(head.global_pool)}, head_weight, head_bias }};\n"
     )
-
-
-def model_bytes(model: IntegerModel) -> int:
-    """Bytes of the generated model's const arrays: packed weights, int16 stem, int8 head, int32 constants."""
-    arrays = [stem_weights(model), model.stem.lif.multiplier.astype(np.int32), model.stem.lif.bias.astype(np.int32),
-              model.head.weight, model.head.bias.astype(np.int32)]
-    for layer in model.layers:
-        if isinstance(layer, ConvLayer):
-            arrays += [pack_positions(layer.negative), layer.lif.multiplier.astype(np.int32),
-                       layer.lif.bias.astype(np.int32)]
-            if isinstance(layer.residual, ConvResidual):
-                arrays += [pack_positions(layer.residual.negative), layer.residual.multiplier.astype(np.int32)]
-    return sum(array.nbytes for array in arrays)
 
 
 def samples_header(samples: np.ndarray) -> str:
