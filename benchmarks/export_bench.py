@@ -31,8 +31,9 @@ import torch
 
 from qsnn_lightning.export import fold, quantize_input, reference
 from qsnn_lightning.export.writer import ARM_GCC, QEMU, export_checkpoint, first_test_samples
-from qsnn_lightning.train import make_datamodule, module_from_checkpoint, read_checkpoint
-from qsnn_lightning.config import restore_config
+from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+from qsnn_lightning.training.config import restore_config
 
 
 def build_host(folder: Path) -> Path:

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import WORKLOADS, Trainer, batch_size, parse_args  # noqa: E402
 
-from qsnn_lightning.host_memory import reuse_freed_memory  # noqa: E402
+from qsnn_lightning.training.host_memory import reuse_freed_memory  # noqa: E402
 
 IMPLS = ("qsnn_fp", "qsnn_1w2u", "spikingjelly")
 SETTINGS = ("default", "reuse")

@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from qsnn_lightning.layers import LayerFactory
-from qsnn_lightning.models import BACKBONES
-from qsnn_lightning.precision import Precision
+from qsnn_lightning.snn.layers import LayerFactory
+from qsnn_lightning.snn.backbones import BACKBONES
+from qsnn_lightning.snn.precision import Precision
 
 PEERS = ("spikingjelly", "snntorch")
 INSTALL_HINT = "pip install -e '.[bench]' (or make bench)"

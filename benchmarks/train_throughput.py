@@ -17,7 +17,7 @@ best round counts, so load from other processes on the machine (which only ever 
 down) penalizes none of them for long.
 
 Allocator: by default the timing process keeps freed host memory for reuse
-(:func:`qsnn_lightning.host_memory.reuse_freed_memory`, what ``qsnn train`` does), for every
+(:func:`qsnn_lightning.training.host_memory.reuse_freed_memory`, what ``qsnn train`` does), for every
 implementation alike; ``--no-reuse-freed-memory`` leaves glibc's defaults, under which every
 step faults its temporaries back in.
 
@@ -51,10 +51,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import AFTER_STEP, PEERS, MissingPeer, build_peer  # noqa: E402
 
-from qsnn_lightning.host_memory import reuse_freed_memory  # noqa: E402
-from qsnn_lightning.losses import WSDRLoss  # noqa: E402
-from qsnn_lightning.models import build_model  # noqa: E402
-from qsnn_lightning.neurons import reset_states, spiking_layers  # noqa: E402
+from qsnn_lightning.training.host_memory import reuse_freed_memory  # noqa: E402
+from qsnn_lightning.snn.losses import WSDRLoss  # noqa: E402
+from qsnn_lightning.snn.backbones import build_model  # noqa: E402
+from qsnn_lightning.snn.neurons import reset_states, spiking_layers  # noqa: E402
 
 OURS = {"qsnn_fp": "32w32u", "qsnn_1w8u": "1w8u", "qsnn_1w4u": "1w4u", "qsnn_1w2u": "1w2u"}
 IMPLS = (*OURS, *PEERS)

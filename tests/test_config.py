@@ -2,7 +2,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from qsnn_lightning.cli import main
-from qsnn_lightning.config import ConfigError, experiment_names, load_config, restore_config
+from qsnn_lightning.training.config import ConfigError, experiment_names, load_config, restore_config
 
 
 def test_merge_order_base_then_experiment_then_command_line():

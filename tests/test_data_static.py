@@ -22,13 +22,12 @@ from dataset_files import (
     write_tiny_imagenet,
 )
 from qsnn_lightning.data.info import dataset_info
+from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 from qsnn_lightning.data.static import (
     DEBIAN_FASHION_MNIST_DIR,
     CIFAR10DataModule,
     CIFAR100DataModule,
     Cutout,
-    DatasetCorruptError,
-    DatasetNotFoundError,
     FashionMNISTDataModule,
     StaticImageDataModule,
     TinyImageNetDataModule,

@@ -6,9 +6,10 @@ import pytest
 from dataset_files import (
     write_cifar10, write_cifar10_dvs, write_cifar100, write_dvs_gesture, write_fashion_mnist, write_tiny_imagenet,
 )
-from qsnn_lightning.config import experiment_names, load_config
+from qsnn_lightning.training.config import experiment_names, load_config
 from qsnn_lightning.data import EVENT_DATASETS, dataset_info
-from qsnn_lightning.train import make_datamodule, make_module, train
+from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.training.train import make_module, train
 
 WRITERS = {
     "fashionmnist": lambda root: write_fashion_mnist(root, train=16, test=8),

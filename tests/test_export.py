@@ -15,13 +15,14 @@ import torch
 from dataset_files import write_dvs_gesture, write_fashion_mnist
 
 from qsnn_lightning.cli import main
-from qsnn_lightning.config import load_config
+from qsnn_lightning.training.config import load_config
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
 from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint, manifest, write_folder
-from qsnn_lightning.models import build_model
-from qsnn_lightning.train import module_from_checkpoint, read_checkpoint, train
+from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+from qsnn_lightning.training.train import train
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 QSNN = str(Path(sys.executable).with_name("qsnn"))

@@ -7,8 +7,8 @@ import pytest
 
 from qsnn_lightning.cli import main
 from qsnn_lightning.data.info import dataset_info
-from qsnn_lightning.footprint import footprint_table
-from qsnn_lightning.precision import Precision
+from qsnn_lightning.snn.footprint import footprint_table
+from qsnn_lightning.snn.precision import Precision
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from qsnn_lightning.models import build_model
-from qsnn_lightning.neurons import LIF
+from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.neurons import LIF
 
 BITS = (32, 2, 4, 8)
 

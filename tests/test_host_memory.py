@@ -6,8 +6,8 @@ import sys
 
 STEPS = """
 import resource, sys, torch
-from qsnn_lightning.host_memory import reuse_freed_memory
-from qsnn_lightning.models import build_model
+from qsnn_lightning.training.host_memory import reuse_freed_memory
+from qsnn_lightning.snn.backbones import build_model
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
 torch.manual_seed(0)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from qsnn_lightning.layers import QConv2d, QLinear
-from qsnn_lightning.models import build_model
-from qsnn_lightning.quant import BinaryWeight, IntWeight
+from qsnn_lightning.snn.layers import QConv2d, QLinear
+from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.quant import BinaryWeight, IntWeight
 
 QUANTIZERS = [BinaryWeight("layer"), BinaryWeight("channel"), IntWeight(8)]
 

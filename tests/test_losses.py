@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from qsnn_lightning.losses import WSDRLoss, spike_regularization
+from qsnn_lightning.snn.losses import WSDRLoss, spike_regularization
 
 
 def test_spike_loss_excludes_first_and_last_layer():

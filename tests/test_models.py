@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from qsnn_lightning.footprint import model_bits, spiking_layer_sizes
-from qsnn_lightning.layers import MultiStep, QConv2d, QLinear
-from qsnn_lightning.models import BACKBONES, build_model
-from qsnn_lightning.neurons import spiking_layers
-from qsnn_lightning.quant import BinaryWeight
+from qsnn_lightning.snn.footprint import model_bits, spiking_layer_sizes
+from qsnn_lightning.snn.layers import MultiStep, QConv2d, QLinear
+from qsnn_lightning.snn.backbones import BACKBONES, build_model
+from qsnn_lightning.snn.neurons import spiking_layers
+from qsnn_lightning.snn.quant import BinaryWeight
 
 
 def test_resnet19_has_the_papers_parameter_count():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from qsnn_lightning.neurons import LIF, reset_states, spiking_layers
+from qsnn_lightning.snn.neurons import LIF, reset_states, spiking_layers
 
 
 def test_lif_trace_over_four_steps_with_spikes_and_resets():

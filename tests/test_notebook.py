@@ -6,10 +6,10 @@ from pathlib import Path
 import papermill
 
 from dataset_files import write_fashion_mnist
-from qsnn_lightning.analysis import read_run, read_summary
-from qsnn_lightning.config import load_config
-from qsnn_lightning.sweep import summary_row, write_summary
-from qsnn_lightning.train import train
+from qsnn_lightning.training.analysis import read_run, read_summary
+from qsnn_lightning.training.config import load_config
+from qsnn_lightning.training.sweep import summary_row, write_summary
+from qsnn_lightning.training.train import train
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "spike_distributions.ipynb"
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from qsnn_lightning.precision import Precision
-from qsnn_lightning.quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant, binarize, binarize_backward
+from qsnn_lightning.snn.precision import Precision
+from qsnn_lightning.snn.quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant, binarize, binarize_backward
 
 
 def quantize_with_alpha(bits, u, alpha):

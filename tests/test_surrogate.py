@@ -1,6 +1,6 @@
 import torch
 
-from qsnn_lightning.surrogate import spike
+from qsnn_lightning.snn.surrogate import spike
 
 
 def test_forward_is_heaviside_with_spike_at_threshold():

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from dataset_files import write_fashion_mnist
-from qsnn_lightning import sweep as sweeps
-from qsnn_lightning.config import load_config
-from qsnn_lightning.precision import Precision
-from qsnn_lightning.sweep import SweepError, load_sweep, point_directory_name, run_local, run_wandb
+from qsnn_lightning.training import sweep as sweeps
+from qsnn_lightning.training.config import load_config
+from qsnn_lightning.snn.precision import Precision
+from qsnn_lightning.training.sweep import SweepError, load_sweep, point_directory_name, run_local, run_wandb
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 
@@ -51,7 +51,7 @@ def test_lambda_k_is_the_grid_of_the_issue_on_a_real_experiment():
 def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_path, tiny_budget, monkeypatch):
     sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml")))
     assert sweep.fixed == ("logger=wandb", "model.timesteps=1")
-    from qsnn_lightning import train as training
+    from qsnn_lightning.training import train as training
 
     real_train, calls = training.train, []
 
@@ -92,7 +92,7 @@ def test_an_interrupted_point_continues_from_its_last_checkpoint(tmp_path, tiny_
     (row,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
     run_dir = Path(row["run_dir"])
     (run_dir / "results.json").unlink()  # as if stopped after the last epoch's checkpoint
-    from qsnn_lightning import train as training
+    from qsnn_lightning.training import train as training
 
     real_train, resumed_from = training.train, []
     monkeypatch.setattr(training, "train", lambda cfg: resumed_from.append(cfg.ckpt_path) or real_train(cfg))
@@ -119,7 +119,7 @@ def test_online_sweep_registers_once_and_resumes_with_the_agent(tmp_path, monkey
     import wandb
 
     registered, agents = [], []
-    monkeypatch.setattr("qsnn_lightning.train.has_wandb_key", lambda: True)
+    monkeypatch.setattr("qsnn_lightning.training.train.has_wandb_key", lambda: True)
     monkeypatch.setattr(wandb, "sweep", lambda sweep, project: registered.append((sweep, project)) or "abc123")
     monkeypatch.setattr(subprocess, "run", lambda command, env: agents.append((command, env)) or subprocess.CompletedProcess(command, 0))
     sweep = load_sweep("lambda_k")

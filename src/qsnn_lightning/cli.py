@@ -7,17 +7,14 @@ import argparse
 import json
 import sys
 
-from .config import DEFAULT_EXPERIMENT
 from .data.info import dataset_info
-from .footprint import footprint_table, format_table, rows_as_dicts
-from .models import BACKBONES
-from .precision import Precision
+from .errors import QSNNError, UsageError, one_line
+from .snn.footprint import footprint_table, format_table, rows_as_dicts
+from .snn.backbones import BACKBONES
+from .snn.precision import Precision
+from .training.config import DEFAULT_EXPERIMENT
 
 USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit status 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,71 +58,43 @@ def run_footprint(args: argparse.Namespace) -> None:
     print(json.dumps(rows_as_dicts(rows), indent=2) if args.json else format_table(rows))
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean bad input (config, data, checkpoint), reported in one line."""
-    from .config import ConfigError
-    from .data import DatasetCorruptError, DatasetNotFoundError
-    from .export import ExportError
-    from .sweep import SweepError
-    from .train import CheckpointError
-
-    return (ConfigError, DatasetCorruptError, DatasetNotFoundError, CheckpointError, ExportError, SweepError)
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def run_train(args: argparse.Namespace) -> None:
-    from .config import load_config
-    from .train import train
+    from .training.config import load_config
+    from .training.train import train
 
     experiment, overrides = args.experiment, list(args.overrides)
     if "=" in experiment:  # `qsnn train key=value ...`: the default experiment with overrides
         experiment, overrides = DEFAULT_EXPERIMENT, [experiment, *overrides]
-    try:
-        results = train(load_config(experiment, overrides))
-    except _user_errors() as error:
-        raise UsageError(_one_line(error)) from None
+    results = train(load_config(experiment, overrides))
     accuracy = results["test_acc"]
     print(f"{results['experiment']}: test accuracy {accuracy:.4f}" if accuracy is not None else "no test accuracy")
     print(f"run directory: {results['run_dir']}")
 
 
 def run_test(args: argparse.Namespace) -> None:
-    from .train import evaluate_checkpoint
+    from .training.train import evaluate_checkpoint
 
-    try:
-        results = evaluate_checkpoint(args.checkpoint, args.overrides)
-    except _user_errors() as error:
-        raise UsageError(_one_line(error)) from None
+    results = evaluate_checkpoint(args.checkpoint, args.overrides)
     print(json.dumps(results, indent=2))
 
 
 def run_sweep(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .sweep import SUMMARY, load_sweep, run_local, run_wandb
+    from .training.sweep import SUMMARY, load_sweep, run_local, run_wandb
 
-    try:
-        sweep = load_sweep(args.sweep)
-        if args.local:
-            rows = run_local(sweep, args.overrides, Path(args.dir))
-        else:
-            run_wandb(sweep, args.overrides, Path(args.dir))
-            return
-    except _user_errors() as error:
-        raise UsageError(_one_line(error)) from None
+    sweep = load_sweep(args.sweep)
+    if not args.local:
+        run_wandb(sweep, args.overrides, Path(args.dir))
+        return
+    rows = run_local(sweep, args.overrides, Path(args.dir))
     print(f"sweep {sweep.name}: {len(rows)} points; summary in {Path(args.dir) / sweep.name / SUMMARY}")
 
 
 def run_export(args: argparse.Namespace) -> None:
     from .export import export_checkpoint
 
-    try:
-        info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
-    except _user_errors() as error:
-        raise UsageError(_one_line(error)) from None
+    info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
     summary = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
     if "flash_bytes" in info:
         summary += f"; Cortex-M4 flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
@@ -191,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_arguments(argv)
         args.run(args)
-    except UsageError as error:
-        print(f"qsnn: error: {error}", file=sys.stderr)
+    except QSNNError as error:
+        print(f"qsnn: error: {one_line(error)}", file=sys.stderr)
         return USAGE_ERROR
     return 0
 

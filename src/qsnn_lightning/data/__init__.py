@@ -1,16 +1,11 @@
 """Datasets: shapes and class counts (`info`), Lightning DataModules, and the registry."""
 
+from omegaconf import DictConfig, OmegaConf
+
 from .events import CIFAR10DVSDataModule, DVSGestureDataModule, EventDataModule
 from .info import DATASETS, dataset_info
 from .nfmnist import NFashionMNISTDataModule
-from .static import (
-    CIFAR10DataModule,
-    CIFAR100DataModule,
-    DatasetCorruptError,
-    DatasetNotFoundError,
-    FashionMNISTDataModule,
-    TinyImageNetDataModule,
-)
+from .static import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, TinyImageNetDataModule
 
 DATAMODULES = {
     "fashionmnist": FashionMNISTDataModule,
@@ -39,7 +34,13 @@ def build_datamodule(name: str, *, timesteps: int | None = None, events: dict | 
     return DATAMODULES[name](**settings)
 
 
+def make_datamodule(cfg: DictConfig):
+    """The DataModule of an experiment configuration (``data`` section, ``seed``, ``model.timesteps``)."""
+    settings = OmegaConf.to_container(cfg.data, resolve=True)
+    name = settings.pop("name")
+    return build_datamodule(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
+
+
 __all__ = [
-    "DATAMODULES", "DATASETS", "EVENT_DATASETS", "DatasetCorruptError", "DatasetNotFoundError", "build_datamodule",
-    "dataset_info",
+    "DATAMODULES", "DATASETS", "EVENT_DATASETS", "build_datamodule", "dataset_info", "make_datamodule",
 ]

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..files import atomic_open
-from .static import DatasetCorruptError, _one_line
+from ..errors import DatasetCorruptError, one_line
 
 SPLITS = ("number", "time")
 RESIZE_MODES = ("bilinear", "area")  # the first is the default
@@ -206,7 +206,7 @@ class FrameCache:
             raise
         except Exception as error:  # the readers raise anything from ValueError to a bare Exception
             raise DatasetCorruptError(
-                f"event file {source.root / name} is corrupt or truncated ({_one_line(error)[:160]}); "
+                f"event file {source.root / name} is corrupt or truncated ({one_line(error)[:160]}); "
                 "delete it and fetch it again"
             ) from None
         target = self.path(name)
@@ -225,5 +225,5 @@ class FrameCache:
                 return archive["frames"]
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
             raise DatasetCorruptError(
-                f"cached frames {path} cannot be read ({_one_line(error)[:120]}); delete the file and it is rebuilt"
+                f"cached frames {path} cannot be read ({one_line(error)[:120]}); delete the file and it is rebuilt"
             ) from None

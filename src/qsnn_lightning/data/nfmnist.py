@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from ..files import atomic_open
 from .events import EventDataModule
-from .static import DatasetCorruptError, FashionMNISTDataModule, _one_line
+from ..errors import DatasetCorruptError, one_line
+from .static import FashionMNISTDataModule
 
 VERSION = 1  # bump when anything below changes the events
 SENSOR = 34
@@ -132,7 +133,7 @@ class SimulatedSource:
             return np.load(path, mmap_mode="r")
         except (ValueError, OSError, EOFError) as error:
             raise DatasetCorruptError(
-                f"{path} is corrupt or truncated ({_one_line(error)[:120]}); delete it and it is rewritten"
+                f"{path} is corrupt or truncated ({one_line(error)[:120]}); delete it and it is rewritten"
             ) from None
 
     def read(self, index: int) -> np.ndarray:

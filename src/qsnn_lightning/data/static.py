@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
+from ..errors import DatasetCorruptError, DatasetNotFoundError, one_line
 from .info import dataset_info
 
 DEFAULT_DATA_DIR = Path("~/.cache/qsnn_lightning/data")
@@ -33,18 +34,6 @@ TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 IDX_IMAGES_MAGIC = 2051  # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset files are absent and could not (or may not) be downloaded."""
-
-
-class DatasetCorruptError(ValueError):
-    """A dataset file exists but cannot be read as the dataset's format."""
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
@@ -62,7 +51,7 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:
-            raise corrupt(f"gzip says {_one_line(error)}") from None
+            raise corrupt(f"gzip says {one_line(error)}") from None
     if len(raw) < 4 or int.from_bytes(raw[:4], "big") != expected_magic:
         raise corrupt(f"magic number is not {expected_magic}")
     ndim = raw[3]
@@ -125,7 +114,7 @@ class ImageFileDataset(Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB"), label
         except OSError as error:
-            raise DatasetCorruptError(f"image {path} cannot be read: {_one_line(error)}") from None
+            raise DatasetCorruptError(f"image {path} cannot be read: {one_line(error)}") from None
 
 
 class TransformedSubset(Dataset):
@@ -219,7 +208,7 @@ class StaticImageDataModule(LightningDataModule):
             try:
                 self._download()
             except (URLError, OSError, RuntimeError) as error:
-                download_failure = _one_line(error)
+                download_failure = one_line(error)
         self._require_files(download_failure)
 
     def _require_files(self, download_failure: str | None = None) -> None:

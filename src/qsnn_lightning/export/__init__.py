@@ -1,7 +1,8 @@
 """Export to microcontrollers: the integer model (``integer_model``), the Python integer reference
 (``reference``), C generation (``codegen``) and the export folder (``writer``); docs/export.md."""
 
-from .integer_model import ExportError, IntegerModel, fold, quantize_input
+from ..errors import ExportError
+from .integer_model import IntegerModel, fold, quantize_input
 from .reference import predict, run
 from .writer import export_checkpoint
 

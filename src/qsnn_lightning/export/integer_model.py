@@ -12,21 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import MultiStep, QConv2d, QLinear
-from ..models.base import SpikingBackbone
-from ..models.resnet19 import BasicBlock, ResNet19
-from ..models.vgg import VGG
-from ..neurons import LIF
-from ..quant import BinaryWeight, IntWeight
+from ..errors import ExportError
+from ..snn.backbones.base import SpikingBackbone
+from ..snn.backbones.resnet19 import BasicBlock, ResNet19
+from ..snn.backbones.vgg import VGG
+from ..snn.layers import MultiStep, QConv2d, QLinear
+from ..snn.neurons import LIF
+from ..snn.quant import BinaryWeight, IntWeight
 
 INT8_MAX = 127
 INT32_LIMIT = 2**31  # every membrane, current and constant of a time step stays below this in magnitude
 MAX_FRACTION_BITS = 30
 POOLED_COUNT_MAX = 4  # 2x2 average pooling of spikes keeps counts 0..4
-
-
-class ExportError(ValueError):
-    """A model or setting the integer export cannot represent (one-line message)."""
 
 
 @dataclass(frozen=True)

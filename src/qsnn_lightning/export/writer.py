@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import restore_config
-from ..data import EVENT_DATASETS
-from ..train import make_datamodule, module_from_checkpoint, read_checkpoint
+from ..data import EVENT_DATASETS, make_datamodule
+from ..training.checkpoint import module_from_checkpoint, read_checkpoint
+from ..training.config import restore_config
 from . import memory, reference
 from .codegen import model_bytes, model_header, model_source, samples_header
 from .integer_model import ConvLayer, ExportError, IntegerModel, fold, quantize_input

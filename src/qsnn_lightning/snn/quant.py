@@ -59,7 +59,7 @@ class IntWeight(nn.Module):
     ``scale_c = max|w_c| / (2^(b-1) - 1)``, ``Q(w) = scale_c * round(w / scale_c)``.
 
     Besides ``forward`` (differentiable), the quantizers with integer weights share the interface
-    :class:`~qsnn_lightning.layers.QuantizedWeightOp` uses to keep only small statistics between
+    :class:`~qsnn_lightning.snn.layers.QuantizedWeightOp` uses to keep only small statistics between
     the passes: ``quantize(w) -> (Q(w), stats)``, ``requantize(w, stats) -> Q(w)`` (cheap, the
     same values) and ``vjp(w, grad, stats) -> dL/dW``.
     """

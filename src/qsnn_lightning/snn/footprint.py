@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .models import build_model
+from .backbones import build_model
 from .neurons import spiking_layers
 from .precision import Precision
 from .quant import FULL_PRECISION_BITS

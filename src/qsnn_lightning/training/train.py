@@ -18,24 +18,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ..data import make_datamodule
 from .callbacks import SpikeMonitor, default_monitors
+from .checkpoint import module_from_checkpoint, read_checkpoint
 from .config import restore_config
-from .data import build_datamodule
 from .host_memory import reuse_freed_memory
 from .module import QSNNClassifier
 
 SPEED_OPTIONS = ("compile", "channels_last", "reuse_freed_memory")  # trainer.* keys that are not Trainer arguments
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or not from qsnn-lightning (one-line message)."""
-
-
-def make_datamodule(cfg: DictConfig):
-    settings = OmegaConf.to_container(cfg.data, resolve=True)
-    name = settings.pop("name")
-    return build_datamodule(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
 
 
 def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
@@ -181,35 +172,6 @@ def _last_val_firing_rates(trainer: L.Trainer) -> dict[str, float]:
     """f_l of every spiking layer, in forward order, from the last validation epoch."""
     monitor = next((c for c in trainer.callbacks if isinstance(c, SpikeMonitor)), None)
     return dict(monitor.last_rates.get("val", {})) if monitor else {}
-
-
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint without running code from it (``weights_only=True``)."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a run directory")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read safely ({reason[:160]}); is it a qsnn-lightning .ckpt?") from None
-    experiment = checkpoint.get("hyper_parameters", {}).get("experiment") if isinstance(checkpoint, dict) else None
-    if not experiment or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a qsnn-lightning checkpoint (no experiment configuration in it)")
-    return checkpoint
-
-
-def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
-    """The QSNNClassifier saved in a checkpoint read by :func:`read_checkpoint`."""
-    module = QSNNClassifier(**checkpoint["hyper_parameters"])
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[1:2] or [""]
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit its architecture in this version ({first[0].strip()[:120]}); "
-            "retrain it with this version"
-        ) from None
-    return module
 
 
 def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:

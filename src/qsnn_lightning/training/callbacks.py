@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics import MeanMetric
 
-from .layers import QConv2d, QLinear
-from .neurons import LIF
-from .quant import BinaryWeight
+from ..snn.layers import QConv2d, QLinear
+from ..snn.neurons import LIF
+from ..snn.quant import BinaryWeight
 
 
 def bernoulli_entropy(p: float) -> float:

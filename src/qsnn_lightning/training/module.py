@@ -7,11 +7,11 @@ import torch
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from .footprint import model_bits
-from .layers import QConv2d, QLinear
-from .losses import LossParts, WSDRLoss
-from .models import build_model
-from .neurons import spiking_layers
+from ..snn.footprint import model_bits
+from ..snn.layers import QConv2d, QLinear
+from ..snn.losses import LossParts, WSDRLoss
+from ..snn.backbones import build_model
+from ..snn.neurons import spiking_layers
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported where there are more than 10 classes
 
@@ -26,7 +26,7 @@ class QSNNClassifier(L.LightningModule):
     with more than 10 classes), and ``*/firing_rate`` (mean f_l over spiking layers, averaged
     across ranks). ``experiment`` is the full experiment configuration, stored in
     the checkpoint so that ``qsnn test`` and the exporter can rebuild the run. ``neuron`` and
-    ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.neurons`); ``channels_last``
+    ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.snn.neurons`); ``channels_last``
     stores conv weights and static input images NHWC.
     """
 

@@ -12,18 +12,15 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from .losses import REDUCTIONS
-from .models import BACKBONES
-from .neurons import NEURON_IMPLS
-from .precision import Precision
-from .quant import BinaryWeight
+from ..errors import ConfigError
+from ..snn.losses import REDUCTIONS
+from ..snn.backbones import BACKBONES
+from ..snn.neurons import NEURON_IMPLS
+from ..snn.precision import Precision
+from ..snn.quant import BinaryWeight
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # package data
 DEFAULT_EXPERIMENT = "fmnist_1w2u"
-
-
-class ConfigError(ValueError):
-    """A bad experiment name, config key or value; the message is one line."""
 
 
 @dataclass
@@ -118,8 +115,8 @@ class ExperimentConfig:
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    from .data import DATAMODULES  # late: the data package imports torchvision
-    from .data.frames import RESIZE_MODES, SPLITS
+    from ..data import DATAMODULES  # late: the data package imports torchvision
+    from ..data.frames import RESIZE_MODES, SPLITS
 
     return {
         "model.arch": tuple(sorted(BACKBONES)),

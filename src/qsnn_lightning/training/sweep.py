@@ -25,18 +25,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ..errors import SweepError
+from ..files import atomic_open
+from ..snn.losses import hidden_layers
+from ..snn.precision import Precision
 from .config import EXPERIMENTS_DIR, load_config
-from .files import atomic_open
-from .losses import hidden_layers
-from .precision import Precision
 
 SWEEPS_DIR = EXPERIMENTS_DIR / "sweeps"
 POINT_ARGUMENTS = "${args_no_hyphens}"  # where W&B puts a point's key=value arguments in the command
 SUMMARY = "summary.csv"
-
-
-class SweepError(ValueError):
-    """A sweep that cannot be read or run as asked (one-line message)."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def build_model(
 
     ``standardize`` is WS-DR's weight standardization (Eq. 14): ``"layer"`` (paper),
     ``"channel"`` (authors' release) or ``"none"`` (plain Q-SNN). ``neuron`` (``"fused"`` or
-    ``"reference"``) and ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.neurons`). Raises ValueError with a
+    ``"reference"``) and ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.snn.neurons`). Raises ValueError with a
     one-line message for an unknown name or a bad setting.
     """
     if name not in BACKBONES:

@@ -1,4 +1,4 @@
-"""The fused multi-step LIF: the charge / fire / reset / store loop of :class:`~qsnn_lightning.neurons.LIF`
+"""The fused multi-step LIF: the charge / fire / reset / store loop of :class:`~qsnn_lightning.snn.neurons.LIF`
 over all T steps as one autograd node with a hand-written backward pass.
 
 The reference loop (``LIF(neuron="reference")``) records about a dozen autograd nodes per step,
@@ -65,7 +65,7 @@ def forward_steps(
     scales, stored)`` with the spikes and the membranes before reset ``[T, N]``, the last stored
     membrane, the T scales alpha_u (``[T]``; None for full-precision membranes, ``levels``
     None) and, with ``keep_stored``, every stored membrane ``[T, N]`` (else None). The scale of
-    a step is :func:`~qsnn_lightning.quant.membrane_scale` of its max |r|."""
+    a step is :func:`~qsnn_lightning.snn.quant.membrane_scale` of its max |r|."""
     spikes, charged, scales, stored = [], [], [], []
     for x_t in x.unbind(0):
         u, s, v = fire(v, x_t, tau, theta)

@@ -131,7 +131,7 @@ class LayerFactory:
 
     ``standardize`` is the WS-DR weight standardization (``"layer"``, ``"channel"`` or ``"none"``);
     the neuron settings (``neuron``: ``"fused"`` or ``"reference"``, ``compile``) are those of
-    :class:`~qsnn_lightning.neurons.LIF`; ``compile`` also compiles the binary weight quantizer. A subclass overriding :meth:`lif` builds the same
+    :class:`~qsnn_lightning.snn.neurons.LIF`; ``compile`` also compiles the binary weight quantizer. A subclass overriding :meth:`lif` builds the same
     topology around another neuron (the throughput benchmark does so for its peers).
     """
 

@@ -12,7 +12,7 @@ so the quantizer acts on the state stored between time steps. Quantizing *before
 ablation only: at k = 2 it rounds nearly every potential to 0 and the network stops firing.
 
 Two implementations compute the same thing: ``neuron="fused"`` (the default) runs the T steps
-as one autograd node with a hand-written backward pass (:mod:`qsnn_lightning.fused_lif`; faster,
+as one autograd node with a hand-written backward pass (:mod:`qsnn_lightning.snn.fused_lif`; faster,
 and it keeps one tensor per step for the backward pass instead of about ten), and
 ``neuron="reference"`` is the plain loop below, differentiated by autograd, against which the
 fused path is tested. ``quantize_before_spike`` runs on the reference loop.

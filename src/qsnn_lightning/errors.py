@@ -1,0 +1,39 @@
+"""The errors that mean bad input: each carries one line that names the problem and the fix, and
+the CLI reports any of them (``QSNNError``) with exit status 2 and no traceback."""
+
+
+class QSNNError(Exception):
+    """Bad input to qsnn-lightning, told in one line."""
+
+
+class UsageError(QSNNError):
+    """A bad command line: an unknown option, argument or value."""
+
+
+class ConfigError(QSNNError, ValueError):
+    """A bad experiment name, config key or value."""
+
+
+class CheckpointError(QSNNError, ValueError):
+    """A checkpoint that is missing, unreadable or not from qsnn-lightning."""
+
+
+class DatasetNotFoundError(QSNNError, FileNotFoundError):
+    """The dataset files are absent and could not (or may not) be downloaded."""
+
+
+class DatasetCorruptError(QSNNError, ValueError):
+    """A dataset file exists but cannot be read as the dataset's format."""
+
+
+class SweepError(QSNNError, ValueError):
+    """A sweep that cannot be read or run as asked."""
+
+
+class ExportError(QSNNError, ValueError):
+    """A model or setting the integer export cannot represent."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__

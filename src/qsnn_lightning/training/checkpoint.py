@@ -1,0 +1,38 @@
+"""Read a qsnn-lightning checkpoint safely and rebuild its ``QSNNClassifier`` (for ``qsnn test``,
+resuming and the exporter, which must not need the training driver)."""
+
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from .module import QSNNClassifier
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint without running code from it (``weights_only=True``)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a run directory")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read safely ({reason[:160]}); is it a qsnn-lightning .ckpt?") from None
+    experiment = checkpoint.get("hyper_parameters", {}).get("experiment") if isinstance(checkpoint, dict) else None
+    if not experiment or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a qsnn-lightning checkpoint (no experiment configuration in it)")
+    return checkpoint
+
+
+def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
+    """The QSNNClassifier saved in a checkpoint read by :func:`read_checkpoint`."""
+    module = QSNNClassifier(**checkpoint["hyper_parameters"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[1:2] or [""]
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit its architecture in this version ({first[0].strip()[:120]}); "
+            "retrain it with this version"
+        ) from None
+    return module
