@@ -1,5 +1,5 @@
 """Page faults and wall time per training step, with glibc's default allocator settings and with
-freed host memory reused (``trainer.reuse_freed_memory``), for our full-precision SNN, our Q-SNN
+freed host memory reused (``speed.reuse_freed_memory``), for our full-precision SNN, our Q-SNN
 1w-2u and SpikingJelly on the same network, side by side in one run.
 
     python benchmarks/page_faults.py [--workload resnet19_cifar|vggsnn_dvs] [--batch N] [--steps N]

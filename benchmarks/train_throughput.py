@@ -251,10 +251,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="timed rounds (default 8, --quick 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per implementation first")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="compile our neuron kernels (trainer.compile=true); default on where a compiler is found")
+                        help="compile our neuron kernels (speed.compile=true); default on where a compiler is found")
     parser.add_argument("--reuse-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="glibc keeps freed blocks for the next step, for every implementation alike "
-                             "(trainer.reuse_freed_memory=true); default on")
+                             "(speed.reuse_freed_memory=true); default on")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for every implementation (trainer.precision=bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and images for every implementation")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: small images

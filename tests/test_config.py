@@ -42,11 +42,16 @@ def test_ablation_turns_ws_dr_off():
         (["model.arch=resnet20"], "bad value for 'model.arch': 'resnet20'; allowed: dvsmcunet, fmnistnet, resnet19, vgg16, vggsnn"),
         (["model.bits=1w33u"], "bad value for 'model.bits'"),
         (["model.bits=3w2u"], "weight bits must be one of 1, 2, 4, 8, 32"),
-        (["trainer.max_epochs=-1"], "'trainer.max_epochs': -1; it must be > 0"),
+        (["trainer.max_epochs=1.5"], "bad value for 'trainer.max_epochs': 1.5; lightning.Trainer takes int or null"),
+        (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz': not an argument of lightning.Trainer; did you mean max_steps"),
+        (["trainer.precision=abc"], "bad value for 'trainer.precision': 'abc'; lightning.Trainer takes one of 64, 32, 16,"),
+        (["trainer.callbacks=[]"], "'trainer.callbacks' is set by every run; the run adds its checkpoints"),
+        (["trainer.logger=false"], "'trainer.logger' is set by every run; choose loggers with the top-level 'logger' key"),
+        (["trainer.compile=true"], "unknown config key 'trainer.compile'"),
         (["data.name=nope"], "bad value for 'data.name': 'nope'; allowed: cifar10"),
         (["optim.name=rmsprop"], "allowed: sgd, adam"),
         (["model.neuron=triton"], "bad value for 'model.neuron': 'triton'; allowed: fused, reference"),
-        (["trainer.compile=maybe"], "bad value for 'trainer.compile'"),
+        (["speed.compile=maybe"], "bad value for 'speed.compile'"),
         (["model.timesteps=0"], "must be > 0"),
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),
@@ -62,6 +67,39 @@ def test_bad_config_is_one_line_naming_the_fix(overrides, needle):
     with pytest.raises(ConfigError) as error:
         load_config("fmnist_1w2u", overrides)
     assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_trainer_argument_that_takes_a_value_is_accepted():
+    overrides = [
+        "trainer.max_steps=40", "trainer.accumulate_grad_batches=2", "trainer.val_check_interval=10",
+        "trainer.check_val_every_n_epoch=2", "trainer.gradient_clip_algorithm=norm", "trainer.profiler=simple",
+        "trainer.benchmark=true", "trainer.precision=16", "trainer.devices=[0,1]", "trainer.deterministic=warn",
+        "trainer.max_time={days: 1, hours: 2}", "trainer.limit_train_batches=0.5", "trainer.num_sanity_val_steps=0",
+    ]
+    trainer = load_config("fmnist_1w2u", overrides).trainer
+    assert trainer.max_steps == 40 and trainer.accumulate_grad_batches == 2 and trainer.val_check_interval == 10
+    assert trainer.precision == 16 and list(trainer.devices) == [0, 1] and trainer.max_time == {"days": 1, "hours": 2}
+    assert trainer.max_epochs == 6  # fmnist_1w2u.yaml, kept beside the new keys
+
+
+def test_trainer_annotations_decide_values():
+    from qsnn_lightning.training.trainer_arguments import accepts, trainer_arguments
+
+    hints = trainer_arguments()
+    assert "plugins" not in hints and "logger" not in hints  # objects only / set by every run
+    assert accepts(hints["fast_dev_run"], True) and accepts(hints["fast_dev_run"], 3)
+    assert not accepts(hints["max_steps"], True) and not accepts(hints["max_steps"], 2.5)
+    assert accepts(hints["gradient_clip_val"], 1) and accepts(hints["gradient_clip_val"], None)
+    assert accepts(hints["precision"], "bf16-mixed") and not accepts(hints["precision"], "16-bit")
+
+
+def test_checkpoints_of_earlier_versions_move_speed_options_out_of_trainer():
+    saved = OmegaConf.to_container(load_config("fmnist_1w2u"))
+    del saved["speed"]
+    saved["trainer"].update(compile=True, channels_last=True, reuse_freed_memory=False)
+    restored = restore_config(saved)
+    assert dict(restored.speed) == {"compile": True, "channels_last": True, "reuse_freed_memory": False}
+    assert "compile" not in restored.trainer
 
 
 def test_unknown_experiment_lists_the_experiments():

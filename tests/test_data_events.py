@@ -12,13 +12,8 @@ import torch
 
 from dataset_files import CIFAR10_DVS_CLASSES, write_cifar10_dvs, write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.cli import main
-from qsnn_lightning.data import (
-    CIFAR10DVSDataModule,
-    DatasetCorruptError,
-    DatasetNotFoundError,
-    DVSGestureDataModule,
-    NFashionMNISTDataModule,
-)
+from qsnn_lightning.data import CIFAR10DVSDataModule, DVSGestureDataModule, NFashionMNISTDataModule
+from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 from qsnn_lightning.data.augment import RandomRoll, neuromorphic_augmentation
 from qsnn_lightning.data.events import normalize_frames
 from qsnn_lightning.data.frames import FrameSettings, events_to_frames, frame_indices

@@ -1,6 +1,7 @@
 """``qsnn train`` / ``qsnn test`` end to end on small Fashion-MNIST idx files, in real processes."""
 
 import copy
+import csv
 import json
 import subprocess
 import sys
@@ -104,6 +105,20 @@ def test_bad_inputs_exit_2_in_one_line_and_keep_existing_files(finished_run, tmp
     assert sorted(p.name for p in run_dir.rglob("*")) == before
 
 
+def test_any_lightning_trainer_argument_reaches_the_trainer(tmp_path):
+    data = write_fashion_mnist(tmp_path / "data", train=400, test=32)
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={tmp_path / 'runs'}", *SMALL_RUN[:2],
+                  "trainer.max_steps=20", "trainer.accumulate_grad_batches=2", "trainer.val_check_interval=10",
+                  "trainer.accelerator=cpu", "trainer.enable_progress_bar=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "fmnist_1w2u").iterdir()
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    (tested,) = [row for row in rows if row["test/acc"]]
+    assert int(tested["step"]) == 20  # stopped after 20 optimizer steps of 2 accumulated batches
+    validated = [(int(row["epoch"]), int(row["step"])) for row in rows if row["val/acc"]]
+    assert validated[:2] == [(0, 4), (0, 9)]  # every 10 batches (5 steps), twice in the first epoch of 23
+
+
 def test_ddp_on_two_cpu_processes(fmnist_dir, tmp_path):
     result = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN[:2],
                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
@@ -148,7 +163,7 @@ def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp
     from qsnn_lightning.data import make_datamodule
     from qsnn_lightning.training.train import make_module, train
 
-    options = ["trainer.channels_last=true", "model.neuron=reference", "trainer.compile=true"]
+    options = ["speed.channels_last=true", "model.neuron=reference", "speed.compile=true"]
     cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", *options])
     module = make_module(cfg, make_datamodule(cfg))
     assert all(layer.neuron == "reference" and layer.compile for layer in spiking_layers(module.model))

@@ -7,7 +7,7 @@ what is allowed.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -18,6 +18,7 @@ from ..snn.backbones import BACKBONES
 from ..snn.neurons import NEURON_IMPLS
 from ..snn.precision import Precision
 from ..snn.quant import BinaryWeight
+from .trainer_arguments import check_trainer_arguments
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # package data
 DEFAULT_EXPERIMENT = "fmnist_1w2u"
@@ -76,24 +77,21 @@ class DataConfig:
     events: EventConfig = field(default_factory=EventConfig)
 
 
+# Any argument of lightning.Trainer that takes a value (trainer_arguments.py checks names and
+# values); these are the defaults every experiment starts from.
+TRAINER_DEFAULTS = {
+    "max_epochs": 10,
+    "accelerator": "auto",
+    "devices": 1,
+    "precision": "32-true",
+    "log_every_n_steps": 50,
+}
+
+
 @dataclass
-class TrainerConfig:
-    max_epochs: int = 10
-    accelerator: str = "auto"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    fast_dev_run: bool = False
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    limit_test_batches: Optional[float] = None
-    log_every_n_steps: int = 50
-    gradient_clip_val: Optional[float] = None
-    deterministic: bool = False
-    enable_progress_bar: bool = True
-    # Not Lightning Trainer arguments (make_trainer leaves them out): speed options of the model
-    # and of the process.
+class SpeedConfig:
+    """Speed options of the model and of the process (not Lightning Trainer arguments)."""
+
     compile: bool = False  # compile the neuron step functions with torch.compile (one-time cost)
     channels_last: bool = False  # NHWC convolutions (usually faster on GPUs with bf16/fp16)
     reuse_freed_memory: bool = True  # glibc keeps freed blocks for the next step (host_memory.py)
@@ -111,7 +109,8 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: Dict[str, Any] = field(default_factory=lambda: dict(TRAINER_DEFAULTS))
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -131,7 +130,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     }
 
 
-POSITIVE = ("model.timesteps", "data.batch_size", "trainer.max_epochs", "trainer.num_nodes", "optim.lr")
+POSITIVE = ("model.timesteps", "data.batch_size", "optim.lr")
 NON_NEGATIVE = (
     "loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta",
     "data.events.roll", "data.events.rotate", "data.events.shear",
@@ -183,6 +182,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"bad value for 'data.events.resize': {cfg.data.events.resize}; it must be >= 1 or null")
     if not 0 <= cfg.data.val_fraction < 1:
         raise ConfigError(f"bad value for 'data.val_fraction': {cfg.data.val_fraction}; it must be in [0, 1)")
+    check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
 
 
 def _parse_overrides(overrides) -> DictConfig:
@@ -192,9 +192,18 @@ def _parse_overrides(overrides) -> DictConfig:
     return OmegaConf.from_dotlist(list(overrides))
 
 
+def _moved_speed_options(saved: dict) -> dict:
+    """A saved configuration of an earlier version, whose speed options were ``trainer.*`` keys."""
+    trainer = dict(saved.get("trainer") or {})
+    moved = {key: trainer.pop(key) for key in SpeedConfig.__dataclass_fields__ if key in trainer}
+    if not moved:
+        return saved
+    return {**saved, "trainer": trainer, "speed": {**moved, **(saved.get("speed") or {})}}
+
+
 def restore_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     """A configuration saved in a checkpoint, with ``key=value`` overrides, validated again."""
-    cfg = _merge(OmegaConf.structured(ExperimentConfig), saved, _parse_overrides(overrides))
+    cfg = _merge(OmegaConf.structured(ExperimentConfig), _moved_speed_options(saved), _parse_overrides(overrides))
     validate(cfg)
     return cfg
 

@@ -25,7 +25,6 @@ from .config import restore_config
 from .host_memory import reuse_freed_memory
 from .module import QSNNClassifier
 
-SPEED_OPTIONS = ("compile", "channels_last", "reuse_freed_memory")  # trainer.* keys that are not Trainer arguments
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 
 
@@ -35,7 +34,7 @@ def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
         arch=model.arch, num_classes=datamodule.num_classes, input_shape=tuple(datamodule.input_shape),
         bits=model.bits, timesteps=model.timesteps, standardize=model.standardize, tau=model.tau,
         theta=model.theta, beta=model.beta, quantize_before_spike=model.quantize_before_spike,
-        neuron=model.neuron, compile=cfg.trainer.compile, channels_last=cfg.trainer.channels_last, lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
+        neuron=model.neuron, compile=cfg.speed.compile, channels_last=cfg.speed.channels_last, lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
         momentum=optim.momentum, weight_decay=optim.weight_decay,
         experiment=OmegaConf.to_container(cfg, resolve=True),
     )
@@ -95,10 +94,8 @@ def wandb_logger(cfg: DictConfig, run_dir: Path):
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    trainer_settings = {
-        key: value for key, value in OmegaConf.to_container(cfg.trainer).items()
-        if value is not None and key not in SPEED_OPTIONS
-    }
+    trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_settings.setdefault("sync_batchnorm", synchronizes_batchnorm(trainer_settings.get("accelerator", "auto")))
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if cfg.logger == "tensorboard":
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
@@ -112,9 +109,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, *default_monitors()],
-        sync_batchnorm=synchronizes_batchnorm(cfg.trainer.accelerator),
-        **trainer_settings,
+        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, *default_monitors()], **trainer_settings,
     )
 
 
@@ -138,7 +133,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
-    if cfg.trainer.reuse_freed_memory:
+    if cfg.speed.reuse_freed_memory:
         reuse_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg, datamodule)
@@ -181,6 +176,6 @@ def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
     datamodule = _ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator=cfg.trainer.accelerator, devices=1)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator=cfg.trainer.get("accelerator", "auto"), devices=1)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}
