@@ -1,4 +1,5 @@
-"""The ``qsnn`` command line: ``qsnn train``, ``qsnn test``, ``qsnn sweep``, ``qsnn export``, ``qsnn footprint``.
+"""The ``qsnn`` command line: ``qsnn train``, ``qsnn experiments``, ``qsnn test``, ``qsnn sweep``, ``qsnn export``,
+``qsnn footprint``.
 
 Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
 """
@@ -71,6 +72,20 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"run directory: {results['run_dir']}")
 
 
+def run_experiments(args: argparse.Namespace) -> None:
+    from .training.config import EXPERIMENTS_DIR, experiment_names, load_config
+
+    rows = [("experiment", "dataset", "arch", "bits", "T", "epochs")]
+    for name in experiment_names():
+        cfg = load_config(name)
+        rows.append((name, cfg.data.name, cfg.model.arch, cfg.model.bits, str(cfg.model.timesteps),
+                     str(cfg.trainer.get("max_epochs"))))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"(files in {EXPERIMENTS_DIR}; 'qsnn train NAME' or 'qsnn train my_exp.yaml' with a file of your own over base.yaml)")
+
+
 def run_test(args: argparse.Namespace) -> None:
     from .training.train import evaluate_checkpoint
 
@@ -105,18 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    train = commands.add_parser("train", help="train an experiment (experiments/<EXP>.yaml) with overrides")
+    train = commands.add_parser("train", help="train a packaged experiment or your own YAML file, with overrides")
     train.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT,
-                       help=f"experiment name (default {DEFAULT_EXPERIMENT})")
+                       help=f"a packaged experiment (default {DEFAULT_EXPERIMENT}; 'qsnn experiments' lists them) "
+                            "or the path of a .yaml file merged over the packaged base.yaml")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_epochs=1")
     train.set_defaults(run=run_train)
+
+    experiments = commands.add_parser("experiments", help="list the packaged experiments (every Table 1 row)")
+    experiments.set_defaults(run=run_experiments)
 
     test = commands.add_parser("test", help="evaluate a checkpoint on its experiment's test split")
     test.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
     test.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.data_dir=/data")
     test.set_defaults(run=run_test)
 
-    sweep = commands.add_parser("sweep", help="run a sweep (experiments/sweeps/<SWEEP>.yaml) with W&B, or --local")
+    sweep = commands.add_parser("sweep", help="run a packaged sweep (lambda_k) or a W&B sweep file, with W&B or --local")
     sweep.add_argument("sweep", help="sweep name, e.g. lambda_k, or a path to a W&B sweep file")
     sweep.add_argument("overrides", nargs="*", help="key=value overrides for every point, e.g. trainer.max_epochs=1")
     sweep.add_argument("--local", action="store_true",

@@ -5,6 +5,7 @@ Every problem is reported as a :class:`ConfigError` with a one-line message nami
 what is allowed.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -12,7 +13,7 @@ from typing import Any, Dict, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..snn.losses import REDUCTIONS
 from ..snn.backbones import BACKBONES
 from ..snn.neurons import NEURON_IMPLS
@@ -208,21 +209,53 @@ def restore_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     return cfg
 
 
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a run folder's name: no separators, no '..'
+
+
+def is_experiment_file(experiment: str) -> bool:
+    """Whether the experiment argument names a YAML file (``my_exp.yaml``) rather than a packaged experiment."""
+    return experiment.endswith((".yaml", ".yml"))
+
+
+def _experiment_file(experiment: str, directory: Path) -> tuple[Path, str]:
+    """The YAML file of ``experiment`` and the run's name: a packaged name, or a path to a file."""
+    if is_experiment_file(experiment):
+        path = Path(experiment).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"experiment file {experiment} does not exist; pass the path of a YAML file or a packaged name")
+        return path, path.stem
+    if experiment == "base" or not EXPERIMENT_NAME.fullmatch(experiment) or not (directory / f"{experiment}.yaml").is_file():
+        raise ConfigError(
+            f"unknown experiment {experiment!r}; choose one of {', '.join(experiment_names(directory))} "
+            "(see 'qsnn experiments') or pass the path of your own .yaml file"
+        )
+    return directory / f"{experiment}.yaml", experiment
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        content = OmegaConf.load(path)
+    except Exception as error:  # YAML syntax errors, unreadable files and the like
+        raise ConfigError(f"cannot read the experiment configuration {path}: {one_line(error)}") from None
+    if not isinstance(content, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of config keys (like base.yaml), not a list")
+    return content
+
+
 def load_config(
     experiment: str = DEFAULT_EXPERIMENT, overrides: list[str] = (), directory: Path = EXPERIMENTS_DIR
 ) -> DictConfig:
-    """base.yaml -> <experiment>.yaml -> ``key=value`` overrides, validated; ``name`` is the experiment."""
-    path = directory / f"{experiment}.yaml"
-    if experiment == "base" or not path.is_file():
-        raise ConfigError(
-            f"unknown experiment {experiment!r}; choose one of {', '.join(experiment_names(directory))} "
-            f"(files in {directory})"
-        )
+    """base.yaml -> the experiment's YAML -> ``key=value`` overrides, validated.
+
+    ``experiment`` is a packaged name (``fmnist_1w2u``) or a path to a user's own ``.yaml`` file,
+    merged over the same packaged base.yaml; ``name`` (the run folder under ``run_dir``) is the
+    packaged name, or the file's ``name:`` key, or its stem.
+    """
+    path, name = _experiment_file(experiment, directory)
     command_line = _parse_overrides(overrides)
-    try:
-        files = [OmegaConf.load(directory / "base.yaml"), OmegaConf.load(path)]
-    except Exception as error:  # YAML syntax errors and the like
-        raise ConfigError(f"cannot read the experiment configuration: {str(error).splitlines()[0]}") from None
-    cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": experiment}, command_line)
+    files = [_read_yaml(directory / "base.yaml"), _read_yaml(path)]
+    cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": files[1].get("name", name)}, command_line)
+    if not EXPERIMENT_NAME.fullmatch(cfg.name):
+        raise ConfigError(f"bad value for 'name': {cfg.name!r}; a run folder's name (letters, digits, '_', '-', '.')")
     validate(cfg)
     return cfg
