@@ -11,12 +11,14 @@ CKPT   ?=
 SWEEP  ?= lambda_k
 LOCAL  ?=
 BENCH_ARGS ?=
+OUT    ?= export
+TARGET ?= host
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data train evaluate sweep test test-full footprint bench clean
+.PHONY: help setup data train experiments evaluate export sweep test test-full lint footprint bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,13 +33,19 @@ data: ## find or install Fashion-MNIST (Debian package dataset-fashion-mnist; as
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
 	  echo "Fashion-MNIST is not in $(FMNIST): it will be downloaded by torchvision on first use (needs network)"
 
-train: $(STAMP) data ## train experiments/$(EXP).yaml (default fmnist_1w2u); overrides in ARGS="key=value ..."
+train: $(STAMP) data ## train an experiment (EXP=fmnist_1w2u, a packaged name or a .yaml path); overrides in ARGS="key=value ..."
 	$(BIN)/qsnn train $(EXP) $(ARGS)
+
+experiments: $(STAMP) ## list the packaged experiments
+	$(BIN)/qsnn experiments
 
 evaluate: $(STAMP) ## test a checkpoint on its experiment's test split: make evaluate CKPT=runs/.../best.ckpt
 	$(BIN)/qsnn test $(CKPT) $(ARGS)
 
-sweep: $(STAMP) data ## run experiments/sweeps/$(SWEEP).yaml with W&B; LOCAL=1 runs the grid here offline (resumable)
+export: $(STAMP) ## export a checkpoint to the C runtime: make export CKPT=runs/.../best.ckpt [OUT=export] [TARGET=host|cortex-m4]
+	$(BIN)/qsnn export $(CKPT) --out $(OUT) --target $(TARGET) $(ARGS)
+
+sweep: $(STAMP) data ## run a packaged sweep (SWEEP=lambda_k) or a sweep file with W&B; LOCAL=1 runs the grid here offline (resumable)
 	$(BIN)/qsnn sweep $(SWEEP) $(if $(filter 1,$(LOCAL)),--local) $(ARGS)
 
 test: $(STAMP) data ## run the default test suite (slow tests excluded)
@@ -45,6 +53,9 @@ test: $(STAMP) data ## run the default test suite (slow tests excluded)
 
 test-full: $(STAMP) data ## run every test, slow ones included
 	$(BIN)/pytest -q -m ''
+
+lint: $(STAMP) ## ruff (configured in pyproject.toml) over the package, tests and benchmarks
+	$(BIN)/ruff check .
 
 footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10)
 	$(BIN)/qsnn footprint --arch resnet19,vgg16,vggsnn --dataset cifar10 --bits 32w32u,1w8u,1w4u,1w2u --batch 1,64,256
