@@ -6,6 +6,7 @@ Bad input gets one line naming the problem and the fix, and exit status 2, never
 
 import argparse
 import json
+import os
 import sys
 
 from .data.info import dataset_info
@@ -29,13 +30,13 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _positive_ints(text: str, what: str) -> list[int]:
+def _positive_ints(text: str, what: str, largest: int = 2**31 - 1) -> list[int]:
     try:
         values = [int(item) for item in _csv(text)]
     except ValueError:
         raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UsageError(f"{what} must be comma-separated positive integers, got {text!r}")
+    if not values or min(values) < 1 or max(values) > largest:
+        raise UsageError(f"{what} must be comma-separated integers from 1 to {largest}, got {text!r}")
     return values
 
 
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except QSNNError as error:
         print(f"qsnn: error: {one_line(error)}", file=sys.stderr)
+        return USAGE_ERROR
+    except BrokenPipeError:  # e.g. `qsnn footprint | head`: the reader left; say so once, without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        print("qsnn: error: the output pipe was closed before everything was written", file=sys.stderr)
         return USAGE_ERROR
     return 0
 

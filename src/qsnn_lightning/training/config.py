@@ -5,6 +5,7 @@ Every problem is reported as a :class:`ConfigError` with a one-line message nami
 what is allowed.
 """
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,11 +132,53 @@ def _choices() -> dict[str, tuple[str, ...]]:
     }
 
 
-POSITIVE = ("model.timesteps", "data.batch_size", "optim.lr")
+POSITIVE = ("model.timesteps", "model.theta", "data.batch_size", "optim.lr")
 NON_NEGATIVE = (
     "loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta",
     "data.events.roll", "data.events.rotate", "data.events.shear",
 )
+
+
+MAX_TIMESTEPS = 1024  # beyond any event dataset's frames per sample; larger T is a typo, not a run
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    """Ranges the types cannot state: finite numbers, the LIF's 0 < tau <= 1 and theta > 0 (Eq. 1-2),
+    positive sizes and rates, a seed numpy accepts."""
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=True)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"bad value for '{key}': {value}; it must be a finite number")
+    for key in POSITIVE:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be > 0")
+    for key in NON_NEGATIVE:
+        if OmegaConf.select(cfg, key) < 0:
+            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be >= 0")
+    bounds = {
+        "model.tau": (0.0, 1.0, "0 < tau <= 1 (the leak of Eq. 1)"),
+        "model.timesteps": (0, MAX_TIMESTEPS, f"1 <= timesteps <= {MAX_TIMESTEPS}"),
+        "seed": (SEED_RANGE[0] - 1, SEED_RANGE[1], f"{SEED_RANGE[0]} <= seed <= {SEED_RANGE[1]}"),
+    }
+    for key, (low, high, rule) in bounds.items():
+        value = OmegaConf.select(cfg, key)
+        if not low < value <= high:
+            raise ConfigError(f"bad value for '{key}': {value}; it must satisfy {rule}")
+    if cfg.data.subset is not None and cfg.data.subset < 1:
+        raise ConfigError(f"bad value for 'data.subset': {cfg.data.subset}; it must be >= 1 or null (all samples)")
+    if cfg.data.events.resize is not None and cfg.data.events.resize < 1:
+        raise ConfigError(f"bad value for 'data.events.resize': {cfg.data.events.resize}; it must be >= 1 or null")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"bad value for 'data.val_fraction': {cfg.data.val_fraction}; it must be in [0, 1)")
+
+
+def _leaves(node, prefix: str = ""):
+    """(dotted key, value) of every scalar in a nested mapping."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def experiment_names(directory: Path = EXPERIMENTS_DIR) -> list[str]:
@@ -173,16 +216,7 @@ def validate(cfg: DictConfig) -> None:
         Precision.parse(cfg.model.bits)
     except ValueError as error:
         raise ConfigError(f"bad value for 'model.bits': {error}") from None
-    for key in POSITIVE:
-        if OmegaConf.select(cfg, key) <= 0:
-            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be > 0")
-    for key in NON_NEGATIVE:
-        if OmegaConf.select(cfg, key) < 0:
-            raise ConfigError(f"bad value for '{key}': {OmegaConf.select(cfg, key)}; it must be >= 0")
-    if cfg.data.events.resize is not None and cfg.data.events.resize < 1:
-        raise ConfigError(f"bad value for 'data.events.resize': {cfg.data.events.resize}; it must be >= 1 or null")
-    if not 0 <= cfg.data.val_fraction < 1:
-        raise ConfigError(f"bad value for 'data.val_fraction': {cfg.data.val_fraction}; it must be in [0, 1)")
+    _check_ranges(cfg)
     check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
 
 
@@ -190,6 +224,10 @@ def _parse_overrides(overrides) -> DictConfig:
     malformed = [item for item in overrides if "=" not in item]
     if malformed:
         raise ConfigError(f"override {malformed[0]!r} is not of the form key=value")
+    keys = [item.split("=", 1)[0] for item in overrides]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(f"override {repeated[0]!r} is given more than once; keep one {repeated[0]}=... on the command line")
     return OmegaConf.from_dotlist(list(overrides))
 
 

@@ -7,8 +7,10 @@ the best checkpoint, best validation accuracy, and the last validation epoch's f
 """
 
 import json
+import logging
 import netrc
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +18,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import make_datamodule
+from ..errors import ConfigError, one_line
 from .callbacks import SpikeMonitor, default_monitors
 from .checkpoint import module_from_checkpoint, read_checkpoint
 from .config import restore_config
@@ -52,14 +56,18 @@ def _new_run_directory(cfg: DictConfig) -> Path:
     """Create and return a fresh ``runs/<exp>/<timestamp>[-N]``; never an existing one, even
     when runs start in the same second (the directory is claimed by an atomic mkdir)."""
     base = Path(cfg.run_dir) / cfg.name / time.strftime("%Y%m%d-%H%M%S")
-    base.parent.mkdir(parents=True, exist_ok=True)
     run_dir, suffix = base, 1
-    while True:
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    except OSError as error:
+        raise ConfigError(f"cannot create the run folder under run_dir={cfg.run_dir}: {one_line(error)}; "
+                          "choose a writable folder with run_dir=...") from None
 
 
 def synchronizes_batchnorm(accelerator: str) -> bool:
@@ -93,6 +101,22 @@ def wandb_logger(cfg: DictConfig, run_dir: Path):
     )
 
 
+def check_trainer_settings(cfg: DictConfig) -> None:
+    """Build a throwaway Trainer from ``trainer.*`` so that what Lightning refuses (an unknown
+    accelerator, devices or strategy, negative limits) is one line before anything is written."""
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    quiet = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the throwaway Trainer's "GPU available: ..." lines
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=scratch, **settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
+    finally:
+        quiet.setLevel(level)
+
+
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_settings.setdefault("sync_batchnorm", synchronizes_batchnorm(trainer_settings.get("accelerator", "auto")))
@@ -121,6 +145,7 @@ def train(cfg: DictConfig) -> dict:
     """
     if RUN_DIR_ENV in os.environ:  # a process started by the DDP launcher: the launcher's run
         return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg))
+    check_trainer_settings(cfg)
     if cfg.ckpt_path:
         read_checkpoint(cfg.ckpt_path)
     datamodule = _ready_datamodule(cfg, stage=None)
@@ -176,6 +201,7 @@ def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
     datamodule = _ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator=cfg.trainer.get("accelerator", "auto"), devices=1)
+    settings = {key: cfg.trainer[key] for key in ("accelerator", "precision", "limit_test_batches") if key in cfg.trainer}
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}
