@@ -34,6 +34,10 @@ class ExportError(QSNNError, ValueError):
     """A model or setting the integer export cannot represent."""
 
 
+class MemoryEstimateError(QSNNError):
+    """A training step that would not fit in the free memory of its device."""
+
+
 def one_line(error: BaseException) -> str:
     """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(error).split()) or type(error).__name__

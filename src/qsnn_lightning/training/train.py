@@ -140,8 +140,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint (the last weights when there is none) and return the results.
 
-    The data is found (or downloaded) and read before anything is written, so a missing or
-    corrupt dataset stops the run with its one-line error and no half-made run directory.
+    The data is found (or downloaded) and read, and the memory of a training step checked
+    (unless ``check_memory`` is false), before anything is written, so a missing or corrupt
+    dataset or a batch too large for memory stops the run with its one-line error and no
+    half-made run directory.
     """
     if RUN_DIR_ENV in os.environ:  # a process started by the DDP launcher: the launcher's run
         return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg))
@@ -149,6 +151,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.ckpt_path:
         read_checkpoint(cfg.ckpt_path)
     datamodule = _ready_datamodule(cfg, stage=None)
+    if cfg.check_memory:
+        from .memory_check import check_memory
+
+        check_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
     try:
