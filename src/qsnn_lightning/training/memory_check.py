@@ -16,12 +16,13 @@ The estimate, for batch size B and T time steps::
     need              = N step(B, T) + (N - 1) R  N processes sharing the host (CPU DDP),
                                                   R this process's resident set now
 
-c0, a and b come from three small forward passes on zeros of the input shape (B, T) = (1, t1),
-(2, t1), (1, t2) with t1 = min(T, 2), t2 = min(T, 4), counting the unique storages that
-``torch.autograd.graph.saved_tensors_hooks`` sees (parameters left out: they are in ``state``).
-Probing at small T keeps the check cheap and small even for VGGSNN at 128x128 and T = 16
-(a batch-1 forward of which alone holds about 1.5 GB): everything a Q-SNN saves is per time step,
-except a static image's stem, which runs once (``c0`` and ``a``).
+c0 and a + b T come from two forward passes at batch 1 and 2 and the configured T on torch's
+fake tensors (shapes and dtypes, no data: no memory, about a second), counting the unique
+storages that ``torch.autograd.graph.saved_tensors_hooks`` sees (parameters left out: they are
+in ``state``). Fake tensors are torch's private ``torch._subclasses`` (2.14.1); where they cannot
+run a model, real zeros at (B, T) = (1, t1), (2, t1), (1, t2), t1 = min(T, 2), t2 = min(T, 4),
+give c0, a and b: everything a Q-SNN saves is per time step, except a static image's stem,
+which runs once (``c0`` and ``a``).
 
 SAFETY and OVERHEAD cover what the saved tensors do not: the gradients of the activations
 during the backward pass, the quantized weights recomputed there, allocator fragmentation, the
