@@ -4,6 +4,7 @@ resuming and the exporter, which must not need the training driver)."""
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from ..errors import CheckpointError
 from .module import QSNNClassifier
@@ -36,3 +37,21 @@ def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
             "retrain it with this version"
         ) from None
     return module
+
+
+RUN_IDENTITY = ("name", "data.name", "model.arch", "model.bits", "model.timesteps")
+
+
+def check_resumable(cfg, checkpoint: dict) -> None:
+    """Refuse to resume ``cfg`` from a checkpoint of another experiment, dataset, architecture,
+    precision or T (unless ``check_resume=false``): it would continue someone else's run."""
+    if not cfg.check_resume:
+        return
+    saved = checkpoint["hyper_parameters"]["experiment"]
+    for key in RUN_IDENTITY:
+        ours, theirs = OmegaConf.select(cfg, key), OmegaConf.select(OmegaConf.create(saved), key)
+        if ours != theirs:
+            raise CheckpointError(
+                f"ckpt_path={cfg.ckpt_path} was trained with {key}={theirs}, this run has {key}={ours}; resume it with "
+                f"the experiment it was trained with, or set check_resume=false to load it anyway"
+            )

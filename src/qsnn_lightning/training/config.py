@@ -107,6 +107,7 @@ class ExperimentConfig:
     logger: str = "csv"  # csv | tensorboard | wandb (CSV metrics are always written)
     wandb_project: str = "qsnn-lightning"
     ckpt_path: Optional[str] = None  # resume training from this checkpoint
+    check_resume: bool = True  # refuse a ckpt_path of another experiment, dataset, arch, bits or T
     check_memory: bool = True  # refuse a run whose training step would not fit in free memory (memory_check.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

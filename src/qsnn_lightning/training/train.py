@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from ..data import make_datamodule
 from ..errors import ConfigError, one_line
 from .callbacks import SpikeMonitor, default_monitors
-from .checkpoint import module_from_checkpoint, read_checkpoint
+from .checkpoint import check_resumable, module_from_checkpoint, read_checkpoint
 from .config import restore_config
 from .host_memory import reuse_freed_memory
 from .module import QSNNClassifier
+from .random_state import RandomStateCheckpoint
 
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 
@@ -133,7 +134,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, *default_monitors()], **trainer_settings,
+        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, RandomStateCheckpoint(), *default_monitors()], **trainer_settings,
     )
 
 
@@ -149,7 +150,7 @@ def train(cfg: DictConfig) -> dict:
         return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg))
     check_trainer_settings(cfg)
     if cfg.ckpt_path:
-        read_checkpoint(cfg.ckpt_path)
+        check_resumable(cfg, read_checkpoint(cfg.ckpt_path))
     datamodule = _ready_datamodule(cfg, stage=None)
     if cfg.check_memory:
         from .memory_check import check_memory

@@ -1,0 +1,90 @@
+"""Resume means resume: a run continued from ``last.ckpt`` ends with the same weights, to the bit,
+as the run that was never interrupted; a checkpoint of another run is refused in one line."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_files import write_fashion_mnist
+
+QSNN = str(Path(sys.executable).with_name("qsnn"))
+RUN = ["data.batch_size=16", "data.download=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+       "check_memory=false"]
+
+
+def train(data: Path, run_dir: Path, *overrides: str, experiment: str = "fmnist_1w2u") -> subprocess.CompletedProcess:
+    return subprocess.run([QSNN, "train", experiment, f"data.data_dir={data}", f"run_dir={run_dir}", *RUN, *overrides],
+                          capture_output=True, text=True, timeout=900)
+
+
+def last_checkpoint(run_dir: Path, experiment: str = "fmnist_1w2u") -> Path:
+    (path,) = (run_dir / experiment).glob("*/checkpoints/last.ckpt")
+    return path
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_bit_identical(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    differing = [key for key in first if not torch.equal(first[key], second[key])]
+    assert not differing, differing
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_fashion_mnist(tmp_path_factory.mktemp("fmnist"), train=80, test=16)  # 5 batches per epoch
+
+
+def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(data, tmp_path):
+    whole = train(data, tmp_path / "whole", "trainer.max_epochs=2")
+    first_half = train(data, tmp_path / "first", "trainer.max_epochs=2", "trainer.max_steps=5")  # stops after epoch 0
+    assert whole.returncode == 0 and first_half.returncode == 0, whole.stderr[-2000:] + first_half.stderr[-2000:]
+    stopped = last_checkpoint(tmp_path / "first")
+    assert torch.load(stopped, weights_only=True)["epoch"] == 0
+    resumed = train(data, tmp_path / "resumed", "trainer.max_epochs=2", f"ckpt_path={stopped}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_bit_identical(weights(last_checkpoint(tmp_path / "whole")), weights(last_checkpoint(tmp_path / "resumed")))
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["model.bits=1w8u"], "was trained with model.bits=1w2u, this run has model.bits=1w8u"),
+    (["model.timesteps=4"], "was trained with model.timesteps=2, this run has model.timesteps=4"),
+])
+def test_resume_from_another_run_is_refused_in_one_line(data, tmp_path, overrides, needle):
+    first = train(data, tmp_path / "first", "trainer.max_epochs=1", "trainer.limit_train_batches=1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = train(data, tmp_path / "other", f"ckpt_path={last_checkpoint(tmp_path / 'first')}", *overrides)
+    assert refused.returncode == 2 and needle in refused.stderr and "check_resume=false" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
+    other_experiment = train(data, tmp_path / "other", f"ckpt_path={last_checkpoint(tmp_path / 'first')}",
+                             experiment="fmnist_fp")
+    assert other_experiment.returncode == 2 and "was trained with name=fmnist_1w2u, this run has name=fmnist_fp" in \
+        other_experiment.stderr
+
+
+@pytest.mark.slow
+def test_run_killed_in_its_second_epoch_resumes_to_the_same_weights(tmp_path):
+    data = write_fashion_mnist(tmp_path / "data", train=2000, test=16)  # 113 batches per epoch
+    epochs = "trainer.max_epochs=3"
+    whole = train(data, tmp_path / "whole", epochs)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    command = [QSNN, "train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={tmp_path / 'killed'}", *RUN, epochs]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "killed").glob("fmnist_1w2u/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = last_checkpoint(tmp_path / "killed")
+    assert torch.load(saved, weights_only=True)["epoch"] < 2
+    resumed = train(data, tmp_path / "resumed", epochs, f"ckpt_path={saved}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_bit_identical(weights(last_checkpoint(tmp_path / "whole")), weights(last_checkpoint(tmp_path / "resumed")))
