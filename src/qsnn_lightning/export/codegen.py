@@ -149,14 +149,15 @@ def model_bytes(model: IntegerModel) -> int:
 
 
 def host_arrays(model: IntegerModel) -> dict[str, np.ndarray]:
-    """The host build's second copy of the binary weights (``pack_rows``), by C name: stage i's
-    ``stage<i>_rows`` and, with a 1x1 shortcut, ``stage<i>_residual_rows``."""
+    """The host build's second copy of the binary weights (``pack_rows``, transposed to
+    ``[words, Cout']``: word w of every channel's row together), by C name: stage i's
+    ``stage<i>_columns`` and, with a 1x1 shortcut, ``stage<i>_residual_columns``."""
     arrays = {}
     for index, layer in enumerate(model.layers, start=1):
         if isinstance(layer, ConvLayer):
-            arrays[f"stage{index}_rows"] = pack_rows(layer.negative)
+            arrays[f"stage{index}_columns"] = pack_rows(layer.negative).T
             if isinstance(layer.residual, ConvResidual):
-                arrays[f"stage{index}_residual_rows"] = pack_rows(layer.residual.negative)
+                arrays[f"stage{index}_residual_columns"] = pack_rows(layer.residual.negative).T
     return arrays
 
 
@@ -165,7 +166,7 @@ def host_source(model: IntegerModel) -> str:
     arrays = host_arrays(model)
     rows = []
     for index in range(len(model.maps())):
-        names = [f"stage{index}_rows", f"stage{index}_residual_rows"]
+        names = [f"stage{index}_columns", f"stage{index}_residual_columns"]
         rows.append("    { " + ", ".join(name if name in arrays else "0" for name in names) + " }")
     return ("\n#if defined(QSNN_HOST)\n" + "\n".join(c_array("uint64_t", name, array, per_line=4)
                                                     for name, array in arrays.items())

@@ -190,15 +190,13 @@ static uint32_t popcount64(uint64_t v)
 }
 
 /* The input bits under the kernel of output pixel (y, x): bit j % 64 of window[p * words + j / 64]
- * is plane p of input position j = (ky * k + kx) * Cin + ci, 0 in the padding. Returns the planes
- * that hold a set bit (bit p for plane p). */
-static uint32_t gather_window(const qsnn_map_t *in, uint32_t k, uint32_t stride, uint32_t padding, uint32_t y,
+ * is plane p of input position j = (ky * k + kx) * Cin + ci, 0 in the padding. */
+static void gather_window(const qsnn_map_t *in, uint32_t k, uint32_t stride, uint32_t padding, uint32_t y,
                               uint32_t x, uint64_t *window, uint32_t words)
 {
-    uint32_t p, ky, kx, w, planes = 0, in_words = words_for(in->channels);
+    uint32_t p, ky, kx, w, in_words = words_for(in->channels);
     memset(window, 0, in->planes * words * sizeof *window);
     for (p = 0; p < in->planes; ++p, window += words) {
-        uint32_t any = 0;
         for (ky = 0; ky < k; ++ky) {
             int32_t iy = (int32_t)(y * stride + ky) - (int32_t)padding;
             if (iy < 0 || iy >= (int32_t)in->height) continue;
@@ -212,13 +210,10 @@ static uint32_t gather_window(const qsnn_map_t *in, uint32_t k, uint32_t stride,
                     uint32_t at = position / 64u, shift = position % 64u;
                     window[at] |= (uint64_t)bits[w] << shift;
                     if (shift > 32u && at + 1u < words) window[at + 1u] |= (uint64_t)bits[w] >> (64u - shift);
-                    any |= bits[w];
                 }
             }
         }
-        planes |= (uint32_t)(any != 0u) << p;
     }
-    return planes;
 }
 
 /* On x86-64 built without -mpopcnt: one copy with POPCNT, one without, chosen at load time. */
@@ -228,40 +223,37 @@ static uint32_t gather_window(const qsnn_map_t *in, uint32_t k, uint32_t stride,
 #define QSNN_POPCOUNT_CLONES
 #endif
 
-/* acc[c] = sum over the planes p in `planes` of 2^p (popcount(window_p) - 2 popcount(window_p & row_c)):
- * sum sign(w) x over the window, with row_c = rows[c * words ...] output channel c's weight bits
- * (1 = -1). Four channels at a time: the rows are padded to a multiple of 4, and so is acc. */
+/* acc[c] = sum over the planes p of 2^p (popcount(window_p) - 2 popcount(window_p & row_c)) = sum sign(w) x
+ * over the window, with row_c output channel c's weight bits (1 = -1), held as columns: word w of
+ * the channels' rows at columns[w * Cout' ...], Cout' = `channels` rounded up to a multiple of 4.
+ * A window word that is 0 (no input active there, or the padding) costs nothing. */
 QSNN_POPCOUNT_CLONES
-static void dense_acc(const uint64_t *window, uint32_t planes, uint32_t words, const uint64_t *rows, uint32_t channels,
-                      int32_t *acc)
+static void dense_acc(const uint64_t *window, uint32_t planes, uint32_t words, const uint64_t *columns,
+                      uint32_t channels, int32_t *acc)
 {
+    static int32_t negative[QSNN_PLANES][QSNN_MAX_CHANNELS + 3u];
+    const size_t stride = (channels + 3u) & ~3u;
     int32_t total[QSNN_PLANES] = {0};
     size_t p, c, w;
-    for (p = 0; p < QSNN_PLANES; ++p) {
-        for (w = 0; w < words && (planes >> p & 1u); ++w) total[p] += (int32_t)popcount64(window[p * words + w]);
-    }
-    for (c = 0; c < channels; c += 4u) {
-        const uint64_t *row0 = rows + c * words, *row1 = row0 + words, *row2 = row1 + words, *row3 = row2 + words;
-        int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-        for (p = 0; p < QSNN_PLANES; ++p) {
-            const uint64_t *in = window + p * words;
-            int32_t n0 = 0, n1 = 0, n2 = 0, n3 = 0, unit = (int32_t)(1u << p);
-            if ((planes >> p & 1u) == 0u) continue;
-            for (w = 0; w < words; ++w) {
-                n0 += (int32_t)popcount64(in[w] & row0[w]);
-                n1 += (int32_t)popcount64(in[w] & row1[w]);
-                n2 += (int32_t)popcount64(in[w] & row2[w]);
-                n3 += (int32_t)popcount64(in[w] & row3[w]);
+    for (p = 0; p < planes; ++p, window += words) {
+        int32_t *count = negative[p];
+        for (c = 0; c < stride; ++c) count[c] = 0;
+        for (w = 0; w < words; ++w) {
+            const uint64_t bits = window[w], *column = columns + w * stride;
+            if (bits == 0u) continue;
+            total[p] += (int32_t)popcount64(bits);
+            for (c = 0; c < stride; c += 4u) {
+                count[c] += (int32_t)popcount64(bits & column[c]);
+                count[c + 1u] += (int32_t)popcount64(bits & column[c + 1u]);
+                count[c + 2u] += (int32_t)popcount64(bits & column[c + 2u]);
+                count[c + 3u] += (int32_t)popcount64(bits & column[c + 3u]);
             }
-            acc0 += (total[p] - 2 * n0) * unit;
-            acc1 += (total[p] - 2 * n1) * unit;
-            acc2 += (total[p] - 2 * n2) * unit;
-            acc3 += (total[p] - 2 * n3) * unit;
         }
-        acc[c] = acc0;
-        acc[c + 1u] = acc1;
-        acc[c + 2u] = acc2;
-        acc[c + 3u] = acc3;
+    }
+    for (c = 0; c < channels; ++c) {
+        int32_t sum = 0;
+        for (p = 0; p < planes; ++p) sum += (total[p] - 2 * negative[p][c]) * (int32_t)(1u << p);
+        acc[c] = sum;
     }
 }
 
@@ -274,17 +266,17 @@ static void run_conv(const qsnn_stage_t *stage, const qsnn_map_t *out)
     const uint32_t channels = out->channels, k = stage->kernel;
     const uint32_t words = QSNN_WORDS64(k * k * in->channels), shortcut_words = QSNN_WORDS64(shortcut->channels);
     int32_t *current = qsnn_layer_currents, acc[QSNN_MAX_CHANNELS + 3u];
-    uint32_t y, x, c, planes;
+    uint32_t y, x, c;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x, current += channels) {
-            planes = gather_window(in, k, stage->stride, stage->padding, y, x, window, words);
-            dense_acc(window, planes, words, dense->bits, channels, acc);
+            gather_window(in, k, stage->stride, stage->padding, y, x, window, words);
+            dense_acc(window, in->planes, words, dense->bits, channels, acc);
             for (c = 0; c < channels; ++c) current[c] = lif->multiplier[c] * acc[c] + lif->bias[c];
             if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
                 add_identity(stage, channels, y, x, current);
             } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided */
-                planes = gather_window(shortcut, 1u, stage->residual_stride, 0u, y, x, window, shortcut_words);
-                dense_acc(window, planes, shortcut_words, dense->residual_bits, channels, acc);
+                gather_window(shortcut, 1u, stage->residual_stride, 0u, y, x, window, shortcut_words);
+                dense_acc(window, shortcut->planes, shortcut_words, dense->residual_bits, channels, acc);
                 for (c = 0; c < channels; ++c) current[c] += stage->residual_multiplier[c] * acc[c];
             }
         }
