@@ -250,10 +250,10 @@ static void dense_acc(const uint64_t *window, uint32_t planes, uint32_t words, c
             }
         }
     }
-    for (c = 0; c < channels; ++c) {
-        int32_t sum = 0;
-        for (p = 0; p < planes; ++p) sum += (total[p] - 2 * negative[p][c]) * (int32_t)(1u << p);
-        acc[c] = sum;
+    for (c = 0; c < channels; ++c) acc[c] = 0;
+    for (p = 0; p < planes; ++p) {   /* counts >= 0: shifts, not products */
+        const int32_t *count = negative[p], unit_total = (int32_t)((uint32_t)total[p] << p);
+        for (c = 0; c < channels; ++c) acc[c] += unit_total - (int32_t)((uint32_t)count[c] << (p + 1u));
     }
 }
 
