@@ -4,8 +4,9 @@
                                            [--m4-samples 20] [--json FILE]
 
 Prints, for the checkpoint's model:
-- host C latency per image (the exported program, -O2, one thread; the time of a run on no
-  images subtracted) against PyTorch fp32 batch-1 eval inference on one thread, and their ratio;
+- host C latency per image (the exported program as its Makefile builds it: -O3, the runtime's
+  host path; one thread; the time of a run on no images subtracted) against PyTorch fp32 batch-1
+  eval inference on one thread, and their ratio;
   the two are timed in alternating rounds and the best round of each counts;
 - instructions per inference of the host build, from ``valgrind --tool=callgrind`` (two runs
   with different image counts, so start-up costs cancel out);

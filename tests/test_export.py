@@ -28,6 +28,8 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 STRICT = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+# the runtime's two implementations: the portable one (the Cortex-M4's) and the host one (QSNN_HOST)
+RUNTIME_PATHS = (SANITIZED, [*SANITIZED, "-DQSNN_HOST"])
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 needs_arm = pytest.mark.skipif(
@@ -58,16 +60,16 @@ def compile_and_run(folder: Path, main_c: "Path | None" = None, flags=SANITIZED)
     """Build a program (the export's host program by default) against the runtime and run it on
     samples.bin; returns its stdout."""
     main_c = main_c or folder / "host" / "main.c"
-    binary = folder / main_c.stem
+    binary = folder / (main_c.stem + ("_host_path" if "-DQSNN_HOST" in flags else ""))
     subprocess.run([*flags, f"-I{folder / 'src'}", str(main_c), str(folder / "src" / "qsnn_runtime.c"),
                     str(folder / "src" / "qsnn_model.c"), "-o", str(binary)], check=True, capture_output=True, text=True)
     return subprocess.run([str(binary), str(folder / "samples.bin")], check=True, capture_output=True, text=True).stdout
 
 
-def stream_sections(folder: Path) -> dict[str, list[str]]:
+def stream_sections(folder: Path, flags=SANITIZED) -> dict[str, list[str]]:
     """tests/c/stream_check.c's lines by section (classify, steps, carried, reset)."""
     sections: dict[str, list[str]] = {}
-    for line in compile_and_run(folder, STREAM_CHECK).splitlines():
+    for line in compile_and_run(folder, STREAM_CHECK, flags).splitlines():
         section, rest = line.split(" ", 1)
         sections.setdefault(section, []).append(rest)
     return sections
@@ -90,10 +92,10 @@ def python_carried_lines(model, samples: torch.Tensor) -> list[str]:
     return lines
 
 
-def assert_streaming_matches(folder: Path, model, samples: torch.Tensor) -> dict[str, list[str]]:
+def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, flags=SANITIZED) -> dict[str, list[str]]:
     """classify == reset + T steps == steps after a reset == expected.txt; carried == Python."""
     expected = (folder / "expected.txt").read_text().splitlines()
-    sections = stream_sections(folder)
+    sections = stream_sections(folder, flags)
     assert sections["classify"] == sections["steps"] == sections["reset"] == expected[: len(sections["steps"])]
     assert sections["carried"] == python_carried_lines(model, samples)
     return sections
@@ -107,7 +109,7 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert info["samples"] == 100 and info["membrane_bits"] == int(bits[2])
     expected = (folder / "expected.txt").read_text()
     assert len(expected.splitlines()) == 100
-    assert compile_and_run(folder) == expected
+    assert [compile_and_run(folder, flags=flags) for flags in RUNTIME_PATHS] == [expected, expected]
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
     # the int32 membranes of the k-bit layers: every level fits its packed field
     field_bits = {layer.lif.field_bits for layer in fold(module_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
@@ -159,7 +161,8 @@ def trained_like(name: str, shape, bits: str):
 def test_topologies_stream_bit_exact(name, shape, bits, frames, tmp_path):
     """ResNet19 (identity and 1x1 conv shortcuts), VGGSNN and the small net, on static images and
     on event frames: the C host program, qsnn_classify, T calls of qsnn_step, a state carried over
-    from the previous sample and a reset all equal the Python stream."""
+    from the previous sample and a reset all equal the Python stream, with either implementation
+    of the runtime (portable and QSNN_HOST)."""
     backbone = trained_like(name, shape, bits)
     assert any((m.weight < 0).any() for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     model = fold(backbone, event_frames=frames)
@@ -167,9 +170,10 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, tmp_path):
     codes = quantize_input(inputs, model)
     write_folder(model, codes, tmp_path / "out", {"arch": name})
     expected = (tmp_path / "out" / "expected.txt").read_text()
-    assert compile_and_run(tmp_path / "out") == expected
-    carried = assert_streaming_matches(tmp_path / "out", model, codes)["carried"]
-    assert carried[1:] != expected.splitlines()[1:]  # the state does persist between calls
+    for flags in RUNTIME_PATHS:
+        assert compile_and_run(tmp_path / "out", flags=flags) == expected
+        carried = assert_streaming_matches(tmp_path / "out", model, codes, flags)["carried"]
+        assert carried[1:] != expected.splitlines()[1:]  # the state does persist between calls
     with torch.no_grad():
         float_predictions = backbone(inputs).mean(0).argmax(1)
     assert torch.equal(reference.predict(reference.run(model, codes)), float_predictions)
@@ -236,11 +240,13 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
+    assert compile_and_run(out, flags=RUNTIME_PATHS[1]) == expected
     model = fold(module_from_checkpoint(read_checkpoint(checkpoint)).model.eval(), event_frames=True)
     codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
     assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
             zip(reference.predict(reference.run(model, codes)), reference.run(model, codes))] == expected.splitlines()
-    assert_streaming_matches(out, model, codes)
+    for flags in RUNTIME_PATHS:
+        assert_streaming_matches(out, model, codes, flags)
     # frames that do not match the model's input are one line, and nothing is written
     capsys.readouterr()
     assert main(["export", checkpoint, "--out", str(tmp_path / "wrong"), f"data.data_dir={tmp_path}",
@@ -330,7 +336,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 def test_export_bench_measures_both_sides_on_a_checkpoint(checkpoints, tmp_path):
     figures_file = tmp_path / "figures.json"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "export_bench.py"), str(checkpoints["1w2u"]),
-                             "--images", "30", "--latency-images", "5", "--rounds", "1", "--m4-samples", "2",
+                             "--images", "30", "--latency-images", "30", "--rounds", "3", "--m4-samples", "2",
                              "--json", str(figures_file)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     figures = json.loads(figures_file.read_text())

@@ -22,6 +22,17 @@ def pack_positions(negative: np.ndarray) -> np.ndarray:
     return (padded.reshape(len(bits), words, WORD_BITS) * bit_values).sum(axis=-1).astype(np.uint32)
 
 
+def pack_rows(negative: np.ndarray) -> np.ndarray:
+    """bool ``[Cout, Cin, kh, kw]`` (True = weight -1) -> uint64 ``[ceil(Cout / 4) * 4, ceil(kh*kw*Cin / 64)]``:
+    input position ``j = (ky * kw + kx) * Cin + ci`` in bit ``j % 64`` of word ``j / 64`` (low bit
+    first), the weight bits of one output channel that the host's dense conv ANDs with its input;
+    zero rows pad the channels to a multiple of 4 (it computes four at a time)."""
+    bits = negative.transpose(0, 2, 3, 1).reshape(len(negative), -1)
+    padded = np.zeros((-(-len(bits) // 4) * 4, -(-bits.shape[1] // 64) * 64), dtype=np.uint8)
+    padded[: len(bits), : bits.shape[1]] = bits
+    return np.packbits(padded, axis=1, bitorder="little").view("<u8")
+
+
 def stem_taps(model: IntegerModel) -> int:
     """int16 values under the stem's kernel, ``Cin * k * k`` rounded up to even (pairs for SMLAD)."""
     cin = model.input_shape[0]
@@ -40,7 +51,7 @@ def stem_weights(model: IntegerModel) -> np.ndarray:
 
 def _literal(ctype: str, value) -> str:
     value = int(value)
-    if ctype == "uint32_t":
+    if ctype in ("uint32_t", "uint64_t"):
         return f"{value}u"
     if ctype == "int32_t" and value == -(2**31):
         return "INT32_MIN"
@@ -67,6 +78,8 @@ def model_header(model: IntegerModel, memory: MemoryPlan) -> str:
     # a chunk closes once its values exceed 127 (a word adds at most 32 * 4 = 128 to reach 255)
     chunks = max([size * info.max_value // 128 + 1 for size, info, _ in inputs], default=1)
     offsets = max([size * words_for(channels) for size, _, channels in inputs], default=1)
+    neurons = [layer.output.channels * layer.output.height * layer.output.width for layer in model.spiking_layers()]
+    window = max([-(-size // 64) for size, _, _ in inputs], default=1)  # 64-bit words of the host's dense conv
     return HEADER_NOTE + f"""#ifndef QSNN_MODEL_H
 #define QSNN_MODEL_H
 
@@ -93,6 +106,10 @@ def model_header(model: IntegerModel, memory: MemoryPlan) -> str:
 #define QSNN_ACTIVE_TYPE {"uint16_t" if offsets <= 2**16 else "uint32_t"}
 #define QSNN_MAX_TAPS {max([layer.negative.shape[-1] ** 2 for layer in convs], default=1)}u
 #define QSNN_MAX_CHANNELS {max(info.channels for info in maps)}u
+#define QSNN_NEURONS {sum(neurons)}u
+#define QSNN_MAX_LAYER_NEURONS {max(neurons)}u
+#define QSNN_STEM_CHANNELS {model.stem.output.channels}u
+#define QSNN_MAX_WINDOW_WORDS {window}u
 
 #endif
 """
@@ -104,7 +121,7 @@ def _lif_fields(lif, prefix: str, state_offset: int) -> str:
             f"{prefix}_bias, {state_offset}u }}")
 
 
-C_TYPES = {("i", 1): "int8_t", ("i", 4): "int32_t", ("u", 4): "uint32_t"}  # (dtype kind, bytes): C type
+C_TYPES = {("i", 1): "int8_t", ("i", 4): "int32_t", ("u", 4): "uint32_t", ("u", 8): "uint64_t"}  # (dtype kind, bytes): C type
 
 
 def model_arrays(model: IntegerModel) -> dict[str, np.ndarray]:
@@ -129,6 +146,31 @@ def model_arrays(model: IntegerModel) -> dict[str, np.ndarray]:
 def model_bytes(model: IntegerModel) -> int:
     """Bytes of the generated model's const arrays."""
     return sum(array.nbytes for array in model_arrays(model).values())
+
+
+def host_arrays(model: IntegerModel) -> dict[str, np.ndarray]:
+    """The host build's second copy of the binary weights (``pack_rows``, transposed to
+    ``[words, Cout']``: word w of every channel's row together), by C name: stage i's
+    ``stage<i>_columns`` and, with a 1x1 shortcut, ``stage<i>_residual_columns``."""
+    arrays = {}
+    for index, layer in enumerate(model.layers, start=1):
+        if isinstance(layer, ConvLayer):
+            arrays[f"stage{index}_columns"] = pack_rows(layer.negative).T
+            if isinstance(layer.residual, ConvResidual):
+                arrays[f"stage{index}_residual_columns"] = pack_rows(layer.residual.negative).T
+    return arrays
+
+
+def host_source(model: IntegerModel) -> str:
+    """The ``#if defined(QSNN_HOST)`` part of ``qsnn_model.c``: ``host_arrays`` and ``qsnn_dense``."""
+    arrays = host_arrays(model)
+    rows = []
+    for index in range(len(model.maps())):
+        names = [f"stage{index}_columns", f"stage{index}_residual_columns"]
+        rows.append("    { " + ", ".join(name if name in arrays else "0" for name in names) + " }")
+    return ("\n#if defined(QSNN_HOST)\n" + "\n".join(c_array("uint64_t", name, array, per_line=4)
+                                                    for name, array in arrays.items())
+            + "\nconst qsnn_dense_t qsnn_dense[QSNN_NUM_STAGES] = {\n" + ",\n".join(rows) + "\n};\n#endif\n")
 
 
 def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
@@ -168,6 +210,7 @@ def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
         + "\nconst qsnn_map_t qsnn_maps[QSNN_NUM_STAGES] = {\n" + ",\n".join(map_rows) + "\n};\n"
         + "\nconst qsnn_stage_t qsnn_stages[QSNN_NUM_STAGES] = {\n" + ",\n".join(stages) + "\n};\n"
         + f"\nconst qsnn_head_t qsnn_head = {{ {head.source}, {int(head.global_pool)}, head_weight, head_bias }};\n"
+        + host_source(model)
     )
 
 

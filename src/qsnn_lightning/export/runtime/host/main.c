@@ -15,8 +15,9 @@
  * Exit status: 0 on success, 2 on a usage or input error (one line on stderr),
  * 1 if the runtime returns an out-of-range class or stdout cannot be written.
  *
- * Build (from DIR/):
- *   gcc -std=c99 -Wall -Wextra -Werror -O2 -Isrc host/main.c src/qsnn_runtime.c \
+ * Build (from DIR/; `make host` does this; without -DQSNN_HOST the runtime takes its portable,
+ * Cortex-M4 path):
+ *   gcc -std=c99 -Wall -Wextra -Werror -O3 -DQSNN_HOST -Isrc host/main.c src/qsnn_runtime.c \
  *       src/qsnn_model.c -o qsnn_host
  */
 #include <stdint.h>

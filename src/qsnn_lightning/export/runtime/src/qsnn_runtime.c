@@ -1,10 +1,16 @@
 /* qsnn_runtime.c: integer-only, streaming Q-SNN inference, the arithmetic of docs/export.md.
  *
  * One call of qsnn_step() runs the network's stages in order for one time step. Inside a stage
- * the loops run over output pixels, then output channels. A binary conv is event-driven: it lists
- * the active inputs under the kernel once per pixel, and each adds its output-channel masks
- * (32 channels a word) into bit-sliced counters, so the work follows the spikes. The k-bit
- * membrane levels of a pixel's channels are read and written in place in the packed state. */
+ * the loops run over output pixels, then output channels. Two implementations of the stem, the
+ * binary convs and the LIF compute the same integers:
+ * - the portable one (the default; the Cortex-M4's): a binary conv is event-driven, it lists the
+ *   active inputs under the kernel once per pixel, and each adds its output-channel masks (32
+ *   channels a word) into bit-sliced counters, so the work follows the spikes; the k-bit membrane
+ *   levels of a pixel's channels are read and written in place in the packed state;
+ * - the host one (QSNN_HOST defined, as the export's Makefile does for qsnn_host): a binary conv
+ *   is dense, the input bits under the kernel AND each output channel's weight bits, counted by
+ *   popcount over 64-bit words; the levels are int8, one per neuron; the stem and the LIF loop
+ *   over a pixel's channels, which the compiler vectorizes. */
 #include "qsnn_runtime.h"
 
 #include <stddef.h>
@@ -19,7 +25,6 @@
 typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
 
 static uint32_t qsnn_arena[QSNN_ARENA_WORDS];
-static uint32_t qsnn_state[QSNN_STATE_WORDS];
 static int32_t qsnn_summed[QSNN_CLASSES];
 
 static uint32_t words_for(uint32_t bits) { return (bits + 31u) / 32u; }
@@ -31,18 +36,269 @@ static uint32_t *pixel_words(const qsnn_map_t *map, uint32_t plane, uint32_t y, 
     return qsnn_arena + map->offset + index * words_for(map->channels);
 }
 
-#define QSNN_FIELDS_PER_WORD (32u / QSNN_FIELD_BITS)
-#define QSNN_FIELD_MASK ((1u << QSNN_FIELD_BITS) - 1u)
-#define QSNN_FIELD_SIGN (1u << (QSNN_FIELD_BITS - 1u))
+/* The level after a step without a spike: clamp(round_half_even(U / 2^F), -n, n) with
+ *   round_half_even(U / 2^F) = (U + 2^(F-1) - 1 + ((U >> F) & 1)) >> F */
+static inline int32_t next_level(int32_t membrane, uint32_t fraction, int32_t half)
+{
+#if QSNN_LEVELS == 1   /* k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
+    (void)fraction;
+    return (membrane > half) - (membrane < -half);
+#else
+    int32_t level = (membrane + half - 1 + ((membrane >> fraction) & 1)) >> fraction;
+    return level > QSNN_LEVELS ? QSNN_LEVELS : (level < -QSNN_LEVELS ? -QSNN_LEVELS : level);
+#endif
+}
+
+/* identity shortcut: current[c] += R * (the block input's spike at channel c of pixel (y, x)) */
+static void add_identity(const qsnn_stage_t *stage, uint32_t channels, uint32_t y, uint32_t x, int32_t *current)
+{
+    const uint32_t *spikes = pixel_words(&qsnn_maps[stage->residual_source], 0, y, x);
+    uint32_t c;
+    for (c = 0; c < channels; ++c) {
+        current[c] += stage->residual_scale * (int32_t)((spikes[c / 32u] >> (c % 32u)) & 1u);
+    }
+}
+
+/* ---- the stem: 8-bit conv of the int8 frame ------------------------------------------------ */
+
+/* The frame with a zero border of the stem's padding: every tap reads without a check. */
+#define QSNN_PADDED_HEIGHT (QSNN_INPUT_HEIGHT + 2u * QSNN_STEM_PADDING)
+#define QSNN_PADDED_WIDTH (QSNN_INPUT_WIDTH + 2u * QSNN_STEM_PADDING)
+static int8_t qsnn_padded[QSNN_INPUT_CHANNELS * QSNN_PADDED_HEIGHT * QSNN_PADDED_WIDTH];
+
+static void pad_frame(const int8_t *frame)
+{
+    uint32_t i, y;
+    for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
+        for (y = 0; y < QSNN_INPUT_HEIGHT; ++y) {
+            memcpy(qsnn_padded + (i * QSNN_PADDED_HEIGHT + y + QSNN_STEM_PADDING) * QSNN_PADDED_WIDTH + QSNN_STEM_PADDING,
+                   frame + (i * QSNN_INPUT_HEIGHT + y) * QSNN_INPUT_WIDTH, QSNN_INPUT_WIDTH);
+        }
+    }
+}
+
+/* The taps of the stem's output pixel (y, x): the padded frame under the kernel, (ci, ky, kx) order */
+static void stem_taps(const qsnn_stage_t *stage, uint32_t y, uint32_t x, int8_t *tap)
+{
+    uint32_t i, ky, kx, k = stage->kernel;
+    for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
+        for (ky = 0; ky < k; ++ky) {
+            const int8_t *row = qsnn_padded + (i * QSNN_PADDED_HEIGHT + y * stage->stride + ky) * QSNN_PADDED_WIDTH
+                                + x * stage->stride;
+            for (kx = 0; kx < k; ++kx) *tap++ = row[kx];
+        }
+    }
+}
+
+#define QSNN_PLANES 3u   /* at most: 2x2-pooled counts 0..4 */
+
+#if defined(QSNN_HOST)
+/* ---- the host path: dense binary convs by popcount, int8 levels, vectorizable loops -------- */
+
+static int8_t qsnn_state[QSNN_NEURONS];   /* the levels of the spiking stages in order, each [y][x][c] */
+
+/* The levels of `stage`'s neurons: after those of the spiking stages before it. */
+static int8_t *stage_levels(const qsnn_stage_t *stage)
+{
+    uint32_t i, offset = 0;
+    for (i = 0; &qsnn_stages[i] != stage; ++i) {
+        if (qsnn_stages[i].kind != QSNN_STAGE_POOL) offset += qsnn_maps[i].channels * qsnn_maps[i].height * qsnn_maps[i].width;
+    }
+    return qsnn_state + offset;
+}
+
+/* A stage's currents [y][x][c] before its LIF, and which of its neurons spiked (0 past the last). */
+static int32_t qsnn_layer_currents[QSNN_MAX_LAYER_NEURONS];
+static uint8_t qsnn_spiked[QSNN_MAX_LAYER_NEURONS + 8u];
+
+/* The LIF of every neuron of a stage, int8 levels in place, one loop over the whole layer; then
+ * its spikes into the map `out` (channel c in bit c % 32 of word c / 32 of its pixel).
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U) */
+static void fire_layer(const qsnn_lif_t *lif, const qsnn_map_t *out, int8_t *levels)
+{
+    const uint32_t fraction = lif->fraction_bits, leak_shift = fraction - lif->tau_shift;
+    const int32_t threshold = lif->threshold, half = (int32_t)(1u << (fraction - 1u));
+    const uint32_t channels = out->channels, pixels = (uint32_t)out->height * out->width, words = words_for(channels);
+    uint32_t *spikes = pixel_words(out, 0, 0, 0);
+    uint32_t n, pixel, c;
+    for (n = 0; n < channels * pixels; ++n) {
+        int32_t membrane = (int32_t)((uint32_t)levels[n] << leak_shift) + qsnn_layer_currents[n];
+        int32_t spike = membrane >= threshold;
+        qsnn_spiked[n] = (uint8_t)spike;
+        levels[n] = (int8_t)(spike ? 0 : next_level(membrane, fraction, half));
+    }
+    memset(qsnn_spiked + channels * pixels, 0, 8u);
+    memset(spikes, 0, pixels * words * sizeof *spikes);
+    for (pixel = 0; pixel < pixels; ++pixel, spikes += words) {
+        const uint8_t *spiked = qsnn_spiked + pixel * channels;
+        for (c = 0; c < channels; c += 8u) {   /* eight 0/1 bytes, byte i at bit 8i: the product's top byte has it at bit i */
+            uint64_t bytes;
+            uint32_t bits, valid = channels - c < 8u ? channels - c : 8u;
+            memcpy(&bytes, spiked + c, sizeof bytes);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            bytes = __builtin_bswap64(bytes);
+#endif
+            bits = (uint32_t)((bytes * 0x0102040810204080u) >> 56) & ((1u << valid) - 1u);
+            spikes[c / 32u] |= bits << (c % 32u);
+        }
+    }
+}
+
+/* The stem: for each output pixel, the products of its taps with every channel's weights, tap by tap. */
+static void run_stem(const qsnn_stage_t *stage, const qsnn_map_t *out, const int8_t *frame)
+{
+    static int16_t weight[QSNN_STEM_TAPS][QSNN_STEM_CHANNELS];   /* the int16 pairs, tap-major */
+    const qsnn_lif_t *lif = &stage->lif;
+    const int32_t scale = (int32_t)(1u << lif->acc_shift);
+    int32_t *current = qsnn_layer_currents;
+    int8_t taps[QSNN_STEM_TAPS] = {0};   /* the last stays 0 where the pairs are padded */
+    uint32_t y, x, t, c;
+    for (c = 0; c < QSNN_STEM_CHANNELS; ++c) {
+        for (t = 0; t < QSNN_STEM_TAPS; ++t) {
+            int32_t pair = stage->weight_pairs[c * (QSNN_STEM_TAPS / 2u) + t / 2u];
+            weight[t][c] = (int16_t)(t % 2u ? pair >> 16 : pair & 0xFFFF);
+        }
+    }
+    pad_frame(frame);
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x, current += QSNN_STEM_CHANNELS) {   /* acc_c, then the current, in place */
+            stem_taps(stage, y, x, taps);
+            for (c = 0; c < QSNN_STEM_CHANNELS; ++c) current[c] = 0;
+            for (t = 0; t < QSNN_STEM_TAPS; ++t) {   /* int16 x int16 products: SSE2's pmullw and pmulhw */
+                const int16_t tap = taps[t];
+                for (c = 0; c < QSNN_STEM_CHANNELS; ++c) current[c] += weight[t][c] * tap;
+            }
+            for (c = 0; c < QSNN_STEM_CHANNELS; ++c) {   /* ((acc * 2^R) * M_c) >> 32 + B_c */
+                current[c] = (int32_t)(((int64_t)(current[c] * scale) * lif->multiplier[c]) >> 32) + lif->bias[c];
+            }
+        }
+    }
+    fire_layer(lif, out, stage_levels(stage));
+}
+
+#define QSNN_WORDS64(bits) (((bits) + 63u) / 64u)
+
+static uint32_t popcount64(uint64_t v)
+{
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_popcountll(v);
+#else
+    v = v - ((v >> 1) & 0x5555555555555555u);
+    v = (v & 0x3333333333333333u) + ((v >> 2) & 0x3333333333333333u);
+    return (uint32_t)((((v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Fu) * 0x0101010101010101u) >> 56);
+#endif
+}
+
+/* The input bits under the kernel of output pixel (y, x): bit j % 64 of window[p * words + j / 64]
+ * is plane p of input position j = (ky * k + kx) * Cin + ci, 0 in the padding. */
+static void gather_window(const qsnn_map_t *in, uint32_t k, uint32_t stride, uint32_t padding, uint32_t y,
+                              uint32_t x, uint64_t *window, uint32_t words)
+{
+    uint32_t p, ky, kx, w, in_words = words_for(in->channels);
+    memset(window, 0, in->planes * words * sizeof *window);
+    for (p = 0; p < in->planes; ++p, window += words) {
+        for (ky = 0; ky < k; ++ky) {
+            int32_t iy = (int32_t)(y * stride + ky) - (int32_t)padding;
+            if (iy < 0 || iy >= (int32_t)in->height) continue;
+            for (kx = 0; kx < k; ++kx) {
+                int32_t ix = (int32_t)(x * stride + kx) - (int32_t)padding;
+                const uint32_t *bits;
+                uint32_t position = (ky * k + kx) * in->channels;
+                if (ix < 0 || ix >= (int32_t)in->width) continue;
+                bits = pixel_words(in, p, (uint32_t)iy, (uint32_t)ix);
+                for (w = 0; w < in_words; ++w, position += 32u) {   /* a word's unused high bits are 0 */
+                    uint32_t at = position / 64u, shift = position % 64u;
+                    window[at] |= (uint64_t)bits[w] << shift;
+                    if (shift > 32u && at + 1u < words) window[at + 1u] |= (uint64_t)bits[w] >> (64u - shift);
+                }
+            }
+        }
+    }
+}
+
+/* On x86-64 built without -mpopcnt: one copy with POPCNT, one without, chosen at load time. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__POPCNT__)
+#define QSNN_POPCOUNT_CLONES __attribute__((target_clones("popcnt", "default")))
+#else
+#define QSNN_POPCOUNT_CLONES
+#endif
+
+/* acc[c] = sum over the planes p of 2^p (popcount(window_p) - 2 popcount(window_p & row_c)) = sum sign(w) x
+ * over the window, with row_c output channel c's weight bits (1 = -1), held as columns: word w of
+ * the channels' rows at columns[w * Cout' ...], Cout' = `channels` rounded up to a multiple of 4.
+ * A window word that is 0 (no input active there, or the padding) costs nothing. */
+QSNN_POPCOUNT_CLONES
+static void dense_acc(const uint64_t *window, uint32_t planes, uint32_t words, const uint64_t *columns,
+                      uint32_t channels, int32_t *acc)
+{
+    static int32_t negative[QSNN_PLANES][QSNN_MAX_CHANNELS + 3u];
+    const size_t stride = (channels + 3u) & ~3u;
+    int32_t total[QSNN_PLANES] = {0};
+    size_t p, c, w;
+    for (p = 0; p < planes; ++p, window += words) {
+        int32_t *count = negative[p];
+        for (c = 0; c < stride; ++c) count[c] = 0;
+        for (w = 0; w < words; ++w) {
+            const uint64_t bits = window[w], *column = columns + w * stride;
+            if (bits == 0u) continue;
+            total[p] += (int32_t)popcount64(bits);
+            for (c = 0; c < stride; c += 4u) {
+                count[c] += (int32_t)popcount64(bits & column[c]);
+                count[c + 1u] += (int32_t)popcount64(bits & column[c + 1u]);
+                count[c + 2u] += (int32_t)popcount64(bits & column[c + 2u]);
+                count[c + 3u] += (int32_t)popcount64(bits & column[c + 3u]);
+            }
+        }
+    }
+    for (c = 0; c < channels; ++c) acc[c] = 0;
+    for (p = 0; p < planes; ++p) {   /* counts >= 0: shifts, not products */
+        const int32_t *count = negative[p], unit_total = (int32_t)((uint32_t)total[p] << p);
+        for (c = 0; c < channels; ++c) acc[c] += unit_total - (int32_t)((uint32_t)count[c] << (p + 1u));
+    }
+}
+
+static void run_conv(const qsnn_stage_t *stage, const qsnn_map_t *out)
+{
+    static uint64_t window[QSNN_PLANES * QSNN_MAX_WINDOW_WORDS];
+    const qsnn_map_t *in = &qsnn_maps[stage->source], *shortcut = &qsnn_maps[stage->residual_source];
+    const qsnn_dense_t *dense = &qsnn_dense[stage - qsnn_stages];
+    const qsnn_lif_t *lif = &stage->lif;
+    const uint32_t channels = out->channels, k = stage->kernel;
+    const uint32_t words = QSNN_WORDS64(k * k * in->channels), shortcut_words = QSNN_WORDS64(shortcut->channels);
+    int32_t *current = qsnn_layer_currents, acc[QSNN_MAX_CHANNELS + 3u];
+    uint32_t y, x, c;
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x, current += channels) {
+            gather_window(in, k, stage->stride, stage->padding, y, x, window, words);
+            dense_acc(window, in->planes, words, dense->bits, channels, acc);
+            for (c = 0; c < channels; ++c) current[c] = lif->multiplier[c] * acc[c] + lif->bias[c];
+            if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
+                add_identity(stage, channels, y, x, current);
+            } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided */
+                gather_window(shortcut, 1u, stage->residual_stride, 0u, y, x, window, shortcut_words);
+                dense_acc(window, shortcut->planes, shortcut_words, dense->residual_bits, channels, acc);
+                for (c = 0; c < channels; ++c) current[c] += stage->residual_multiplier[c] * acc[c];
+            }
+        }
+    }
+    fire_layer(lif, out, stage_levels(stage));
+}
+
+#else   /* the portable path */
+
+static uint32_t qsnn_state[QSNN_STATE_WORDS];
 
 /* The currents of one pixel's output channels, before its LIF. */
 static int32_t qsnn_currents[QSNN_MAX_CHANNELS];
 
+#define QSNN_FIELDS_PER_WORD (32u / QSNN_FIELD_BITS)
+#define QSNN_FIELD_MASK ((1u << QSNN_FIELD_BITS) - 1u)
+#define QSNN_FIELD_SIGN (1u << (QSNN_FIELD_BITS - 1u))
+
 /* The LIF of every output channel of one pixel: levels q in the packed fields at `levels`
  * (two's complement, QSNN_FIELD_BITS each, channel c in field c % (32 / QSNN_FIELD_BITS) of word
  * c / (32 / QSNN_FIELD_BITS)), spikes to `out` (channel c in bit c % 32 of word c / 32).
- *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : clamp(round_half_even(U / 2^F), -n, n)
- *   round_half_even(U / 2^F) = (U + 2^(F-1) - 1 + ((U >> F) & 1)) >> F */
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U) */
 static void fire_pixel(const qsnn_lif_t *lif, uint32_t channels, uint32_t *levels, uint32_t *out)
 {
     const uint32_t fraction = lif->fraction_bits;
@@ -61,12 +317,7 @@ static void fire_pixel(const qsnn_lif_t *lif, uint32_t channels, uint32_t *level
                 spikes |= 1u << ((c + i) % 32u);
                 continue;   /* hard reset: level 0, the field stays 0 in `next` */
             }
-#if QSNN_LEVELS == 1   /* k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
-            level = (membrane > half) - (membrane < -half);
-#else
-            level = (membrane + half - 1 + ((membrane >> fraction) & 1)) >> fraction;
-            level = level > QSNN_LEVELS ? QSNN_LEVELS : (level < -QSNN_LEVELS ? -QSNN_LEVELS : level);
-#endif
+            level = next_level(membrane, fraction, half);
             next |= ((uint32_t)level & QSNN_FIELD_MASK) << (i * QSNN_FIELD_BITS);
         }
         *levels++ = next;
@@ -83,7 +334,7 @@ static uint32_t *state_words(const qsnn_lif_t *lif, uint32_t channels, uint32_t 
     return qsnn_state + lif->state_offset + (y * width + x) * words_for(channels * QSNN_FIELD_BITS);
 }
 
-/* ---- the stem: 8-bit conv of the int8 frame ------------------------------------------------ */
+/* ---- the stem: 8-bit conv of the int8 frame, int16 pairs (SMLAD on the Cortex-M4) ------- */
 
 /* sum of the products of two strings of int16 pairs (tap 2i in the low half, 2i + 1 in the high) */
 static int32_t dot_pairs(const int32_t *weight, const int32_t *taps)
@@ -103,33 +354,16 @@ static int32_t dot_pairs(const int32_t *weight, const int32_t *taps)
     return acc;
 }
 
-/* The frame with a zero border of the stem's padding: every tap reads without a check. */
-#define QSNN_PADDED_HEIGHT (QSNN_INPUT_HEIGHT + 2u * QSNN_STEM_PADDING)
-#define QSNN_PADDED_WIDTH (QSNN_INPUT_WIDTH + 2u * QSNN_STEM_PADDING)
-static int8_t qsnn_padded[QSNN_INPUT_CHANNELS * QSNN_PADDED_HEIGHT * QSNN_PADDED_WIDTH];
-
 static void run_stem(const qsnn_stage_t *stage, const qsnn_map_t *out, const int8_t *frame)
 {
     static int8_t taps[QSNN_STEM_TAPS];   /* the frame under the kernel, (ci, ky, kx) order; the last 0 */
     const qsnn_lif_t *lif = &stage->lif;
-    uint32_t y, x, i, c, ky, kx, k = stage->kernel;
-    for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
-        for (y = 0; y < QSNN_INPUT_HEIGHT; ++y) {
-            memcpy(qsnn_padded + (i * QSNN_PADDED_HEIGHT + y + QSNN_STEM_PADDING) * QSNN_PADDED_WIDTH + QSNN_STEM_PADDING,
-                   frame + (i * QSNN_INPUT_HEIGHT + y) * QSNN_INPUT_WIDTH, QSNN_INPUT_WIDTH);
-        }
-    }
+    uint32_t y, x, i, c;
+    pad_frame(frame);
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
-            int8_t *tap = taps;
             int32_t pairs[QSNN_STEM_TAPS / 2u];
-            for (i = 0; i < QSNN_INPUT_CHANNELS; ++i) {
-                for (ky = 0; ky < k; ++ky) {
-                    const int8_t *row = qsnn_padded + (i * QSNN_PADDED_HEIGHT + y * stage->stride + ky) * QSNN_PADDED_WIDTH
-                                        + x * stage->stride;
-                    for (kx = 0; kx < k; ++kx) *tap++ = row[kx];
-                }
-            }
+            stem_taps(stage, y, x, taps);
             for (i = 0; i < QSNN_STEM_TAPS / 2u; ++i) {   /* int16 pairs: tap 2i low, 2i + 1 high */
                 pairs[i] = (int32_t)((uint32_t)(uint16_t)taps[2u * i] | ((uint32_t)(uint16_t)taps[2u * i + 1u] << 16));
             }
@@ -144,8 +378,6 @@ static void run_stem(const qsnn_stage_t *stage, const qsnn_map_t *out, const int
 }
 
 /* ---- binary convs: event-driven over the active inputs under the kernel ------------------- */
-
-#define QSNN_PLANES 3u   /* at most: 2x2-pooled counts 0..4 */
 
 /* The active inputs under the kernel of one output pixel, plane by plane: one entry per set bit,
  * the offset of its output-channel masks in the weights, (position * groups) for input position
@@ -348,10 +580,7 @@ static void run_conv(const qsnn_stage_t *stage, const qsnn_map_t *out)
                 qsnn_currents[c] = lif->multiplier[c] * acc + lif->bias[c];
             }
             if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
-                const uint32_t *spikes = pixel_words(shortcut, 0, y, x);
-                for (c = 0; c < out->channels; ++c) {
-                    qsnn_currents[c] += stage->residual_scale * (int32_t)((spikes[c / 32u] >> (c % 32u)) & 1u);
-                }
+                add_identity(stage, out->channels, y, x, qsnn_currents);
             } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
                 for (p = 0; p < shortcut->planes; ++p) {
                     sources[p] = pixel_words(shortcut, p, y * stage->residual_stride, x * stage->residual_stride);
@@ -366,6 +595,8 @@ static void run_conv(const qsnn_stage_t *stage, const qsnn_map_t *out)
         }
     }
 }
+
+#endif
 
 /* ---- 2x2 sum pooling of spikes into three bit planes of counts 0..4, 32 channels at a time --- */
 

@@ -6,7 +6,8 @@
  *
  * Streaming: qsnn_step() runs one time step through the whole network. The membrane level of
  * every spiking neuron persists between calls, packed as k-bit fields in a static buffer
- * (QSNN_STATE_BYTES); qsnn_reset() clears it. qsnn_classify() is qsnn_reset() plus T steps. */
+ * (QSNN_STATE_BYTES), or one int8 each in a host build (QSNN_HOST: QSNN_NEURONS bytes);
+ * qsnn_reset() clears it. qsnn_classify() is qsnn_reset() plus T steps. */
 #ifndef QSNN_RUNTIME_H
 #define QSNN_RUNTIME_H
 
@@ -65,6 +66,19 @@ typedef struct {
 extern const qsnn_map_t qsnn_maps[QSNN_NUM_STAGES];
 extern const qsnn_stage_t qsnn_stages[QSNN_NUM_STAGES];
 extern const qsnn_head_t qsnn_head;
+
+#if defined(QSNN_HOST)
+/* Host builds: a binary conv's weights as one row of bits per output channel, for the dense
+ * popcount conv: [Cout][ceil(k * k * Cin / 64)], bit j % 64 of word j / 64 for input position
+ * j = (ky * k + kx) * Cin + ci, 1 = -1 (the 1x1 shortcut: [Cout][ceil(Cin / 64)]); zero rows pad
+ * Cout to a multiple of 4. Stage i's entry; 0 for the stem and pools. */
+typedef struct {
+    const uint64_t *bits;
+    const uint64_t *residual_bits;
+} qsnn_dense_t;
+
+extern const qsnn_dense_t qsnn_dense[QSNN_NUM_STAGES];
+#endif
 
 /* Clear the state: every membrane level 0, the summed logits 0. */
 void qsnn_reset(void);
