@@ -1,0 +1,85 @@
+"""Hostile input through the real CLI: each case exits with status 2 and one line on stderr, no
+traceback, and leaves no run folder behind (issue 14's table; resume cases are in test_resume.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_files import write_fashion_mnist
+
+QSNN = str(Path(sys.executable).with_name("qsnn"))
+PACKAGED = Path(__file__).resolve().parents[1] / "src" / "qsnn_lightning" / "experiments"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_fashion_mnist(tmp_path_factory.mktemp("fmnist"), train=40, test=16)
+
+
+def assert_refused(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("qsnn: error: ") and needle in result.stderr, result.stderr
+
+
+def qsnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([QSNN, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize("experiment, needle", [
+    ("../experiments/fmnist_1w2u", "unknown experiment '../experiments/fmnist_1w2u'"),
+    (str(PACKAGED / "fmnist_1w2u"), "pass the path of your own .yaml file"),
+    ("missing.yaml", "experiment file missing.yaml does not exist"),
+    ("base", "unknown experiment 'base'"),
+])
+def test_an_experiment_is_a_packaged_name_or_a_yaml_file(tmp_path, data, experiment, needle):
+    assert_refused(qsnn("train", experiment, f"data.data_dir={data}", "run_dir=out", cwd=tmp_path), needle)
+    assert list(tmp_path.iterdir()) == [] and not list(PACKAGED.glob("*/*/config.yaml"))
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("model.tau=nan", "'model.tau': nan; it must be a finite number"),
+    ("optim.lr=nan", "'optim.lr': nan; it must be a finite number"),
+    ("model.theta=-1", "'model.theta': -1.0; it must be > 0"),
+    ("model.tau=1.5", "0 < tau <= 1"),
+    ("seed=-1", "'seed': -1; it must satisfy 0 <= seed"),
+    ("data.subset=0", "'data.subset': 0; it must be >= 1"),
+    ("model.timesteps=1000000000", "1 <= timesteps <= 1024"),
+    ("trainer.accelerator=abc", "invalid accelerator name"),
+    ("trainer.precision=abc", "bad value for 'trainer.precision': 'abc'"),
+    ("trainer.devices=abc", "lightning.Trainer refuses the trainer settings"),
+    ("trainer.strategy=abc", "invalid strategy name"),
+    ("trainer.limit_train_batches=-1", "invalid value -1 for limit_train_batches"),
+    ("trainer.max_stepz=3", "did you mean max_steps"),
+    ("name=../../escape", "bad value for 'name': '../../escape'"),
+])
+def test_values_are_checked_before_anything_is_written(tmp_path, data, override, needle):
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", override, cwd=tmp_path), needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_repeated_override_is_refused(tmp_path, data):
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "optim.lr=0.1", "optim.lr=0.2", cwd=tmp_path)
+    assert_refused(result, "override 'optim.lr' is given more than once")
+
+
+def test_files_and_folders_that_cannot_be_used(tmp_path, data):
+    (tmp_path / "a_file").write_text("not a folder")
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=a_file", "trainer.fast_dev_run=true",
+                        cwd=tmp_path), "cannot create the run folder under run_dir=a_file")
+    (tmp_path / "list.yaml").write_text("- model\n- data\n")
+    assert_refused(qsnn("train", "list.yaml", cwd=tmp_path), "must hold a mapping of config keys")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    assert_refused(qsnn("train", "broken.yaml", cwd=tmp_path), "cannot read the experiment configuration")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "broken.yaml", "list.yaml"]
+
+
+def test_footprint_bounds_and_a_closed_pipe(tmp_path):
+    assert_refused(qsnn("footprint", "--batch", "99999999999999999999999", cwd=tmp_path), "--batch must be")
+    process = subprocess.Popen([QSNN, "footprint", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first line, as with `| head -0`
+    error = process.stderr.read()
+    assert process.wait() == 2 and "Traceback" not in error
+    assert error.strip() == "qsnn: error: the output pipe was closed before everything was written"
