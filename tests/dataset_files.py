@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+
 def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> None:
     """An idx file: big-endian magic number, one big-endian uint32 per dimension, then the uint8 data."""
     header = magic.to_bytes(4, "big") + b"".join(int(size).to_bytes(4, "big") for size in array.shape)

@@ -13,11 +13,11 @@ import torch
 from dataset_files import CIFAR10_DVS_CLASSES, write_cifar10_dvs, write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.cli import main
 from qsnn_lightning.data import CIFAR10DVSDataModule, DVSGestureDataModule, NFashionMNISTDataModule
-from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 from qsnn_lightning.data.augment import RandomRoll, neuromorphic_augmentation
 from qsnn_lightning.data.events import normalize_frames
 from qsnn_lightning.data.frames import FrameSettings, events_to_frames, frame_indices
 from qsnn_lightning.data.nfmnist import SENSOR, saccade_offsets, simulate
+from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 

@@ -22,7 +22,6 @@ from dataset_files import (
     write_tiny_imagenet,
 )
 from qsnn_lightning.data.info import dataset_info
-from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 from qsnn_lightning.data.static import (
     DEBIAN_FASHION_MNIST_DIR,
     CIFAR10DataModule,
@@ -33,6 +32,7 @@ from qsnn_lightning.data.static import (
     TinyImageNetDataModule,
     read_idx,
 )
+from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 
 ALL_DATAMODULES = [FashionMNISTDataModule, CIFAR10DataModule, CIFAR100DataModule, TinyImageNetDataModule]
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530

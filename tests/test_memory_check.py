@@ -17,8 +17,15 @@ from qsnn_lightning.errors import MemoryEstimateError
 from qsnn_lightning.training import memory_check
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.memory_check import (
-    AVAILABLE_ENV, StepEstimate, device_count, estimate_step, fake_saved_bytes, probe_batch, saved_bytes,
-    sensible_batch, training_device,
+    AVAILABLE_ENV,
+    StepEstimate,
+    device_count,
+    estimate_step,
+    fake_saved_bytes,
+    probe_batch,
+    saved_bytes,
+    sensible_batch,
+    training_device,
 )
 from qsnn_lightning.training.train import make_module, train
 

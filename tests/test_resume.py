@@ -71,7 +71,7 @@ def test_resume_from_another_run_is_refused_in_one_line(data, tmp_path, override
 
 @pytest.mark.slow
 def test_run_killed_in_its_second_epoch_resumes_to_the_same_weights(tmp_path):
-    data = write_fashion_mnist(tmp_path / "data", train=2000, test=16)  # 113 batches per epoch
+    data = write_fashion_mnist(tmp_path / "data", train=1000, test=16)  # 57 batches per epoch
     epochs = "trainer.max_epochs=3"
     whole = train(data, tmp_path / "whole", epochs)
     assert whole.returncode == 0, whole.stderr[-2000:]

@@ -11,8 +11,8 @@ import sys
 
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line
-from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.backbones import BACKBONES
+from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.precision import Precision
 from .training.config import DEFAULT_EXPERIMENT
 

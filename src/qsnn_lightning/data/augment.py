@@ -7,7 +7,7 @@ and torchvision draws the parameters once per call, so all T frames (and both po
 identically. Evaluation data is never augmented.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torchvision.transforms import v2

@@ -34,17 +34,18 @@ name and renamed, so an interrupted build keeps every finished sample and resume
 import hashlib
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..files import atomic_open
 from ..errors import DatasetCorruptError, one_line
+from ..files import atomic_open
 
 SPLITS = ("number", "time")
 RESIZE_MODES = ("bilinear", "area")  # the first is the default

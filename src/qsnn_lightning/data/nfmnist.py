@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import DatasetCorruptError, one_line
 from ..files import atomic_open
 from .events import EventDataModule
-from ..errors import DatasetCorruptError, one_line
 from .static import FashionMNISTDataModule
 
 VERSION = 1  # bump when anything below changes the events

@@ -13,8 +13,8 @@ official test set (for TinyImageNet: the official ``val`` folder, whose labels a
 
 import gzip
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 from urllib.error import URLError
 
 import numpy as np

@@ -176,7 +176,8 @@ def host_source(model: IntegerModel) -> str:
 def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
     map_rows = [f"    {{ {info.channels}, {info.height}, {info.width}, {info.planes}, {offset}u }}"
                 for info, offset in zip(model.maps(), memory.map_offsets)]
-    arrays = [c_array(C_TYPES[array.dtype.kind, array.dtype.itemsize], name, array) for name, array in model_arrays(model).items()]
+    arrays = [c_array(C_TYPES[array.dtype.kind, array.dtype.itemsize], name, array)
+              for name, array in model_arrays(model).items()]
     stem = model.stem
     stages = [
         f"    {{ .kind = QSNN_STAGE_STEM, .kernel = {stem.weight.shape[-1]}, .stride = {stem.stride}, "

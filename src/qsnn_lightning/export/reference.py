@@ -10,7 +10,14 @@ import torch
 from torch.nn import functional as F
 
 from .integer_model import (
-    INT32_LIMIT, ConvLayer, ConvResidual, FoldedLIF, IdentityResidual, IntegerModel, PoolLayer, StemLayer,
+    INT32_LIMIT,
+    ConvLayer,
+    ConvResidual,
+    FoldedLIF,
+    IdentityResidual,
+    IntegerModel,
+    PoolLayer,
+    StemLayer,
 )
 
 

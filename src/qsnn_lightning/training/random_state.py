@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 
 def capture() -> dict:
     """The states of every global generator, in types ``torch.load(weights_only=True)`` reads."""
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()  # noqa: NPY002 (the global one, which libraries draw from)
     version, python_state, python_gauss = random.getstate()
     states = {
         "torch": torch.get_rng_state(),
@@ -34,8 +34,9 @@ def restore(states: dict) -> None:
     """Put back what :func:`capture` returned."""
     torch.set_rng_state(states["torch"])
     numpy = states["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    legacy = (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
+              numpy["cached_gaussian"])
+    np.random.set_state(legacy)  # noqa: NPY002 (the global generator, which libraries draw from)
     python = states["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     if "cuda" in states and torch.cuda.is_available():

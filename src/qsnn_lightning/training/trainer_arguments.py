@@ -59,9 +59,10 @@ def describe(hint) -> str:
     origin = typing.get_origin(hint)
     if _is_union(hint):
         options = typing.get_args(hint)
-        choices = [repr(c) for option in options if typing.get_origin(option) is typing.Literal for c in typing.get_args(option)]
+        literals = [option for option in options if typing.get_origin(option) is typing.Literal]
+        choices = [repr(choice) for literal in literals for choice in typing.get_args(literal)]
         words = [f"one of {', '.join(choices)}"] if choices else []
-        words += [describe(option) for option in options if _takes_plain_values(option) and typing.get_origin(option) is not typing.Literal]
+        words += [describe(option) for option in options if _takes_plain_values(option) and option not in literals]
         return " or ".join(dict.fromkeys(words + (["null"] if type(None) in options else [])))
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
