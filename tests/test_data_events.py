@@ -236,6 +236,22 @@ def test_corrupt_cache_file_is_one_line_naming_it(gesture):
     assert str(cache_file) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_damaged_cache_file_is_rebuilt_when_the_data_is_prepared(gesture):
+    root, _ = gesture
+    datamodule = gesture_module(root)
+    datamodule.prepare_data()
+    datamodule.setup()
+    source = datamodule.source(False)
+    cache_file = datamodule.cache.path(source.names[0])
+    whole = datamodule.cache.load(source, 0)
+    damaged = bytearray(cache_file.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte inside the compressed frames
+    cache_file.write_bytes(bytes(damaged))
+    assert not datamodule.cache.intact(cache_file)
+    datamodule.prepare_data()  # before training: found and rebuilt from its events
+    assert datamodule.cache.intact(cache_file) and np.array_equal(datamodule.cache.load(source, 0), whole)
+
+
 def test_missing_event_dataset_is_one_line_with_where_to_put_the_files(tmp_path):
     for datamodule, needle in ((gesture_module(tmp_path), "DVSGesture/ibmGestureTrain"),
                                (CIFAR10DVSDataModule(data_dir=str(tmp_path), download=False), "CIFAR10DVS/airplane")):

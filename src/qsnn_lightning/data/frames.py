@@ -171,13 +171,23 @@ class FrameCache:
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.npz"
 
+    def intact(self, path: Path) -> bool:
+        """Whether a cache file is there and whole (its zip's CRCs checked), so that a damaged one
+        is found when the data is prepared rather than mid-training."""
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.namelist() == ["frames.npy"] and archive.testzip() is None
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+            return False
+
     def build(self, source: EventSource, indices: Sequence[int], description: str) -> None:
-        """Convert the samples at ``indices`` that are not cached yet, with a progress bar.
+        """Convert the samples at ``indices`` that are not cached yet, or whose cache file is
+        damaged (rebuilt from its events), with a progress bar.
 
         A sample whose events cannot be read is skipped until the others are done; then the first
         such file is reported (with the number of further ones) and the run stops.
         """
-        missing = [index for index in indices if not self.path(source.names[index]).is_file()]
+        missing = [index for index in indices if not self.intact(self.path(source.names[index]))]
         if not missing:
             return
         self._write_settings()
