@@ -28,6 +28,7 @@ from qsnn_lightning.export import ExportError, fold, quantize_input
 from qsnn_lightning.export.memory import map_words, plan
 from qsnn_lightning.export.writer import ARM_GCC, QEMU, check_fits_cortex_m4, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
 
 DEFAULT = ("fmnist_1w2u", "nfmnist_1w2u", "dvsgesture_mcu_1w2u", "cifar10_1w2u", "dvscifar10_1w2u")
 
@@ -40,8 +41,8 @@ def calibrated(name: str):
     if cfg.data.events.resize:
         height = width = cfg.data.events.resize
     torch.manual_seed(0)
-    model = build_model(cfg.model.arch, input_shape=(channels, height, width), bits=cfg.model.bits,
-                        num_classes=info.num_classes, timesteps=cfg.model.timesteps).train()
+    spec = ModelSpec(arch=cfg.model.arch, bits=cfg.model.bits, timesteps=cfg.model.timesteps)
+    model = build_model(spec, input_shape=(channels, height, width), num_classes=info.num_classes).train()
     with torch.no_grad():
         for _ in range(2):
             model(torch.rand(2, channels, height, width))

@@ -14,7 +14,7 @@ from torch import nn
 
 from qsnn_lightning.snn.layers import LayerFactory
 from qsnn_lightning.snn.backbones import BACKBONES
-from qsnn_lightning.snn.precision import Precision
+from qsnn_lightning.snn.spec import ModelSpec
 
 PEERS = ("spikingjelly", "snntorch")
 INSTALL_HINT = "pip install -e '.[bench]' (or make bench)"
@@ -81,5 +81,6 @@ class PeerFactory(LayerFactory):
 
 def build_peer(peer: str, arch: str, input_shape: tuple[int, int, int], timesteps: int, num_classes: int = 10) -> nn.Module:
     """Backbone ``arch`` at full precision (32w32u, no weight standardization) with ``peer``'s LIF."""
-    factory = PeerFactory(precision=Precision.parse("32w32u"), standardize="none", make_neuron=NEURONS[peer])
+    spec = ModelSpec(arch=arch, bits="32w32u", standardize="none", timesteps=timesteps)
+    factory = PeerFactory(spec, make_neuron=NEURONS[peer])
     return BACKBONES[arch](factory, num_classes=num_classes, input_shape=input_shape, timesteps=timesteps)

@@ -54,6 +54,7 @@ from peers import AFTER_STEP, PEERS, MissingPeer, build_peer  # noqa: E402
 from qsnn_lightning.training.host_memory import reuse_freed_memory  # noqa: E402
 from qsnn_lightning.snn.losses import WSDRLoss  # noqa: E402
 from qsnn_lightning.snn.backbones import build_model  # noqa: E402
+from qsnn_lightning.snn.spec import ModelSpec  # noqa: E402
 from qsnn_lightning.snn.neurons import reset_states, spiking_layers  # noqa: E402
 
 OURS = {"qsnn_fp": "32w32u", "qsnn_1w8u": "1w8u", "qsnn_1w4u": "1w4u", "qsnn_1w2u": "1w2u"}
@@ -83,8 +84,8 @@ def build(impl: str, workload: Workload, shape, compile: bool) -> nn.Module:
     if impl in OURS:
         bits = OURS[impl]
         standardize = "none" if bits == "32w32u" else "layer"
-        return build_model(workload.arch, input_shape=shape, timesteps=workload.timesteps, bits=bits,
-                           standardize=standardize, compile=compile)
+        spec = ModelSpec(arch=workload.arch, timesteps=workload.timesteps, bits=bits, standardize=standardize)
+        return build_model(spec, input_shape=shape, compile=compile)
     return build_peer(impl, workload.arch, shape, workload.timesteps)
 
 

@@ -391,6 +391,6 @@ def test_cli_trains_the_mcu_experiment_on_area_resized_32x32_frames(gesture):
         assert frames.shape == (16, 2, 32, 32) and frames.sum() == len(rows)
     (run_dir,) = (runs / "dvsgesture_mcu_1w2u").iterdir()
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["epoch"] == 0 and checkpoint["hyper_parameters"]["arch"] == "dvsmcunet"
+    assert checkpoint["epoch"] == 0 and checkpoint["hyper_parameters"]["spec"]["arch"] == "dvsmcunet"
     assert tuple(checkpoint["hyper_parameters"]["input_shape"]) == (2, 32, 32)
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()

@@ -21,6 +21,7 @@ from qsnn_lightning.export.codegen import pack_positions
 from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
 from qsnn_lightning.training.train import train
 
@@ -142,7 +143,7 @@ def trained_like(name: str, shape, bits: str):
     """Random weights with BN statistics and membrane scales as training leaves them, some BN
     scales negative."""
     torch.manual_seed(3)
-    model = build_model(name, input_shape=shape, bits=bits, num_classes=10, timesteps=3)
+    model = build_model(ModelSpec(arch=name, bits=bits, timesteps=3), input_shape=shape, num_classes=10)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.weight.data = torch.randn_like(module.weight) * 0.6 + 0.8
@@ -277,7 +278,7 @@ def test_refusals_are_one_line_and_leave_nothing_behind(checkpoints, tmp_path, c
 
 
 def test_uncalibrated_membrane_scale_is_refused():
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u").eval()
+    model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u"), input_shape=(1, 28, 28)).eval()
     with pytest.raises(ExportError, match="never calibrated"):
         fold(model)
 

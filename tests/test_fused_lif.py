@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
+from qsnn_lightning.snn.spec import NeuronSpec
 from qsnn_lightning.snn.neurons import LIF
 
 BITS = (32, 2, 4, 8)
@@ -29,7 +31,7 @@ def test_fused_equals_reference_in_training_forward_and_gradients(bits):
     upstream = torch.randn(5, 3, 4, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     results = {}
     for neuron in ("reference", "fused"):
-        lif = LIF(membrane_bits=bits, beta=0.8, neuron=neuron).train()
+        lif = LIF(NeuronSpec(membrane_bits=bits, beta=0.8, neuron=neuron)).train()
         results[neuron] = run(lif, inputs(), upstream)
     reference, fused = results["reference"], results["fused"]
     spikes, v, rate, running_alpha, steps, grad = fused
@@ -45,7 +47,7 @@ def test_fused_equals_reference_in_training_forward_and_gradients(bits):
 def test_fused_equals_reference_in_eval_with_calibrated_scale_and_level_counts(bits):
     counts = {}
     for neuron in ("reference", "fused"):
-        lif = LIF(membrane_bits=bits, neuron=neuron).train()
+        lif = LIF(NeuronSpec(membrane_bits=bits, neuron=neuron)).train()
         lif(inputs(seed=3).detach())  # calibrate running_alpha
         lif.reset()
         lif.eval().count_levels(True)
@@ -59,7 +61,7 @@ def test_fused_equals_reference_in_eval_with_calibrated_scale_and_level_counts(b
 def test_fused_backward_keeps_one_tensor_per_step():
     saved = {}
     for neuron in ("reference", "fused"):
-        lif = LIF(membrane_bits=2, neuron=neuron).train()
+        lif = LIF(NeuronSpec(membrane_bits=2, neuron=neuron)).train()
         sizes = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
             lif(inputs((4, 2, 8)))
@@ -71,10 +73,10 @@ def test_fused_backward_keeps_one_tensor_per_step():
 def test_fused_lif_carries_the_input_dtype_under_bf16():
     x = inputs(dtype=torch.bfloat16)
     for neuron in ("reference", "fused"):
-        lif = LIF(membrane_bits=2, neuron=neuron).train()
+        lif = LIF(NeuronSpec(membrane_bits=2, neuron=neuron)).train()
         out = lif(x)
         assert out.dtype == torch.bfloat16 and lif.v.dtype == torch.bfloat16
-    assert torch.equal(out, LIF(membrane_bits=2, neuron="reference").train()(x))
+    assert torch.equal(out, LIF(NeuronSpec(membrane_bits=2, neuron="reference")).train()(x))
 
 
 @pytest.mark.parametrize("bits", ("1w2u", "32w32u"))
@@ -82,7 +84,7 @@ def test_backbone_training_step_is_the_same_with_either_neuron(bits):
     grads = {}
     for neuron in ("reference", "fused"):
         torch.manual_seed(0)
-        model = build_model("fmnistnet", input_shape=(1, 28, 28), bits=bits, timesteps=3, neuron=neuron).double().train()
+        model = build_model(ModelSpec(arch="fmnistnet", bits=bits, timesteps=3, neuron=neuron), input_shape=(1, 28, 28)).double().train()
         images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         model(images).logsumexp(-1).sum().backward()
         grads[neuron] = [p.grad for p in model.parameters()]
@@ -92,14 +94,14 @@ def test_backbone_training_step_is_the_same_with_either_neuron(bits):
 
 def test_unknown_neuron_is_rejected():
     with pytest.raises(ValueError, match="neuron must be one of"):
-        LIF(neuron="triton")
+        LIF(NeuronSpec(neuron="triton"))
 
 
 @pytest.mark.slow
 def test_compiled_kernels_equal_the_reference_in_float32():
     upstream = torch.randn(5, 3, 4, 6, generator=torch.Generator().manual_seed(1))
-    reference = run(LIF(membrane_bits=2, neuron="reference").train(), inputs(dtype=torch.float32), upstream)
-    compiled = run(LIF(membrane_bits=2, compile=True).train(), inputs(dtype=torch.float32), upstream)
+    reference = run(LIF(NeuronSpec(membrane_bits=2, neuron="reference")).train(), inputs(dtype=torch.float32), upstream)
+    compiled = run(LIF(NeuronSpec(membrane_bits=2, compile=True)).train(), inputs(dtype=torch.float32), upstream)
     for fused, ref in zip(compiled[:5], reference[:5]):
         assert torch.equal(fused, ref)
     torch.testing.assert_close(compiled[5], reference[5], rtol=1e-5, atol=1e-6)

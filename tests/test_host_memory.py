@@ -8,10 +8,11 @@ STEPS = """
 import resource, sys, torch
 from qsnn_lightning.training.host_memory import reuse_freed_memory
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
 torch.manual_seed(0)
-model = build_model("vggsnn", input_shape=(2, 32, 32), timesteps=4, bits="1w2u")
+model = build_model(ModelSpec(arch="vggsnn", timesteps=4, bits="1w2u"), input_shape=(2, 32, 32))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 frames = torch.rand(2, 4, 2, 32, 32)
 def step():

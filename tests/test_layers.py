@@ -6,6 +6,7 @@ from torch.nn import functional as F
 
 from qsnn_lightning.snn.layers import QConv2d, QLinear
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.snn.quant import BinaryWeight, IntWeight
 
 QUANTIZERS = [BinaryWeight("layer"), BinaryWeight("channel"), IntWeight(8)]
@@ -60,7 +61,7 @@ def test_quantized_layer_keeps_input_latent_weight_and_small_statistics_only():
 
 @pytest.mark.parametrize("arch, shape", [("resnet19", (3, 8, 8)), ("vggsnn", (2, 16, 16)), ("fmnistnet", (1, 28, 28))])
 def test_layers_declared_to_read_spikes_read_only_zeros_and_ones(arch, shape):
-    model = build_model(arch, input_shape=shape, bits="1w2u", timesteps=2).train()
+    model = build_model(ModelSpec(arch=arch, bits="1w2u", timesteps=2), input_shape=shape).train()
     seen = {}
     for name, layer in model.named_modules():
         if isinstance(layer, QConv2d):
@@ -73,7 +74,7 @@ def test_layers_declared_to_read_spikes_read_only_zeros_and_ones(arch, shape):
 
 
 def test_weights_are_quantized_once_per_forward_whatever_the_timesteps():
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u", timesteps=4).train()
+    model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u", timesteps=4), input_shape=(1, 28, 28)).train()
     layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
     calls = []
     for layer in layers:

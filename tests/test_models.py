@@ -5,12 +5,13 @@ from torch import nn
 from qsnn_lightning.snn.footprint import model_bits, spiking_layer_sizes
 from qsnn_lightning.snn.layers import MultiStep, QConv2d, QLinear
 from qsnn_lightning.snn.backbones import BACKBONES, build_model
+from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.snn.neurons import spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
 
 
 def test_resnet19_has_the_papers_parameter_count():
-    model = build_model("resnet19", num_classes=10)
+    model = build_model(ModelSpec(arch="resnet19"), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == 12_569_226
 
 
@@ -21,7 +22,7 @@ def test_resnet19_has_the_papers_parameter_count():
      ("dvsmcunet", (2, 32, 32), True)],
 )
 def test_backbones_give_per_step_logits(name, shape, frames):
-    model = build_model(name, input_shape=shape, num_classes=7, timesteps=3, bits="1w2u")
+    model = build_model(ModelSpec(arch=name, timesteps=3, bits="1w2u"), input_shape=shape, num_classes=7)
     x = torch.rand(2, 3, *shape) if frames else torch.rand(2, *shape)  # frames: [B, T, C, H, W]
     assert model(x).shape == (3, 2, 7)
 
@@ -29,19 +30,19 @@ def test_backbones_give_per_step_logits(name, shape, frames):
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_quantizers_follow_the_roles(name):
     shape = (1, 28, 28) if name == "fmnistnet" else (3, 32, 32)
-    model = build_model(name, input_shape=shape, bits="1w4u")
+    model = build_model(ModelSpec(arch=name, bits="1w4u"), input_shape=shape)
     layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
     assert layers[0].weight_quant.bits == 8 and layers[-1].weight_quant.bits == 8
     assert all(isinstance(m.weight_quant, BinaryWeight) for m in layers[1:-1])
     assert {layer.membrane_quant.bits for layer in spiking_layers(model)} == {4}
-    full = build_model(name, input_shape=shape, bits="32w32u")
+    full = build_model(ModelSpec(arch=name, bits="32w32u"), input_shape=shape)
     assert {m.weight_quant.bits for m in full.modules() if isinstance(m, (QConv2d, QLinear))} == {32}
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_direct_encoding_equals_presenting_the_image_every_step(mode):
     torch.manual_seed(0)
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), timesteps=3, bits="1w8u").train(mode == "train")
+    model = build_model(ModelSpec(arch="fmnistnet", timesteps=3, bits="1w8u"), input_shape=(1, 28, 28)).train(mode == "train")
     image = torch.rand(4, 1, 28, 28)
     once = model(image)
     repeated = model(image.unsqueeze(1).repeat(1, 3, 1, 1, 1))  # [B, T, C, H, W] frames, all the same
@@ -51,7 +52,7 @@ def test_direct_encoding_equals_presenting_the_image_every_step(mode):
 def test_event_frames_are_presented_one_per_step_never_repeated():
     torch.manual_seed(0)
     # a low threshold so that an untrained network's spikes reach the classifier
-    model = build_model("fmnistnet", input_shape=(2, 34, 34), timesteps=3, bits="1w8u", theta=0.2)
+    model = build_model(ModelSpec(arch="fmnistnet", timesteps=3, bits="1w8u", theta=0.2), input_shape=(2, 34, 34))
     model(torch.rand(4, 3, 2, 34, 34))  # one training step calibrates the scales
     model.eval()
     frames = torch.rand(4, 3, 2, 34, 34)
@@ -69,7 +70,7 @@ def test_event_frames_are_presented_one_per_step_never_repeated():
 
 def test_batches_do_not_share_state():
     torch.manual_seed(0)
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u").eval()
+    model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u"), input_shape=(1, 28, 28)).eval()
     first = torch.rand(3, 1, 28, 28)
     expected = model(first)
     model(torch.rand(5, 1, 28, 28))  # a batch of another size in between
@@ -78,17 +79,17 @@ def test_batches_do_not_share_state():
 
 def test_build_model_rejects_bad_settings():
     with pytest.raises(ValueError, match="unknown architecture 'resnet20'"):
-        build_model("resnet20")
+        build_model(ModelSpec(arch="resnet20"))
     with pytest.raises(ValueError, match="membrane bits"):
-        build_model("fmnistnet", bits="1w33u", input_shape=(1, 28, 28))
+        build_model(ModelSpec(arch="fmnistnet", bits="1w33u"), input_shape=(1, 28, 28))
     with pytest.raises(ValueError, match="too small"):
-        build_model("vgg16", input_shape=(3, 8, 8))
+        build_model(ModelSpec(arch="vgg16"), input_shape=(3, 8, 8))
     with pytest.raises(ValueError, match="standardize"):
-        build_model("fmnistnet", standardize="batch", input_shape=(1, 28, 28))
+        build_model(ModelSpec(arch="fmnistnet", standardize="batch"), input_shape=(1, 28, 28))
 
 
 def test_fmnistnet_at_1w2u_fits_a_cortex_m4():
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), bits="1w2u")
+    model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u"), input_shape=(1, 28, 28))
     flash_bytes = model_bits(model) / 8
     last_layer_bytes = model.fc.weight.numel()  # 8-bit classifier
     neurons = spiking_layer_sizes(model, (1, 28, 28))
@@ -101,7 +102,7 @@ def test_fmnistnet_at_1w2u_fits_a_cortex_m4():
 def test_dvsmcunet_at_1w2u_has_the_memory_of_its_comment():
     """Weights, 2-bit membranes kept between steps and the largest two consecutive spike maps of
     a step (LIF spikes at 1 bit, 2x2 average pools of spikes at 3 bits: 0..4), counted from the model."""
-    model = build_model("dvsmcunet", input_shape=(2, 32, 32), num_classes=11, timesteps=16, bits="1w2u")
+    model = build_model(ModelSpec(arch="dvsmcunet", timesteps=16, bits="1w2u"), input_shape=(2, 32, 32), num_classes=11)
     weight_bytes = sum(m.weight.numel() * m.weight_quant.bits for m in model.modules()
                        if isinstance(m, (QConv2d, QLinear))) / 8
     membrane_bytes = sum(spiking_layer_sizes(model, (2, 32, 32))) * 2 / 8

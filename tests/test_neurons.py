@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from qsnn_lightning.snn.spec import NeuronSpec
 from qsnn_lightning.snn.neurons import LIF, reset_states, spiking_layers
 
 
@@ -14,7 +15,7 @@ def test_lif_trace_over_four_steps_with_spikes_and_resets():
 
 
 def test_lif_leak_without_spikes():
-    lif = LIF(tau=0.5)
+    lif = LIF(NeuronSpec(tau=0.5))
     lif(torch.tensor([0.8, 0.0, 0.0, 0.2]).view(4, 1))
     assert lif.v.item() == pytest.approx(0.8 / 8 + 0.2)
 
@@ -29,7 +30,7 @@ INPUTS = torch.tensor([[0.9, 0.4], [0.3, 0.7], [0.1, 0.6], [0.0, 0.6]]).view(4, 
 
 
 def test_lif_with_2_bit_membrane_quantizes_the_stored_state():
-    lif = LIF(membrane_bits=2).train()
+    lif = LIF(NeuronSpec(membrane_bits=2)).train()
     spikes = lif(INPUTS)
     assert spikes.view(4, 2).tolist() == [[0, 0], [0, 0], [0, 0], [0, 1]]
     assert lif.v.view(2).tolist() == [0.0, 0.0]
@@ -39,7 +40,7 @@ def test_lif_with_2_bit_membrane_quantizes_the_stored_state():
 
 def test_quantizing_before_the_spike_is_available_for_ablation():
     # Algorithm 1's order: the max neuron keeps its value, smaller ones round to 0 at k = 2
-    lif = LIF(membrane_bits=2, quantize_before_spike=True).train()
+    lif = LIF(NeuronSpec(membrane_bits=2, quantize_before_spike=True)).train()
     x = torch.tensor([[0.5, 0.98, 0.3]]).view(1, 1, 3)
     lif(x)
     assert lif.v.view(3).tolist() == pytest.approx([0.98, 0.98, 0.0])
@@ -70,5 +71,5 @@ def test_surrogate_gradient_flows_through_time():
 
 
 def test_spiking_layers_in_registration_order():
-    model = torch.nn.Sequential(LIF(theta=1.0), torch.nn.Identity(), LIF(theta=2.0))
+    model = torch.nn.Sequential(LIF(NeuronSpec(theta=1.0)), torch.nn.Identity(), LIF(NeuronSpec(theta=2.0)))
     assert [layer.theta for layer in spiking_layers(model)] == [1.0, 2.0]

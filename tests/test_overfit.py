@@ -2,12 +2,13 @@ import torch
 
 from qsnn_lightning.snn.losses import WSDRLoss
 from qsnn_lightning.snn.backbones import build_model
+from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.snn.neurons import spiking_layers
 
 
 def test_small_qsnn_overfits_a_fixed_batch_through_all_quantizers():
     torch.manual_seed(0)
-    model = build_model("fmnistnet", input_shape=(1, 28, 28), num_classes=10, bits="1w2u", timesteps=2)
+    model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u", timesteps=2), input_shape=(1, 28, 28), num_classes=10)
     images = torch.rand(32, 1, 28, 28)
     labels = torch.arange(32) % 10
     loss_fn = WSDRLoss(lam=1e-3)

@@ -219,3 +219,65 @@ def test_wandb_without_a_key_runs_offline_into_the_run_directory(fmnist_dir, tmp
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline.glob("*.wandb"))  # the run's metrics, for `wandb sync`
     assert (run_dir / "metrics.csv").exists()
+
+
+def old_format(checkpoint: dict) -> dict:
+    """A checkpoint as earlier versions wrote it: the model options as flat hyperparameters, the
+    speed options as ``trainer.*`` keys of the saved configuration (no ``speed`` section)."""
+    hparams = copy.deepcopy(checkpoint["hyper_parameters"])
+    experiment = hparams.pop("experiment")
+    speed = experiment.pop("speed")
+    experiment["trainer"].update(speed)
+    flat = {**hparams.pop("spec"), **hparams, "experiment": experiment}
+    return {"epoch": checkpoint["epoch"], "global_step": checkpoint["global_step"], "hparams_name": "kwargs",
+            "state_dict": checkpoint["state_dict"], "hyper_parameters": flat}
+
+
+def test_checkpoint_holds_the_model_spec_once(finished_run):
+    from dataclasses import fields
+
+    from qsnn_lightning.snn.spec import ModelSpec
+
+    run_dir, _ = finished_run
+    hparams = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]
+    names = {field.name for field in fields(ModelSpec)}
+    assert isinstance(hparams["spec"], dict) and set(hparams["spec"]) == names
+    assert not names & (set(hparams) - {"spec"})  # no model option twice
+    assert ModelSpec.from_dict(hparams["spec"]) == ModelSpec(**hparams["experiment"]["model"])
+
+
+def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path):
+    from qsnn_lightning.errors import CheckpointError
+    from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+
+    run_dir, _ = finished_run
+    best = run_dir / "checkpoints" / "best.ckpt"
+    current = torch.load(best, map_location="cpu", weights_only=True)
+    old = tmp_path / "old.ckpt"
+    torch.save(old_format(current), old)
+    assert "spec" not in torch.load(old, weights_only=True)["hyper_parameters"]
+
+    module = module_from_checkpoint(read_checkpoint(str(old)))
+    assert module.spec == module_from_checkpoint(read_checkpoint(str(best))).spec
+    assert module.hparams.spec == current["hyper_parameters"]["spec"]
+    assert all(torch.equal(value, current["state_dict"][key]) for key, value in module.state_dict().items())
+
+    result = qsnn("test", str(old))
+    assert result.returncode == 0, result.stderr[-2000:]
+    tested = json.loads(result.stdout[result.stdout.index("{"):])
+    assert tested["test_acc"] == pytest.approx(json.loads((run_dir / "results.json").read_text())["test_acc"])
+
+    for checkpoint, out in ((old, tmp_path / "old_export"), (best, tmp_path / "export")):
+        result = qsnn("export", str(checkpoint), "--out", str(out), "--samples", "2")
+        assert result.returncode == 0, result.stderr[-2000:]
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert (manifest["arch"], manifest["bits"], manifest["membrane_bits"]) == ("fmnistnet", "1w2u", 2)
+
+    unknown = old_format(current)
+    unknown["hyper_parameters"]["membrane_leak"] = 0.1  # a model option this version does not know
+    torch.save(unknown, tmp_path / "unknown.ckpt")
+    with pytest.raises(CheckpointError, match="model settings cannot be built by this version"):
+        module_from_checkpoint(read_checkpoint(str(tmp_path / "unknown.ckpt")))
+    result = qsnn("test", str(tmp_path / "unknown.ckpt"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "membrane_leak" in result.stderr and "Traceback" not in result.stderr

@@ -161,11 +161,11 @@ def _membrane_grid(lif: LIF) -> tuple[float, int, int]:
         raise ExportError(f"membrane bits k = {quant.bits} cannot be exported; the integer runtime needs 2 <= k <= 8")
     if int(quant.num_steps_tracked) == 0:
         raise ExportError("the membrane scale alpha_u was never calibrated: export a model that has been trained")
-    if lif.quantize_before_spike:
+    if lif.spec.quantize_before_spike:
         raise ExportError("the Algorithm-1 quantization order (quantize_before_spike) cannot be exported")
-    shift = -math.log2(lif.tau) if lif.tau > 0 else math.inf
+    shift = -math.log2(lif.spec.tau) if lif.spec.tau > 0 else math.inf
     if shift != int(shift) or shift < 1:
-        raise ExportError(f"tau = {lif.tau} cannot be exported: it must be a power of two 2^-m with m >= 1")
+        raise ExportError(f"tau = {lif.spec.tau} cannot be exported: it must be a power of two 2^-m with m >= 1")
     delta = float(quant.running_alpha) / quant.levels
     return delta, quant.levels, int(shift)
 
@@ -196,7 +196,7 @@ def _fold_lif(lif: LIF, scale: np.ndarray, bias: np.ndarray, acc_bound, residual
         unit = 2.0**bits / delta
         multiplier = np.round(magnitude * unit * 2.0**product_shift).astype(np.int64)
         folded = FoldedLIF(
-            fraction_bits=bits, tau_shift=shift, levels=levels, threshold=math.ceil(lif.theta * unit),
+            fraction_bits=bits, tau_shift=shift, levels=levels, threshold=math.ceil(lif.spec.theta * unit),
             multiplier=multiplier, bias=np.round(bias * unit).astype(np.int64), membrane_alpha=delta * levels,
             product_shift=product_shift,
         )

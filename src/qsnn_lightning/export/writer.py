@@ -207,14 +207,15 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
     destination = Path(out)
     _refuse_occupied(destination)
     checkpoint = read_checkpoint(checkpoint_path)
-    hparams = checkpoint["hyper_parameters"]
-    if not str(hparams["bits"]).startswith("1w"):
-        raise ExportError(f"a {hparams['bits']} model cannot be exported: the integer runtime needs 1-bit hidden "
+    experiment = checkpoint["hyper_parameters"]["experiment"]
+    module = module_from_checkpoint(checkpoint)
+    spec = module.spec
+    if not spec.bits.startswith("1w"):
+        raise ExportError(f"a {spec.bits} model cannot be exported: the integer runtime needs 1-bit hidden "
                           "weights (train a 1w model, e.g. fmnist_1w2u)")
-    backbone = module_from_checkpoint(checkpoint).model.eval()
-    config = restore_config(hparams["experiment"], overrides)
-    model = fold(backbone, event_frames=config.data.name in EVENT_DATASETS)
-    info = manifest(model, hparams, samples, target)
+    config = restore_config(experiment, overrides)
+    model = fold(module.model.eval(), event_frames=config.data.name in EVENT_DATASETS)
+    info = manifest(model, {"arch": spec.arch, "bits": spec.bits, "experiment": experiment}, samples, target)
     if target == "cortex-m4":
         check_fits_cortex_m4(info)
     inputs = None

@@ -18,6 +18,7 @@ from .backbones import build_model
 from .neurons import spiking_layers
 from .precision import Precision
 from .quant import FULL_PRECISION_BITS
+from .spec import ModelSpec
 
 BYTES_PER_MB = 1e6
 BASELINE = Precision(FULL_PRECISION_BITS, FULL_PRECISION_BITS)
@@ -80,7 +81,7 @@ def footprint_table(
     for arch in archs:
         sizes = {
             precision: footprint_megabytes(
-                build_model(arch, bits=precision, input_shape=input_shape, num_classes=num_classes),
+                build_model(ModelSpec(arch=arch, bits=str(precision)), input_shape=input_shape, num_classes=num_classes),
                 input_shape, precision.membrane_bits, batches,
             )
             for precision in dict.fromkeys([BASELINE, *precisions])

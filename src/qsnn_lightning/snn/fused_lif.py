@@ -1,7 +1,7 @@
 """The fused multi-step LIF: the charge / fire / reset / store loop of :class:`~qsnn_lightning.snn.neurons.LIF`
 over all T steps as one autograd node with a hand-written backward pass.
 
-The reference loop (``LIF(neuron="reference")``) records about a dozen autograd nodes per step,
+The reference loop (``neuron="reference"`` in the LIF's NeuronSpec) records about a dozen autograd nodes per step,
 each keeping its inputs alive until the backward pass. This path runs the steps without autograd,
 keeps only the membrane before reset ``u[t]`` of every step and recomputes the rest (spike,
 surrogate) in the backward pass. Forward values are those of the reference (the same spikes,

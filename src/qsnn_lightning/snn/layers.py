@@ -9,7 +9,7 @@ its latent weight for the backward pass, not the quantized weight: that is recom
 map, as the backbones declare) keeps that input as one byte per element (bool) instead of four.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from .neurons import LIF
 from .precision import Precision
 from .quant import FULL_PRECISION_BITS, FullPrecisionWeight, InputQuant
+from .spec import ModelSpec
 
 
 class QuantizedWeightOp(torch.autograd.Function):
@@ -127,22 +128,22 @@ class MultiStep(nn.Sequential):
 
 @dataclass(frozen=True)
 class LayerFactory:
-    """Builds the layers of a Q-SNN at one precision, so backbones only describe topology.
+    """Builds the layers of a Q-SNN from its :class:`~qsnn_lightning.snn.spec.ModelSpec`, so backbones
+    only describe topology.
 
-    ``standardize`` is the WS-DR weight standardization (``"layer"``, ``"channel"`` or ``"none"``);
-    the neuron settings (``neuron``: ``"fused"`` or ``"reference"``, ``compile``) are those of
-    :class:`~qsnn_lightning.snn.neurons.LIF`; ``compile`` also compiles the binary weight quantizer. A subclass overriding :meth:`lif` builds the same
-    topology around another neuron (the throughput benchmark does so for its peers).
+    The spec gives the precision (``spec.bits``), the WS-DR weight standardization of binary
+    layers (``spec.standardize``: ``"layer"``, ``"channel"`` or ``"none"``, Eq. 14) and the
+    neuron options; ``compile`` (``speed.compile``) compiles the fused LIF's step functions and
+    the binary weight quantizer. A subclass overriding :meth:`lif` builds the same topology
+    around another neuron (the throughput benchmark does so for its peers).
     """
 
-    precision: Precision = field(default_factory=lambda: Precision.parse("1w2u"))
-    standardize: str = "layer"
-    tau: float = 0.5
-    theta: float = 1.0
-    beta: float = 1.0
-    quantize_before_spike: bool = False
-    neuron: str = "fused"
+    spec: ModelSpec = ModelSpec()
     compile: bool = False
+
+    @property
+    def precision(self) -> Precision:
+        return self.spec.precision
 
     def conv_bn(
         self, cin: int, cout: int, kernel: int, stride: int = 1, edge: bool = False, spikes_in: bool = False,
@@ -151,13 +152,13 @@ class LayerFactory:
         ``spikes_in``: the conv reads a LIF layer's spikes directly (no pooling between)."""
         conv = QConv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False,
-            weight_quant=self.precision.weight_quant(edge, self.standardize, self.compile), binary_input=spikes_in,
+            weight_quant=self.precision.weight_quant(edge, self.spec.standardize, self.compile), binary_input=spikes_in,
         )
         return MultiStep(conv, nn.BatchNorm2d(cout))
 
     def classifier(self, features: int, classes: int) -> QLinear:
         """The last layer (8-bit in a Q-SNN), with bias."""
-        return QLinear(features, classes, weight_quant=self.precision.weight_quant(True, self.standardize))
+        return QLinear(features, classes, weight_quant=self.precision.weight_quant(True, self.spec.standardize))
 
     def input_quant(self) -> InputQuant:
         """8-bit input pixels in a quantized network, full precision in the 32w baseline."""
@@ -165,8 +166,5 @@ class LayerFactory:
         return InputQuant(FULL_PRECISION_BITS if full else 8)
 
     def lif(self) -> nn.Module:
-        return LIF(
-            tau=self.tau, theta=self.theta, beta=self.beta,
-            membrane_bits=self.precision.membrane_bits,
-            quantize_before_spike=self.quantize_before_spike, neuron=self.neuron, compile=self.compile,
-        )
+        """A LIF layer (Eq. 1-3, membrane quantization Eq. 8-10) with the spec's neuron options."""
+        return LIF(self.spec.neuron_spec(self.compile))

@@ -17,16 +17,22 @@ and it keeps one tensor per step for the backward pass instead of about ten), an
 ``neuron="reference"`` is the plain loop below, differentiated by autograd, against which the
 fused path is tested. ``quantize_before_spike`` runs on the reference loop.
 
+A layer is built from one :class:`~qsnn_lightning.snn.spec.NeuronSpec` (``LIF(spec)``); its
+fields read as attributes of the layer too (``lif.tau`` is ``lif.spec.tau``).
+
 State has an explicit life: ``v`` is created on the first step of the first call, carried
 across calls (streaming) until :meth:`LIF.reset` / :func:`reset_states` clears it. Backbones
 clear it at the start of every forward pass, so batches never share state.
 """
 
+from dataclasses import fields
+
 import torch
 from torch import nn
 
 from . import fused_lif
-from .quant import FULL_PRECISION_BITS, MembraneQuant
+from .quant import MembraneQuant
+from .spec import NeuronSpec
 from .surrogate import spike
 
 NEURON_IMPLS = ("fused", "reference")
@@ -40,26 +46,12 @@ class LIF(nn.Module):
     streaming across calls truncates backpropagation at the call boundary).
     """
 
-    def __init__(
-        self,
-        tau: float = 0.5,
-        theta: float = 1.0,
-        beta: float = 1.0,
-        membrane_bits: int = FULL_PRECISION_BITS,
-        quantize_before_spike: bool = False,
-        neuron: str = "fused",
-        compile: bool = False,
-    ):
+    def __init__(self, spec: NeuronSpec = NeuronSpec()):
         super().__init__()
-        if neuron not in NEURON_IMPLS:
-            raise ValueError(f"neuron must be one of {NEURON_IMPLS}, got {neuron!r}")
-        self.neuron = neuron
-        self.compile = compile  # fused path: compile its step functions with torch.compile
-        self.tau = tau
-        self.theta = theta
-        self.beta = beta
-        self.quantize_before_spike = quantize_before_spike
-        self.membrane_quant = MembraneQuant(membrane_bits)
+        if spec.neuron not in NEURON_IMPLS:
+            raise ValueError(f"neuron must be one of {NEURON_IMPLS}, got {spec.neuron!r}")
+        self.spec = spec
+        self.membrane_quant = MembraneQuant(spec.membrane_bits)  # Eq. 8-10
         self.v: torch.Tensor | None = None
         self.firing_rate: torch.Tensor | None = None
         self.level_counts: torch.Tensor | None = None  # see count_levels()
@@ -86,28 +78,29 @@ class LIF(nn.Module):
         return self.v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.neuron == "reference" or self.quantize_before_spike:
+        spec = self.spec
+        if spec.neuron == "reference" or spec.quantize_before_spike:
             out = self._reference_forward(x)
         else:
             counting = self.level_counts is not None and not self.training
             out, v = fused_lif.FusedLIF.apply(
-                x, self._initial_state(x), self.tau, self.theta, self.beta, self.membrane_quant,
-                fused_lif.kernels(self.compile), self._count if counting else None,
+                x, self._initial_state(x), spec.tau, spec.theta, spec.beta, self.membrane_quant,
+                fused_lif.kernels(spec.compile), self._count if counting else None,
             )
             self.v = v
         self.firing_rate = out.mean()  # f_l of Eq. 15
         return out
 
     def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self._initial_state(x)
+        spec, v = self.spec, self._initial_state(x)
         spikes = []
         for x_t in x:
-            u = self.tau * v + x_t  # Eq. 1 / Eq. 10
-            if self.quantize_before_spike:
+            u = spec.tau * v + x_t  # Eq. 1 / Eq. 10
+            if spec.quantize_before_spike:
                 u = self.membrane_quant(u)  # Algorithm 1 order (ablation only)
-            s = spike(u - self.theta, self.beta)  # Eq. 2, surrogate Eq. 5
+            s = spike(u - spec.theta, spec.beta)  # Eq. 2, surrogate Eq. 5
             u = u * (1.0 - s)  # Eq. 3, hard reset
-            v = u if self.quantize_before_spike else self.membrane_quant(u)  # Eq. 8-10
+            v = u if spec.quantize_before_spike else self.membrane_quant(u)  # Eq. 8-10
             if self.level_counts is not None and not self.training:
                 self._count(v)
             spikes.append(s)
@@ -120,10 +113,17 @@ class LIF(nn.Module):
         self.level_counts = self.level_counts.to(v.device) + torch.bincount(levels.flatten(), minlength=len(self.level_counts))
 
     def extra_repr(self) -> str:
+        spec = self.spec
         return (
-            f"tau={self.tau}, theta={self.theta}, beta={self.beta}, "
-            f"quantize_before_spike={self.quantize_before_spike}, neuron={self.neuron}, compile={self.compile}"
+            f"tau={spec.tau}, theta={spec.theta}, beta={spec.beta}, "
+            f"quantize_before_spike={spec.quantize_before_spike}, neuron={spec.neuron}, compile={spec.compile}"
         )
+
+
+for _field in fields(NeuronSpec):  # lif.tau, lif.theta, ... read lif.spec (read-only)
+    setattr(LIF, _field.name, property(lambda self, name=_field.name: getattr(self.spec, name),
+                                       doc=f"``spec.{_field.name}`` (read-only)"))
+del _field
 
 
 def spiking_layers(model: nn.Module) -> list[LIF]:

@@ -1,12 +1,14 @@
 """Read a qsnn-lightning checkpoint safely and rebuild its ``QSNNClassifier`` (for ``qsnn test``,
 resuming and the exporter, which must not need the training driver)."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from ..errors import CheckpointError
+from ..snn.spec import ModelSpec
 from .module import QSNNClassifier
 
 
@@ -25,9 +27,28 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
+def module_hyperparameters(checkpoint: dict) -> dict:
+    """The arguments of ``QSNNClassifier`` saved in a checkpoint, in this version's layout: the
+    model as one ``spec`` dict. Checkpoints of earlier versions hold the model options as flat
+    keys (``arch``, ``bits``, ``tau``, ...); those move into ``spec``."""
+    hparams = dict(checkpoint["hyper_parameters"])
+    if "spec" in hparams:
+        return hparams
+    model_options = {field.name for field in fields(ModelSpec)}
+    spec = {key: hparams.pop(key) for key in list(hparams) if key in model_options}
+    return {"spec": spec, **hparams}
+
+
 def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
-    """The QSNNClassifier saved in a checkpoint read by :func:`read_checkpoint`."""
-    module = QSNNClassifier(**checkpoint["hyper_parameters"])
+    """The QSNNClassifier saved in a checkpoint read by :func:`read_checkpoint` (of this version or
+    of an earlier one, whose model options were flat hyperparameters)."""
+    try:
+        module = QSNNClassifier(**module_hyperparameters(checkpoint))
+    except (TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"the checkpoint's model settings cannot be built by this version ({reason}); retrain it with this version"
+        ) from None
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -20,23 +20,17 @@ from ..snn.backbones import BACKBONES
 from ..snn.neurons import NEURON_IMPLS
 from ..snn.precision import Precision
 from ..snn.quant import BinaryWeight
+from ..snn.spec import ModelSpec
 from .trainer_arguments import check_trainer_arguments
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # package data
 DEFAULT_EXPERIMENT = "fmnist_1w2u"
 
 
-@dataclass
-class ModelConfig:
-    arch: str = "fmnistnet"
-    bits: str = "1w2u"
-    timesteps: int = 2
-    standardize: str = "layer"  # WS-DR weight standardization (Eq. 14): layer | channel | none
-    tau: float = 0.5
-    theta: float = 1.0
-    beta: float = 1.0
-    quantize_before_spike: bool = False
-    neuron: str = "fused"  # fused (one autograd node over T) | reference (the plain loop it is tested against)
+# The model section's schema is the spec the model is built from (snn/spec.py): one dataclass for
+# the config keys model.*, the LightningModule, the checkpoint and the builders. OmegaConf marks
+# the section read-only (the spec is frozen); merging base -> experiment -> overrides still works.
+ModelConfig = ModelSpec
 
 
 @dataclass

@@ -12,6 +12,7 @@ from ..snn.layers import QConv2d, QLinear
 from ..snn.losses import LossParts, WSDRLoss
 from ..snn.backbones import build_model
 from ..snn.neurons import spiking_layers
+from ..snn.spec import ModelSpec
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported where there are more than 10 classes
 
@@ -24,25 +25,22 @@ class QSNNClassifier(L.LightningModule):
     Metric keys: ``train/loss``, ``train/loss_ce``, ``train/loss_spike``, ``train/acc``,
     ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc`` (and ``*/acc_top5``
     with more than 10 classes), and ``*/firing_rate`` (mean f_l over spiking layers, averaged
-    across ranks). ``experiment`` is the full experiment configuration, stored in
-    the checkpoint so that ``qsnn test`` and the exporter can rebuild the run. ``neuron`` and
-    ``compile`` choose the LIF implementation (:mod:`qsnn_lightning.snn.neurons`); ``channels_last``
-    stores conv weights and static input images NHWC.
+    across ranks).
+
+    ``spec`` is the model (:class:`~qsnn_lightning.snn.spec.ModelSpec`, the config's ``model``
+    section); the hyperparameters hold it once, as a plain dict under ``spec`` (a checkpoint is
+    read with ``weights_only=True``, which loads no dataclass), and ``self.spec`` is the value.
+    ``compile`` and ``channels_last`` are the ``speed`` options: how the same network executes
+    (``compile``: torch.compile'd neuron and quantizer kernels; ``channels_last``: conv weights
+    and static input images NHWC). ``experiment`` is the full experiment configuration, stored in
+    the checkpoint so that ``qsnn test`` and the exporter can rebuild the run.
     """
 
     def __init__(
         self,
-        arch: str = "fmnistnet",
+        spec: "ModelSpec | dict" = ModelSpec(),
         num_classes: int = 10,
         input_shape: tuple[int, int, int] = (1, 28, 28),
-        bits: str = "1w2u",
-        timesteps: int = 2,
-        standardize: str = "layer",
-        tau: float = 0.5,
-        theta: float = 1.0,
-        beta: float = 1.0,
-        quantize_before_spike: bool = False,
-        neuron: str = "fused",
         compile: bool = False,
         channels_last: bool = False,
         lam: float = 1e-3,
@@ -54,12 +52,10 @@ class QSNNClassifier(L.LightningModule):
         experiment: Optional[dict] = None,
     ):
         super().__init__()
+        self.spec = ModelSpec.coerce(spec)
+        spec = self.spec.to_dict()  # what save_hyperparameters reads from this frame: plain values
         self.save_hyperparameters()
-        self.model = build_model(
-            arch, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=timesteps, bits=bits,
-            standardize=standardize, tau=tau, theta=theta, beta=beta, quantize_before_spike=quantize_before_spike,
-            neuron=neuron, compile=compile,
-        )
+        self.model = build_model(self.spec, num_classes=num_classes, input_shape=tuple(input_shape), compile=compile)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.loss_fn = WSDRLoss(lam, spike_reduction)

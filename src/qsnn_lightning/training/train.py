@@ -34,14 +34,12 @@ RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 
 
 def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
-    model, loss, optim = cfg.model, cfg.loss, cfg.optim
+    loss, optim = cfg.loss, cfg.optim
     return QSNNClassifier(
-        arch=model.arch, num_classes=datamodule.num_classes, input_shape=tuple(datamodule.input_shape),
-        bits=model.bits, timesteps=model.timesteps, standardize=model.standardize, tau=model.tau,
-        theta=model.theta, beta=model.beta, quantize_before_spike=model.quantize_before_spike,
-        neuron=model.neuron, compile=cfg.speed.compile, channels_last=cfg.speed.channels_last, lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr,
-        momentum=optim.momentum, weight_decay=optim.weight_decay,
-        experiment=OmegaConf.to_container(cfg, resolve=True),
+        OmegaConf.to_object(cfg.model), num_classes=datamodule.num_classes,
+        input_shape=tuple(datamodule.input_shape), compile=cfg.speed.compile, channels_last=cfg.speed.channels_last,
+        lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr, momentum=optim.momentum,
+        weight_decay=optim.weight_decay, experiment=OmegaConf.to_container(cfg, resolve=True),
     )
 
 
