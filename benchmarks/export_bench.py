@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
+from qsnn_lightning.data import make_datamodule
 from qsnn_lightning.export import fold, quantize_input, reference
 from qsnn_lightning.export.writer import ARM_GCC, QEMU, export_checkpoint, first_test_samples
-from qsnn_lightning.data import make_datamodule
 from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
 from qsnn_lightning.training.config import restore_config
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from qsnn_lightning.training.config import load_config
 from qsnn_lightning.data import EVENT_DATASETS
 from qsnn_lightning.data.info import dataset_info
 from qsnn_lightning.export import ExportError, fold, quantize_input
@@ -29,6 +28,7 @@ from qsnn_lightning.export.memory import map_words, plan
 from qsnn_lightning.export.writer import ARM_GCC, QEMU, check_fits_cortex_m4, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
+from qsnn_lightning.training.config import load_config
 
 DEFAULT = ("fmnist_1w2u", "nfmnist_1w2u", "dvsgesture_mcu_1w2u", "cifar10_1w2u", "dvscifar10_1w2u")
 

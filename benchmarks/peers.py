@@ -6,14 +6,14 @@ the device; everything else (conv, BatchNorm, pooling, fc, time folding) is our 
 the networks differ in the neuron only.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from qsnn_lightning.snn.layers import LayerFactory
 from qsnn_lightning.snn.backbones import BACKBONES
+from qsnn_lightning.snn.layers import LayerFactory
 from qsnn_lightning.snn.spec import ModelSpec
 
 PEERS = ("spikingjelly", "snntorch")

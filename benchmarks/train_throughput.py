@@ -51,11 +51,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import AFTER_STEP, PEERS, MissingPeer, build_peer  # noqa: E402
 
-from qsnn_lightning.training.host_memory import reuse_freed_memory  # noqa: E402
-from qsnn_lightning.snn.losses import WSDRLoss  # noqa: E402
 from qsnn_lightning.snn.backbones import build_model  # noqa: E402
-from qsnn_lightning.snn.spec import ModelSpec  # noqa: E402
+from qsnn_lightning.snn.losses import WSDRLoss  # noqa: E402
 from qsnn_lightning.snn.neurons import reset_states, spiking_layers  # noqa: E402
+from qsnn_lightning.snn.spec import ModelSpec  # noqa: E402
+from qsnn_lightning.training.host_memory import reuse_freed_memory  # noqa: E402
 
 OURS = {"qsnn_fp": "32w32u", "qsnn_1w8u": "1w8u", "qsnn_1w4u": "1w4u", "qsnn_1w2u": "1w2u"}
 IMPLS = (*OURS, *PEERS)

@@ -4,11 +4,15 @@ available) trains for one fast_dev_run batch on small files written in the real 
 import pytest
 
 from dataset_files import (
-    write_cifar10, write_cifar10_dvs, write_cifar100, write_dvs_gesture, write_fashion_mnist, write_tiny_imagenet,
+    write_cifar10,
+    write_cifar10_dvs,
+    write_cifar100,
+    write_dvs_gesture,
+    write_fashion_mnist,
+    write_tiny_imagenet,
 )
+from qsnn_lightning.data import EVENT_DATASETS, dataset_info, make_datamodule
 from qsnn_lightning.training.config import experiment_names, load_config
-from qsnn_lightning.data import EVENT_DATASETS, dataset_info
-from qsnn_lightning.data import make_datamodule
 from qsnn_lightning.training.train import make_module, train
 
 WRITERS = {

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dataset_files import write_dvs_gesture, write_fashion_mnist
 
+from dataset_files import write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.cli import main
-from qsnn_lightning.training.config import load_config
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
 from qsnn_lightning.export.memory import last_reader, map_words, plan
@@ -23,6 +22,7 @@ from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.train import train
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

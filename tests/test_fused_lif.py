@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from qsnn_lightning.snn.backbones import build_model
-from qsnn_lightning.snn.spec import ModelSpec
-from qsnn_lightning.snn.spec import NeuronSpec
 from qsnn_lightning.snn.neurons import LIF
+from qsnn_lightning.snn.spec import ModelSpec, NeuronSpec
 
 BITS = (32, 2, 4, 8)
 
@@ -63,7 +62,7 @@ def test_fused_backward_keeps_one_tensor_per_step():
     for neuron in ("reference", "fused"):
         lif = LIF(NeuronSpec(membrane_bits=2, neuron=neuron)).train()
         sizes = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, sizes=sizes: sizes.append(t.numel()) or t, lambda t: t):
             lif(inputs((4, 2, 8)))
         saved[neuron] = sum(sizes)
     assert saved["fused"] == 4 * 2 * 8  # u[t] of each of the 4 steps, nothing else

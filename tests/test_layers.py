@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from qsnn_lightning.snn.layers import QConv2d, QLinear
 from qsnn_lightning.snn.backbones import build_model
-from qsnn_lightning.snn.spec import ModelSpec
+from qsnn_lightning.snn.layers import QConv2d, QLinear
 from qsnn_lightning.snn.quant import BinaryWeight, IntWeight
+from qsnn_lightning.snn.spec import ModelSpec
 
 QUANTIZERS = [BinaryWeight("layer"), BinaryWeight("channel"), IntWeight(8)]
 

@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
+from qsnn_lightning.snn.backbones import BACKBONES, build_model
 from qsnn_lightning.snn.footprint import model_bits, spiking_layer_sizes
 from qsnn_lightning.snn.layers import MultiStep, QConv2d, QLinear
-from qsnn_lightning.snn.backbones import BACKBONES, build_model
-from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.snn.neurons import spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
+from qsnn_lightning.snn.spec import ModelSpec
 
 
 def test_resnet19_has_the_papers_parameter_count():

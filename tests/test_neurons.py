@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from qsnn_lightning.snn.spec import NeuronSpec
 from qsnn_lightning.snn.neurons import LIF, reset_states, spiking_layers
+from qsnn_lightning.snn.spec import NeuronSpec
 
 
 def test_lif_trace_over_four_steps_with_spikes_and_resets():

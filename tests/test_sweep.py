@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dataset_files import write_fashion_mnist
+from qsnn_lightning.snn.precision import Precision
 from qsnn_lightning.training import sweep as sweeps
 from qsnn_lightning.training.config import load_config
-from qsnn_lightning.snn.precision import Precision
 from qsnn_lightning.training.sweep import SweepError, load_sweep, point_directory_name, run_local, run_wandb
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))

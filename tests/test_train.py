@@ -158,9 +158,9 @@ def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
 
 
 def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp_path):
-    from qsnn_lightning.training.config import load_config
-    from qsnn_lightning.snn.neurons import spiking_layers
     from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.snn.neurons import spiking_layers
+    from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.train import make_module, train
 
     options = ["speed.channels_last=true", "model.neuron=reference", "speed.compile=true"]
@@ -178,8 +178,8 @@ def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp
 def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp_path):
     from lightning.pytorch.callbacks import Callback
 
-    from qsnn_lightning.training.config import load_config
     from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.train import make_module, make_trainer
 
     last = finished_run[0] / "checkpoints" / "last.ckpt"

@@ -2,8 +2,8 @@
 
 ``32w`` is full precision everywhere. ``1w`` binarizes the hidden layers (Eq. 6-7) and keeps the
 first and last layers at 8 bits, as the paper does. ``2w``, ``4w`` and ``8w`` quantize the hidden
-layers to that many bits (first and last at 8), for comparisons such as MINT's 2w-2u. ``Ku`` with K in 2..16 quantizes membrane potentials to
-K bits (Eq. 8); ``32u`` leaves them in floating point.
+layers to that many bits (first and last at 8), for comparisons such as MINT's 2w-2u. ``Ku`` with
+K in 2..16 quantizes membrane potentials to K bits (Eq. 8); ``32u`` leaves them in floating point.
 """
 
 import re

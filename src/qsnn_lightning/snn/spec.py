@@ -22,8 +22,9 @@ Only the standard library and this package's torch-only modules are used here (n
 training imports).
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from .precision import Precision
 from .quant import FULL_PRECISION_BITS

@@ -9,14 +9,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from ..errors import ConfigError, one_line
-from ..snn.losses import REDUCTIONS
 from ..snn.backbones import BACKBONES
+from ..snn.losses import REDUCTIONS
 from ..snn.neurons import NEURON_IMPLS
 from ..snn.precision import Precision
 from ..snn.quant import BinaryWeight
@@ -52,7 +52,7 @@ class EventConfig:
     """Frames of event datasets (dvsgesture, dvscifar10, nfashionmnist); T is model.timesteps."""
 
     split_by: str = "number"  # number: equal event counts per frame | time: equal time bins
-    resize: Optional[int] = None  # side of the square frames; None: the dataset's (48 for dvscifar10)
+    resize: int | None = None  # side of the square frames; None: the dataset's (48 for dvscifar10)
     resize_mode: str = "bilinear"  # bilinear: interpolated counts | area: every event summed into its block
     roll: int = 5  # NDA (training only): one of roll (pixels), rotation, shear (degrees) per sample
     rotate: float = 30.0
@@ -63,13 +63,13 @@ class EventConfig:
 @dataclass
 class DataConfig:
     name: str = "fashionmnist"
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     batch_size: int = 128
     num_workers: int = 0
     val_fraction: float = 0.1
     download: bool = True
     augment: bool = True
-    subset: Optional[int] = None  # use only the first N samples of each split (smoke runs)
+    subset: int | None = None  # use only the first N samples of each split (smoke runs)
     events: EventConfig = field(default_factory=EventConfig)
 
 
@@ -100,14 +100,14 @@ class ExperimentConfig:
     run_dir: str = "runs"
     logger: str = "csv"  # csv | tensorboard | wandb (CSV metrics are always written)
     wandb_project: str = "qsnn-lightning"
-    ckpt_path: Optional[str] = None  # resume training from this checkpoint
+    ckpt_path: str | None = None  # resume training from this checkpoint
     check_resume: bool = True  # refuse a ckpt_path of another experiment, dataset, arch, bits or T
     check_memory: bool = True  # refuse a run whose training step would not fit in free memory (memory_check.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    trainer: Dict[str, Any] = field(default_factory=lambda: dict(TRAINER_DEFAULTS))
+    trainer: dict[str, Any] = field(default_factory=lambda: dict(TRAINER_DEFAULTS))
     speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 

@@ -1,16 +1,16 @@
 """``QSNNClassifier``: a LightningModule around any registered backbone and the WS-DR loss."""
 
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import torch
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..snn.backbones import build_model
 from ..snn.footprint import model_bits
 from ..snn.layers import QConv2d, QLinear
 from ..snn.losses import LossParts, WSDRLoss
-from ..snn.backbones import build_model
 from ..snn.neurons import spiking_layers
 from ..snn.spec import ModelSpec
 
@@ -49,7 +49,7 @@ class QSNNClassifier(L.LightningModule):
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
-        experiment: Optional[dict] = None,
+        experiment: dict | None = None,
     ):
         super().__init__()
         self.spec = ModelSpec.coerce(spec)

@@ -169,7 +169,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
     module = make_module(cfg, datamodule)
     trainer = make_trainer(cfg, run_dir)
     if trainer.is_global_zero:
-        trainer.loggers[0].experiment  # the CSV logger claims the (still empty) directory first
+        trainer.loggers[0].experiment  # noqa: B018 (the CSV logger claims the still empty directory first)
         OmegaConf.save(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
