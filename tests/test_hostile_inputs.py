@@ -83,3 +83,41 @@ def test_footprint_bounds_and_a_closed_pipe(tmp_path):
     error = process.stderr.read()
     assert process.wait() == 2 and "Traceback" not in error
     assert error.strip() == "qsnn: error: the output pipe was closed before everything was written"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={runs}", "data.batch_size=8",
+                  "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                  "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", cwd=runs)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = runs.glob("fmnist_1w2u/*/checkpoints/last.ckpt")
+    return path
+
+
+def test_export_refusals_are_one_line_and_leave_nothing_behind(tmp_path, data, checkpoint):
+    (tmp_path / "a_file").write_text("keep me")
+    cases = [
+        (["--out", "a_file/out"], "cannot write the export folder a_file/out"),
+        (["--out", "a_file"], "a_file already exists and is not empty"),
+        (["--out", "many", "--samples", "100000", f"data.data_dir={data}"], "--samples 100000 is more than the 16 samples"),
+        (["--out", "m4", "--target", "cortex-m4", "--samples", "5000"], "sensor region holds: use --samples 4012 or fewer"),
+    ]
+    for arguments, needle in cases:
+        assert_refused(qsnn("export", str(checkpoint), *arguments, cwd=tmp_path), needle)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file"] and (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_export_folder_is_an_ordinary_folder(tmp_path, data, checkpoint):
+    result = qsnn("export", str(checkpoint), "--out", "out", "--samples", "2", f"data.data_dir={data}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~current_umask()
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

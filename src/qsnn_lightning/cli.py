@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     export.add_argument("--target", default="host", choices=("host", "cortex-m4"),
                         help="cortex-m4 also builds the ARM image, runs it in QEMU and measures flash and RAM")
-    export.add_argument("--samples", type=int, default=20, help="test images written to samples.bin (default 20)")
+    export.add_argument("--samples", type=int, default=None,
+                        help="test samples written to samples.bin and expected.txt (default 20, or the whole test split if smaller)")
     export.add_argument("overrides", nargs="*", help="key=value overrides of the saved config, e.g. data.data_dir=/data")
     export.set_defaults(run=run_export)
 
