@@ -1,11 +1,13 @@
 """Hostile input through the real CLI: each case exits with status 2 and one line on stderr, no
 traceback, and leaves no run folder behind (issue 14's table; resume cases are in test_resume.py)."""
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dataset_files import write_fashion_mnist
 
@@ -121,3 +123,35 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def damaged(hyper_parameters: dict, case: str):
+    """A copy of a checkpoint's hyper-parameters changed the way ``case`` says."""
+    changed = copy.deepcopy(hyper_parameters)
+    if case == "no bits":
+        del changed["spec"]["bits"]
+    elif case == "unknown arch":
+        changed["spec"]["arch"] = "nope"
+    elif case == "experiment not a mapping":
+        changed["experiment"] = "text"
+    elif case == "unknown hyper-parameter":
+        changed["extra_thing"] = 3
+    else:
+        changed = [1]
+    return changed
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("no bits", "does not say its model's bits"),
+    ("unknown arch", "cannot be built by this version (unknown architecture 'nope'"),
+    ("experiment not a mapping", "is not a qsnn-lightning checkpoint"),
+    ("unknown hyper-parameter", "unexpected keyword argument 'extra_thing'"),
+    ("hyper-parameters not a mapping", "is not a qsnn-lightning checkpoint"),
+])
+def test_checkpoints_that_load_but_are_wrong(tmp_path, checkpoint, case, needle):
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    content["hyper_parameters"] = damaged(content["hyper_parameters"], case)
+    torch.save(content, tmp_path / "wrong.ckpt")
+    assert_refused(qsnn("test", "wrong.ckpt", cwd=tmp_path), needle)
+    assert_refused(qsnn("export", "wrong.ckpt", "--out", "out", cwd=tmp_path), needle)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["wrong.ckpt"]

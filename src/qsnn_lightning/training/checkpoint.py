@@ -11,6 +11,8 @@ from ..errors import CheckpointError
 from ..snn.spec import ModelSpec
 from .module import QSNNClassifier
 
+REQUIRED_MODEL_KEYS = ("arch", "bits", "timesteps")  # no default can stand in for these
+
 
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint without running code from it (``weights_only=True``)."""
@@ -21,9 +23,14 @@ def read_checkpoint(path: str) -> dict:
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be read safely ({reason[:160]}); is it a qsnn-lightning .ckpt?") from None
-    experiment = checkpoint.get("hyper_parameters", {}).get("experiment") if isinstance(checkpoint, dict) else None
-    if not experiment or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a qsnn-lightning checkpoint (no experiment configuration in it)")
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    experiment = hparams.get("experiment") if isinstance(hparams, dict) else None
+    if not isinstance(experiment, dict) or not experiment or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not a qsnn-lightning checkpoint (no experiment configuration or weights in it)")
+    spec = module_hyperparameters(checkpoint)["spec"]
+    missing = [key for key in REQUIRED_MODEL_KEYS if key not in (spec if isinstance(spec, dict) else {})]
+    if missing:
+        raise CheckpointError(f"{path} does not say its model's {', '.join(missing)}; it was not written by qsnn train")
     return checkpoint
 
 
