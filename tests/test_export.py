@@ -229,13 +229,13 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
                                    "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
     checkpoint = train(cfg)["checkpoint"]
     out = tmp_path / "export"
-    result = subprocess.run([QSNN, "export", checkpoint, "--out", str(out), "--target", "cortex-m4", "--samples", "4",
+    result = subprocess.run([QSNN, "export", checkpoint, "--out", str(out), "--target", "cortex-m4", "--samples", "3",
                              f"data.data_dir={tmp_path}", "data.download=false"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     info = json.loads((out / "manifest.json").read_text())
     shape = (cfg.model.timesteps, *info["input_shape"])
-    count = info["samples"]  # the test split's first 4 (the DVS-Gesture files hold 3)
-    assert info["event_frames"] and info["sample_shape"] == list(shape) and 3 <= count <= 4
+    count = info["samples"]  # the test split's first 3 (the DVS-Gesture files hold 3)
+    assert info["event_frames"] and info["sample_shape"] == list(shape) and count == 3
     assert (out / "samples.bin").stat().st_size == count * int(np.prod(shape))
     assert info["qemu_matches_expected"] and info["m4_instructions_per_inference"] > 0
     assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0

@@ -87,7 +87,10 @@ MEASURE_STEP = textwrap.dedent("""
     from qsnn_lightning.data import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
+    from qsnn_lightning.training.host_memory import reuse_freed_memory
     from qsnn_lightning.training.train import make_module
+    reuse_freed_memory()  # as qsnn train does (speed.reuse_freed_memory), which the calibration assumed
+    torch.set_num_threads(1)  # one malloc arena: the peak must not depend on how busy the machine is
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=32", "model.timesteps=8", "data.batch_size=4"])
     datamodule = make_datamodule(cfg)
     estimate = estimate_step(cfg, datamodule)
