@@ -55,6 +55,7 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(tmp_path, data, experim
     ("trainer.strategy=abc", "invalid strategy name"),
     ("trainer.limit_train_batches=-1", "invalid value -1 for limit_train_batches"),
     ("trainer.max_stepz=3", "did you mean max_steps"),
+    ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches': 0; it must be >= 1"),
     ("name=../../escape", "bad value for 'name': '../../escape'"),
 ])
 def test_values_are_checked_before_anything_is_written(tmp_path, data, override, needle):
@@ -155,3 +156,25 @@ def test_checkpoints_that_load_but_are_wrong(tmp_path, checkpoint, case, needle)
     assert_refused(qsnn("test", "wrong.ckpt", cwd=tmp_path), needle)
     assert_refused(qsnn("export", "wrong.ckpt", "--out", "out", cwd=tmp_path), needle)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["wrong.ckpt"]
+
+
+def test_a_run_that_fails_after_its_folder_was_made_leaves_nothing_or_is_marked(tmp_path, data, monkeypatch):
+    failed = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
+                  "trainer.accelerator=cpu", cwd=tmp_path)  # Lightning refuses it only when fitting starts
+    assert failed.returncode != 0 and "val_check_interval" in failed.stderr
+    assert not list((tmp_path / "runs").rglob("*"))  # no half-made run folder
+
+    from qsnn_lightning.training import train as driver
+    from qsnn_lightning.training.config import load_config
+
+    def crash_after_a_checkpoint(cfg, run_dir, datamodule):
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"epoch 0")
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(driver, "_fit_and_test", crash_after_a_checkpoint)
+    with pytest.raises(RuntimeError):
+        driver.train(load_config("fmnist_1w2u", [f"data.data_dir={data}", f"run_dir={tmp_path / 'kept'}", "check_memory=false"]))
+    (run_dir,) = (tmp_path / "kept" / "fmnist_1w2u").iterdir()
+    assert (run_dir / "FAILED").read_text() == "RuntimeError: the machine went away\n"
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()  # kept to resume from

@@ -6,10 +6,12 @@ A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``chec
 the best checkpoint, best validation accuracy, and the last validation epoch's firing rate per layer).
 """
 
+import contextlib
 import json
 import logging
 import netrc
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -158,8 +160,25 @@ def train(cfg: DictConfig) -> dict:
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
     try:
         return _fit_and_test(cfg, run_dir, datamodule)
+    except MisconfigurationException as error:  # what Lightning finds wrong only once fitting starts
+        _clear_failed_run(run_dir, error)
+        raise ConfigError(f"lightning.Trainer refuses the run: {one_line(error)}") from None
+    except BaseException as error:
+        _clear_failed_run(run_dir, error)
+        raise
     finally:
         del os.environ[RUN_DIR_ENV]
+
+
+def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
+    """A run that stopped before its first checkpoint leaves nothing behind; one with checkpoints
+    (to resume from) is kept and marked with a ``FAILED`` file naming why."""
+    if any((run_dir / "checkpoints").glob("*.ckpt")):
+        (run_dir / "FAILED").write_text(f"{type(error).__name__}: {one_line(error)}\n")
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the experiment's folder too, when this run was its only one
+            run_dir.parent.rmdir()
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:

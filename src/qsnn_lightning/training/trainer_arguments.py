@@ -18,6 +18,9 @@ OWNED_BY_THE_RUN = {
     "enable_checkpointing": "every run keeps checkpoints/best.ckpt and last.ckpt",
 }
 SCALARS = (bool, int, float, str)
+# Lower bounds Lightning 2.6 leaves to the first batch (accumulate_grad_batches=0 divides by zero there).
+AT_LEAST = {"accumulate_grad_batches": 1, "log_every_n_steps": 1, "check_val_every_n_epoch": 1,
+            "reload_dataloaders_every_n_epochs": 0, "min_epochs": 0, "min_steps": 0}
 
 
 def _is_union(hint) -> bool:
@@ -99,4 +102,6 @@ def check_trainer_arguments(settings: dict) -> None:
             )
         if not accepts(allowed[name], value):
             raise ConfigError(f"bad value for 'trainer.{name}': {value!r}; lightning.Trainer takes {describe(allowed[name])}")
+        if name in AT_LEAST and value is not None and value < AT_LEAST[name]:
+            raise ConfigError(f"bad value for 'trainer.{name}': {value}; it must be >= {AT_LEAST[name]}")
 
