@@ -65,6 +65,17 @@ def test_checkpoint_loads_without_running_code_and_tests_again(finished_run):
     assert tested["test_acc"] == pytest.approx(saved["test_acc"])
 
 
+def test_qsnn_test_honours_the_test_batch_limit(finished_run, monkeypatch):
+    from qsnn_lightning.training.module import QSNNClassifier
+    from qsnn_lightning.training.train import evaluate_checkpoint
+
+    run_dir, _ = finished_run
+    batches = []
+    monkeypatch.setattr(QSNNClassifier, "test_step", lambda self, batch, index: batches.append(index))
+    evaluate_checkpoint(str(run_dir / "checkpoints" / "best.ckpt"), ["data.batch_size=4", "trainer.limit_test_batches=2"])
+    assert batches == [0, 1]  # of the 8 batches of the 32 test images
+
+
 def test_seeded_runs_repeat_and_resume_continues(finished_run, fmnist_dir, tmp_path):
     run_dir, _ = finished_run
     again = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN)
