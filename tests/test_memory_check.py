@@ -83,7 +83,8 @@ def test_small_T_probes_scale_to_the_real_T_as_the_real_forward(monkeypatch):
 
 
 MEASURE_STEP = textwrap.dedent("""
-    import resource, sys, torch
+    import sys, torch
+    from pathlib import Path
     from qsnn_lightning.data import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
@@ -96,13 +97,15 @@ MEASURE_STEP = textwrap.dedent("""
     estimate = estimate_step(cfg, datamodule)
     module = make_module(cfg, datamodule).train()
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current; ru_maxrss would keep the parent's peak
     before = resident_bytes()
     for _ in range(2):
         parts, _, _ = module.model_step(probe_batch(datamodule, 4, 8))
         parts.total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * 1024  # kB
     print(peak - before, estimate.raw(4), estimate.need(4))
 """)
 
