@@ -53,7 +53,7 @@ def figures(name: str) -> dict:
     backbone, frames = calibrated(name)
     model = fold(backbone, event_frames=frames)
     memory = plan(model)
-    info = manifest(model, {"arch": type(backbone).__name__, "bits": "1w2u", "experiment": {"name": name}}, 1,
+    info = manifest(model, memory, {"arch": type(backbone).__name__, "bits": "1w2u", "experiment": {"name": name}}, 1,
                     "cortex-m4")
     row = {
         "experiment": name, "input": list(model.input_shape), "timesteps": model.timesteps,
@@ -70,7 +70,7 @@ def figures(name: str) -> dict:
     shape = ((model.timesteps,) if frames else ()) + tuple(model.input_shape)
     sample = quantize_input(torch.rand(1, *shape), model)
     with tempfile.TemporaryDirectory() as scratch:
-        built = write_folder(model, sample, Path(scratch) / "out", info, target="cortex-m4")
+        built = write_folder(model, memory, sample, Path(scratch) / "out", info, target="cortex-m4")
     return {**row, "flash_bytes": built["flash_bytes"], "ram_bytes": built["ram_bytes"],
             "cortex_m4": "fits" if built["qemu_matches_expected"] else "QEMU lines differ"}
 

@@ -169,7 +169,7 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, tmp_path):
     model = fold(backbone, event_frames=frames)
     inputs = torch.randn(5, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(5, *shape)
     codes = quantize_input(inputs, model)
-    write_folder(model, codes, tmp_path / "out", {"arch": name})
+    write_folder(model, plan(model), codes, tmp_path / "out", {"arch": name})
     expected = (tmp_path / "out" / "expected.txt").read_text()
     for flags in RUNTIME_PATHS:
         assert compile_and_run(tmp_path / "out", flags=flags) == expected
@@ -312,7 +312,7 @@ def test_memory_plan_reuses_dead_maps_and_never_overlaps_live_ones():
 
 def test_a_model_too_large_for_the_cortex_m4_is_one_line_naming_the_sizes():
     model = fold(trained_like("resnet19", (3, 16, 16), "1w2u"))
-    info = manifest(model, {"arch": "resnet19", "bits": "1w2u"}, 0, "cortex-m4")
+    info = manifest(model, plan(model), {"arch": "resnet19", "bits": "1w2u"}, 0, "cortex-m4")
     with pytest.raises(ExportError) as error:
         check_fits_cortex_m4(info)
     message = str(error.value)
@@ -321,7 +321,7 @@ def test_a_model_too_large_for_the_cortex_m4_is_one_line_naming_the_sizes():
 
 def test_host_program_refuses_samples_of_the_wrong_size(tmp_path):
     model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
-    write_folder(model, quantize_input(torch.randn(2, 1, 28, 28), model), tmp_path / "out", {})
+    write_folder(model, plan(model), quantize_input(torch.randn(2, 1, 28, 28), model), tmp_path / "out", {})
     compile_and_run(tmp_path / "out")
     (tmp_path / "out" / "samples.bin").write_bytes(bytes(784 + 5))
     result = subprocess.run([str(tmp_path / "out" / "main"), str(tmp_path / "out" / "samples.bin")],

@@ -41,3 +41,10 @@ class MemoryEstimateError(QSNNError):
 def one_line(error: BaseException) -> str:
     """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): the cause,
+    without the advice some libraries print below it."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__

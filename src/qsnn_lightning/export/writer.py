@@ -20,6 +20,7 @@ import torch
 
 from ..data import EVENT_DATASETS, make_datamodule
 from ..errors import one_line
+from ..snn.precision import Precision
 from ..training.checkpoint import module_from_checkpoint, read_checkpoint
 from ..training.config import restore_config
 from . import memory, reference
@@ -87,8 +88,7 @@ def sample_shape(model: IntegerModel) -> tuple[int, ...]:
     return ((model.timesteps,) if model.event_frames else ()) + tuple(model.input_shape)
 
 
-def manifest(model: IntegerModel, hparams: dict, samples: int, target: str) -> dict:
-    plan = memory.plan(model)
+def manifest(model: IntegerModel, plan: memory.MemoryPlan, hparams: dict, samples: int | None, target: str) -> dict:
     stages = [{"kind": "stem", "output": asdict(model.stem.output), "fraction_bits": model.stem.lif.fraction_bits,
                "product_shift": model.stem.lif.product_shift, "threshold": model.stem.lif.threshold,
                "levels": model.stem.lif.levels, "membrane_alpha": model.stem.lif.membrane_alpha}]
@@ -105,7 +105,7 @@ def manifest(model: IntegerModel, hparams: dict, samples: int, target: str) -> d
         "arch": hparams["arch"],
         "bits": hparams["bits"],
         "weight_bits": {"hidden": 1, "first": 8, "last": 8},
-        "membrane_bits": int(hparams["bits"].split("w")[1].rstrip("u")),
+        "membrane_bits": Precision.parse(hparams["bits"]).membrane_bits,
         "timesteps": model.timesteps,
         "input_shape": list(model.input_shape),
         "event_frames": model.event_frames,
@@ -194,11 +194,10 @@ def _refuse_occupied(destination: Path) -> None:
         raise ExportError(f"{destination} already exists and is not empty; choose a new --out or remove it")
 
 
-def write_folder(model: IntegerModel, samples: "torch.Tensor | None", destination: Path, info: dict,
-                 target: str = "host") -> dict:
+def write_folder(model: IntegerModel, plan: memory.MemoryPlan, samples: "torch.Tensor | None", destination: Path,
+                 info: dict, target: str = "host") -> dict:
     """Assemble the export folder for ``model`` (and int8 ``samples``) at ``destination``, atomically."""
     _refuse_occupied(destination)
-    plan = memory.plan(model)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
@@ -245,7 +244,8 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
                           "weights (train a 1w model, e.g. fmnist_1w2u)")
     config = restore_config(experiment, overrides)
     model = fold(module.model.eval(), event_frames=config.data.name in EVENT_DATASETS)
-    info = manifest(model, {"arch": spec.arch, "bits": spec.bits, "experiment": experiment}, samples, target)
+    plan = memory.plan(model)
+    info = manifest(model, plan, {"arch": spec.arch, "bits": spec.bits, "experiment": experiment}, samples, target)
     if target == "cortex-m4":
         check_fits_cortex_m4(info)
         check_samples_fit_cortex_m4(DEFAULT_SAMPLES if samples is None else samples, math.prod(sample_shape(model)))
@@ -258,4 +258,4 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
                               f"{list(sample_shape(model))}: export with the data settings it was trained with")
         inputs = quantize_input(first_test_samples(datamodule, samples), model)
         info["samples"] = len(inputs)
-    return write_folder(model, inputs, destination, info, target)
+    return write_folder(model, plan, inputs, destination, info, target)

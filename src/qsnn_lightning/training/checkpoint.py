@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..snn.spec import ModelSpec
 from .module import QSNNClassifier
 
@@ -21,8 +21,9 @@ def read_checkpoint(path: str) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read safely ({reason[:160]}); is it a qsnn-lightning .ckpt?") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read safely ({first_line(error)[:160]}); is it a qsnn-lightning .ckpt?"
+        ) from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     experiment = hparams.get("experiment") if isinstance(hparams, dict) else None
     if not isinstance(experiment, dict) or not experiment or not isinstance(checkpoint.get("state_dict"), dict):
@@ -52,9 +53,8 @@ def module_from_checkpoint(checkpoint: dict) -> QSNNClassifier:
     try:
         module = QSNNClassifier(**module_hyperparameters(checkpoint))
     except (TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"the checkpoint's model settings cannot be built by this version ({reason}); retrain it with this version"
+            f"the checkpoint's model settings cannot be built by this version ({first_line(error)[:160]}); retrain it with this version"
         ) from None
     try:
         module.load_state_dict(checkpoint["state_dict"])

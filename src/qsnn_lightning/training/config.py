@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, first_line, one_line
 from ..snn.backbones import BACKBONES
 from ..snn.losses import REDUCTIONS
 from ..snn.neurons import NEURON_IMPLS
@@ -190,9 +190,8 @@ def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
         where = f" in '{parent}'" if parent else ""
         return f"unknown config key '{key}'; valid keys{where}: {valid}"
     if isinstance(error, ValidationError):
-        message = str(error).splitlines()[0]
-        return f"bad value for '{key}': {message}"
-    return str(error).splitlines()[0]
+        return f"bad value for '{key}': {first_line(error)}"
+    return first_line(error)
 
 
 def _merge(schema: DictConfig, *configs) -> DictConfig:

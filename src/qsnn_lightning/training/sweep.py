@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ..errors import SweepError
+from ..errors import SweepError, first_line
 from ..files import atomic_open
 from ..snn.losses import hidden_layers
 from ..snn.precision import Precision
@@ -65,7 +65,7 @@ def load_sweep(name: str, directory: Path = SWEEPS_DIR) -> Sweep:
     try:
         config = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as error:
-        raise SweepError(f"cannot read sweep file {path}: {str(error).splitlines()[0]}") from None
+        raise SweepError(f"cannot read sweep file {path}: {first_line(error)}") from None
     if config.get("method") != "grid":
         raise SweepError(f"{path}: method is {config.get('method')!r}; the sweeps here are grids (method: grid)")
     parameters = {}
