@@ -51,6 +51,7 @@ def test_ablation_turns_ws_dr_off():
         (["data.name=nope"], "bad value for 'data.name': 'nope'; allowed: cifar10"),
         (["optim.name=rmsprop"], "allowed: sgd, adam"),
         (["model.neuron=triton"], "bad value for 'model.neuron': 'triton'; allowed: fused, reference"),
+        (["model.membrane_scale=median"], "bad value for 'model.membrane_scale': 'median'; allowed: max, tanh, threshold, learned"),
         (["speed.compile=maybe"], "bad value for 'speed.compile'"),
         (["model.timesteps=0"], "must be > 0"),
         (["loss.lam=-1"], "must be >= 0"),

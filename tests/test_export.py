@@ -139,15 +139,18 @@ def test_integer_reference_agrees_with_the_pytorch_model(checkpoints):
     assert torch.equal(quant.integer_levels(images, quant.running_alpha), codes.float())
 
 
-def trained_like(name: str, shape, bits: str):
+def trained_like(name: str, shape, bits: str, membrane_scale: str = "max"):
     """Random weights with BN statistics and membrane scales as training leaves them, some BN
-    scales negative."""
+    scales negative (a learned membrane scale: a different one per layer)."""
     torch.manual_seed(3)
-    model = build_model(ModelSpec(arch=name, bits=bits, timesteps=3), input_shape=shape, num_classes=10)
+    model = build_model(ModelSpec(arch=name, bits=bits, timesteps=3, membrane_scale=membrane_scale), input_shape=shape,
+                        num_classes=10)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.weight.data = torch.randn_like(module.weight) * 0.6 + 0.8
             module.bias.data = torch.randn_like(module.bias) * 0.3 + 0.3
+        if getattr(module, "alpha", None) is not None:
+            module.alpha.data.uniform_(0.4, 1.3)
     model.train()
     with torch.no_grad():
         for _ in range(2):
@@ -155,16 +158,18 @@ def trained_like(name: str, shape, bits: str):
     return model.eval()
 
 
-@pytest.mark.parametrize("name, shape, bits, frames", [
-    ("resnet19", (3, 16, 16), "1w2u", False), ("resnet19", (3, 16, 16), "1w8u", False),
-    ("vggsnn", (2, 32, 32), "1w4u", True), ("fmnistnet", (2, 34, 34), "1w2u", True),
+@pytest.mark.parametrize("name, shape, bits, frames, membrane_scale", [
+    ("resnet19", (3, 16, 16), "1w2u", False, "max"), ("resnet19", (3, 16, 16), "1w8u", False, "max"),
+    ("vggsnn", (2, 32, 32), "1w4u", True, "max"), ("fmnistnet", (2, 34, 34), "1w2u", True, "max"),
+    ("fmnistnet", (1, 28, 28), "1w2u", False, "threshold"), ("fmnistnet", (1, 28, 28), "1w4u", False, "learned"),
 ])
-def test_topologies_stream_bit_exact(name, shape, bits, frames, tmp_path):
+def test_topologies_stream_bit_exact(name, shape, bits, frames, membrane_scale, tmp_path):
     """ResNet19 (identity and 1x1 conv shortcuts), VGGSNN and the small net, on static images and
-    on event frames: the C host program, qsnn_classify, T calls of qsnn_step, a state carried over
-    from the previous sample and a reset all equal the Python stream, with either implementation
-    of the runtime (portable and QSNN_HOST)."""
-    backbone = trained_like(name, shape, bits)
+    on event frames, with the membrane scales the export supports: the C host program,
+    qsnn_classify, T calls of qsnn_step, a state carried over from the previous sample and a
+    reset all equal the Python stream, with either implementation of the runtime (portable and
+    QSNN_HOST)."""
+    backbone = trained_like(name, shape, bits, membrane_scale)
     assert any((m.weight < 0).any() for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     model = fold(backbone, event_frames=frames)
     inputs = torch.randn(5, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(5, *shape)
@@ -281,6 +286,11 @@ def test_uncalibrated_membrane_scale_is_refused():
     model = build_model(ModelSpec(arch="fmnistnet", bits="1w2u"), input_shape=(1, 28, 28)).eval()
     with pytest.raises(ExportError, match="never calibrated"):
         fold(model)
+
+
+def test_tanh_membrane_scale_is_refused_naming_the_exportable_ones():
+    with pytest.raises(ExportError, match="membrane_scale=tanh cannot be exported.*max, threshold or learned"):
+        fold(trained_like("fmnistnet", (1, 28, 28), "1w2u", "tanh"))
 
 
 def test_packing_puts_output_channel_c_in_bit_c_mod_32_of_each_input_position():

@@ -22,31 +22,41 @@ def run(lif: LIF, x: torch.Tensor, upstream: torch.Tensor, calls: int = 2):
     spikes = torch.cat(outputs)
     ((spikes * upstream).sum() + lif.firing_rate).backward()
     quant = lif.membrane_quant
-    return spikes.detach(), lif.v, lif.firing_rate.detach(), quant.running_alpha.clone(), quant.num_steps_tracked.clone(), x.grad
+    learned_grad = quant.alpha.grad if quant.alpha is not None else None
+    return (spikes.detach(), lif.v, lif.firing_rate.detach(), quant.running_alpha.clone(), quant.num_steps_tracked.clone(), x.grad,
+            learned_grad)
 
 
-@pytest.mark.parametrize("bits", BITS)
-def test_fused_equals_reference_in_training_forward_and_gradients(bits):
+@pytest.mark.parametrize("bits, scale", [(bits, "max") for bits in BITS] + [
+    (bits, scale) for bits in (2, 4) for scale in ("tanh", "threshold", "learned")])
+def test_fused_equals_reference_in_training_forward_and_gradients(bits, scale):
     upstream = torch.randn(5, 3, 4, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     results = {}
     for neuron in ("reference", "fused"):
-        lif = LIF(NeuronSpec(membrane_bits=bits, beta=0.8, neuron=neuron)).train()
+        lif = LIF(NeuronSpec(membrane_bits=bits, beta=0.8, neuron=neuron, membrane_scale=scale, theta=0.9)).double().train()
+        if scale == "learned":
+            lif.membrane_quant.alpha.data.fill_(0.7)  # below the largest potentials: some clip
         results[neuron] = run(lif, inputs(), upstream)
     reference, fused = results["reference"], results["fused"]
-    spikes, v, rate, running_alpha, steps, grad = fused
+    spikes, v, rate, running_alpha, steps, grad, learned_grad = fused
     assert 0.1 < spikes.mean() < 0.9  # both regimes occur
     assert torch.equal(spikes, reference[0]) and torch.equal(v, reference[1]) and torch.equal(rate, reference[2])
     assert torch.equal(running_alpha, reference[3]) and torch.equal(steps, reference[4])  # the same EMA arithmetic
-    assert steps.item() == (5 if bits != 32 else 0)
+    assert steps.item() == (5 if bits != 32 and scale in ("max", "tanh") else 0)  # fixed and learned scales track nothing
     assert (grad != 0).float().mean() > 0.3
     torch.testing.assert_close(grad, reference[5], rtol=1e-12, atol=1e-12)
+    if scale == "learned":
+        assert learned_grad.abs() > 1e-6
+        torch.testing.assert_close(learned_grad, reference[6], rtol=1e-12, atol=1e-12)
+    if scale == "threshold":
+        assert set((v / 0.9 * (2 ** (bits - 1) - 1)).round().unique().tolist()) <= set(range(-7, 8))
 
 
-@pytest.mark.parametrize("bits", (2, 4))
-def test_fused_equals_reference_in_eval_with_calibrated_scale_and_level_counts(bits):
+@pytest.mark.parametrize("bits, scale", [(2, "max"), (4, "max"), (2, "tanh"), (2, "threshold"), (4, "learned")])
+def test_fused_equals_reference_in_eval_with_calibrated_scale_and_level_counts(bits, scale):
     counts = {}
     for neuron in ("reference", "fused"):
-        lif = LIF(NeuronSpec(membrane_bits=bits, neuron=neuron)).train()
+        lif = LIF(NeuronSpec(membrane_bits=bits, neuron=neuron, membrane_scale=scale)).train()
         lif(inputs(seed=3).detach())  # calibrate running_alpha
         lif.reset()
         lif.eval().count_levels(True)

@@ -63,6 +63,45 @@ def test_membrane_gradient_is_straight_through():
     assert torch.equal(u.grad, torch.ones(3))
 
 
+def test_threshold_scale_is_theta_in_training_and_eval_and_tracks_nothing():
+    # alpha_u = theta = 1.2, k = 2: u / 1.2 = 0.417, 0.508, -0.583, 0.917, -2.5 -> 0, 1, -1, 1, -1 (clipped)
+    u = torch.tensor([0.5, 0.61, -0.7, 1.1, -3.0])
+    expected = torch.tensor([0.0, 1.2, -1.2, 1.2, -1.2])
+    quant = MembraneQuant(2, scale="threshold", theta=1.2)
+    for mode in (True, False):
+        assert torch.allclose(quant.train(mode)(u), expected)
+    assert quant.num_steps_tracked.item() == 0 and quant.calibrated and quant.inference_alpha() == pytest.approx(1.2)
+
+
+def test_tanh_scale_quantizes_tanh_u_with_its_step_max():
+    # tanh: 0.291, -0.964, 0.762; alpha_u = tanh(2) = 0.964; ratios 0.302, -1, 0.790 -> 0, -1, 1
+    quant = MembraneQuant(2, scale="tanh").train()
+    alpha = torch.tanh(torch.tensor(2.0))
+    assert torch.allclose(quant(torch.tensor([0.3, -2.0, 1.0])), torch.stack([0 * alpha, -alpha, alpha]))
+    assert quant.running_alpha.item() == pytest.approx(alpha.item()) and quant.squash
+
+
+def test_learned_scale_gradient_is_lsq():
+    # alpha_u = 0.8, k = 2 (n = 1): u / alpha = 0.375, 0.625, -1.25 -> q = 0, 1, -1 (clipped)
+    # dQ/dalpha = (q - u / alpha) / n = -0.375 + 0.375 + 0.25 = 0.25; LSQ scale 1/sqrt(N n) = 1/sqrt(4) (N = 4 per sample)
+    quant = MembraneQuant(2, scale="learned", theta=1.0).train()
+    quant.alpha.data.fill_(0.8)
+    u = torch.tensor([[0.3, 0.5, -1.0, 0.0]], requires_grad=True)
+    q = quant(u)
+    assert torch.allclose(q, torch.tensor([[0.0, 0.8, -0.8, 0.0]]))
+    q.sum().backward()
+    assert quant.alpha.grad.item() == pytest.approx(0.25 / 2)
+    assert torch.equal(u.grad, torch.ones_like(u))  # straight through, as for the other scales
+    assert quant.num_steps_tracked.item() == 0 and quant.inference_alpha() == pytest.approx(0.8)
+
+
+def test_learned_scale_starts_at_theta_and_unknown_scale_is_rejected():
+    assert MembraneQuant(4, scale="learned", theta=0.7).alpha.item() == pytest.approx(0.7)
+    assert MembraneQuant(32, scale="learned").alpha is None  # no membrane quantizer, no scale
+    with pytest.raises(ValueError, match="membrane scale must be one of"):
+        MembraneQuant(2, scale="median")
+
+
 def test_membrane_off_at_32_bits_and_bad_k_rejected():
     u = torch.randn(10)
     assert torch.equal(MembraneQuant(32)(u), u)

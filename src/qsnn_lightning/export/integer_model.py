@@ -159,14 +159,17 @@ def _membrane_grid(lif: LIF) -> tuple[float, int, int]:
     quant = lif.membrane_quant
     if not 2 <= quant.bits <= 8:
         raise ExportError(f"membrane bits k = {quant.bits} cannot be exported; the integer runtime needs 2 <= k <= 8")
-    if int(quant.num_steps_tracked) == 0:
+    if quant.squash:
+        raise ExportError("model.membrane_scale=tanh cannot be exported: the integer runtime stores levels of u, not of tanh(u); "
+                          "train with membrane_scale max, threshold or learned")
+    if not quant.calibrated:
         raise ExportError("the membrane scale alpha_u was never calibrated: export a model that has been trained")
     if lif.spec.quantize_before_spike:
         raise ExportError("the Algorithm-1 quantization order (quantize_before_spike) cannot be exported")
     shift = -math.log2(lif.spec.tau) if lif.spec.tau > 0 else math.inf
     if shift != int(shift) or shift < 1:
         raise ExportError(f"tau = {lif.spec.tau} cannot be exported: it must be a power of two 2^-m with m >= 1")
-    delta = float(quant.running_alpha) / quant.levels
+    delta = quant.inference_alpha() / quant.levels
     return delta, quant.levels, int(shift)
 
 

@@ -13,9 +13,12 @@ stored membranes and running scales); gradients agree up to float rounding. Per 
     g[t]     = dL/dv[t] = tau dL/du[t+1]      (0 at the last step: the final state is detached)
     dL/du[t] = (dL/ds[t] - g[t] u[t]) * sigma'(u[t]) + g[t] (1 - s[t])      sigma' of Eq. 5
 
-since Q_u passes gradients straight through (``dQ_u/dr = 1``, ``alpha_u`` has no gradient) and
-``dL/dx[t] = dL/du[t]``. The running scale of Q_u takes the T per-step maxima after the loop,
-with the arithmetic of one update per step.
+since Q_u passes gradients straight through (``dQ_u/dr = 1``) and ``dL/dx[t] = dL/du[t]``. The
+running scale of Q_u takes the T per-step maxima after the loop, with the arithmetic of one
+update per step. The other membrane scales of :class:`~qsnn_lightning.snn.quant.MembraneQuant`::
+
+    tanh:     v[t] = Q_u(tanh r[t])     g[t] becomes g[t] (1 - tanh^2 r[t]) in the line above
+    learned:  dL/dalpha_u = sum_t sum g[t] (q[t] - n r[t] / alpha_u) / n     (q[t] the stored level)
 
 The steps are small pure functions (`fire`, `store`, `step_backward`) that two functions chain
 over all T steps: `forward_steps` and `backward_steps`. ``compile=True`` compiles those two with
@@ -46,30 +49,36 @@ def store(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
     return alpha / levels * integer_levels(r, alpha, levels)
 
 
-def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor | None", tau: float, theta: float, beta: float):
+def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor | None", tau: float, theta: float, beta: float,
+                  squash: bool = False):
     """``(dL/du[t], dL/dv[t-1])`` from the gradients of the step's spikes and of its stored
-    membrane (``grad_v`` None: none, the last step)."""
+    membrane (``grad_v`` None: none, the last step); ``squash``: the stored membrane is Q_u(tanh r)."""
     surrogate = triangle(u - theta, beta)  # Eq. 5
     if grad_v is None:
         grad_u = grad_s * surrogate
     else:
-        grad_u = (grad_s - grad_v * u) * surrogate + grad_v.masked_fill(u >= theta, 0.0)
+        spiked = u >= theta
+        if squash:
+            grad_v = grad_v * (1.0 - torch.tanh(u.masked_fill(spiked, 0.0)).square())
+        grad_u = (grad_s - grad_v * u) * surrogate + grad_v.masked_fill(spiked, 0.0)
     return grad_u, tau * grad_u
 
 
 def forward_steps(
     x: torch.Tensor, v: torch.Tensor, tau: float, theta: float, levels: "int | None",
-    running: torch.Tensor, use_running: torch.Tensor, keep_stored: bool,
+    running: torch.Tensor, use_running: torch.Tensor, keep_stored: bool, squash: bool = False,
 ):
     """The T steps of ``x`` (``[T, N]``) from the state ``v`` (``[N]``): ``(spikes, u, v_last,
     scales, stored)`` with the spikes and the membranes before reset ``[T, N]``, the last stored
     membrane, the T scales alpha_u (``[T]``; None for full-precision membranes, ``levels``
     None) and, with ``keep_stored``, every stored membrane ``[T, N]`` (else None). The scale of
-    a step is :func:`~qsnn_lightning.snn.quant.membrane_scale` of its max |r|."""
+    a step is :func:`~qsnn_lightning.snn.quant.membrane_scale` of its max |r| (of tanh r with ``squash``)."""
     spikes, charged, scales, stored = [], [], [], []
     for x_t in x.unbind(0):
         u, s, v = fire(v, x_t, tau, theta)
         if levels is not None:
+            if squash:
+                v = torch.tanh(v)
             alpha = membrane_scale(v.abs().amax(), running, use_running)  # Eq. 8's alpha_u
             v = store(v, alpha, levels)
             scales.append(alpha)
@@ -83,14 +92,25 @@ def forward_steps(
     )
 
 
-def backward_steps(charged: torch.Tensor, grad_spikes: torch.Tensor, tau: float, theta: float, beta: float) -> torch.Tensor:
-    """dL/dx (``[T, N]``) from the membranes before reset and the gradients of the spikes
-    (both ``[T, N]``), last step first."""
-    grads, grad_v = [], None
+def backward_steps(
+    charged: torch.Tensor, grad_spikes: torch.Tensor, tau: float, theta: float, beta: float, squash: bool = False,
+    alpha: "torch.Tensor | None" = None, levels: int = 1,
+):
+    """``(dL/dx, dL/dalpha_u)``: dL/dx (``[T, N]``) from the membranes before reset and the
+    gradients of the spikes (both ``[T, N]``), last step first; dL/dalpha_u for a learned scale
+    ``alpha`` (else None)."""
+    grads, grad_v, grad_alpha = [], None, None
     for u, grad_s in zip(reversed(charged.unbind(0)), reversed(grad_spikes.unbind(0))):
-        grad_u, grad_v = step_backward(u, grad_s, grad_v, tau, theta, beta)
+        if alpha is not None and grad_v is not None:  # grad_v = dL/dv[t], v[t] = Q_u(r[t])
+            r = u.masked_fill(u >= theta, 0.0)
+            scaled = levels * r / alpha
+            term = (grad_v * (integer_levels(r, alpha, levels) - scaled)).sum() / levels
+            grad_alpha = term if grad_alpha is None else grad_alpha + term
+        grad_u, grad_v = step_backward(u, grad_s, grad_v, tau, theta, beta, squash)
         grads.append(grad_u)
-    return torch.stack(grads[::-1])
+    if alpha is not None and grad_alpha is None:  # one step: the stored membrane has no gradient
+        grad_alpha = torch.zeros_like(alpha)
+    return torch.stack(grads[::-1]), grad_alpha
 
 
 @dataclass(frozen=True)
@@ -110,33 +130,37 @@ def kernels(compile: bool) -> Kernels:
 
 
 class FusedLIF(torch.autograd.Function):
-    """``spikes, v = FusedLIF.apply(x, v0, tau, theta, beta, quant, kernels, on_store)``; ``v``
-    (the last stored membrane) has no gradient, as in the reference. In training the running
-    scale of ``quant`` takes the T step maxima; ``on_store`` sees every stored membrane. The
-    kernels see each step flattened (elementwise work and a full max do not depend on the
-    shape), so one compilation serves every layer."""
+    """``spikes, v = FusedLIF.apply(x, v0, alpha, tau, theta, beta, quant, kernels, on_store)``;
+    ``v`` (the last stored membrane) has no gradient, as in the reference; ``alpha`` is the
+    learned alpha_u of ``quant`` (:meth:`~qsnn_lightning.snn.quant.MembraneQuant.learned_alpha`,
+    which gets a gradient) or None. In training the running scale of ``quant`` takes the T step
+    maxima; ``on_store`` sees every stored membrane. The kernels see each step flattened
+    (elementwise work and a full max do not depend on the shape), so one compilation serves every layer."""
 
     @staticmethod
-    def forward(ctx, x, v, tau, theta, beta, quant: MembraneQuant, kernels: Kernels, on_store):
+    def forward(ctx, x, v, alpha, tau, theta, beta, quant: MembraneQuant, kernels: Kernels, on_store):
         steps = x.shape[0]
         levels = quant.levels if quant.enabled else None
         spikes, charged, v, scales, stored = kernels.forward_steps(
             x.reshape(steps, -1), v.reshape(-1), tau, theta, levels, *quant.scale_rule(), on_store is not None,
+            quant.squash,
         )
         if quant.enabled and quant.training:
             quant.track(scales)
         if on_store is not None:
             for v_t in stored:
                 on_store(v_t)
-        ctx.save_for_backward(charged)
-        ctx.constants = (tau, theta, beta, kernels)
+        ctx.save_for_backward(charged, alpha)
+        ctx.constants = (tau, theta, beta, kernels, quant.squash, levels)
         v = v.view(x.shape[1:])
         ctx.mark_non_differentiable(v)
         return spikes.view(x.shape), v
 
     @staticmethod
     def backward(ctx, grad_spikes, _grad_v):
-        tau, theta, beta, kernels = ctx.constants
-        (charged,) = ctx.saved_tensors
-        grads = kernels.backward_steps(charged, grad_spikes.reshape(charged.shape), tau, theta, beta)
-        return grads.view(grad_spikes.shape), None, None, None, None, None, None, None
+        tau, theta, beta, kernels, squash, levels = ctx.constants
+        charged, alpha = ctx.saved_tensors
+        grads, grad_alpha = kernels.backward_steps(
+            charged, grad_spikes.reshape(charged.shape), tau, theta, beta, squash, alpha, levels or 1,
+        )
+        return grads.view(grad_spikes.shape), None, grad_alpha, None, None, None, None, None, None

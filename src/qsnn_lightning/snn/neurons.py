@@ -51,7 +51,7 @@ class LIF(nn.Module):
         if spec.neuron not in NEURON_IMPLS:
             raise ValueError(f"neuron must be one of {NEURON_IMPLS}, got {spec.neuron!r}")
         self.spec = spec
-        self.membrane_quant = MembraneQuant(spec.membrane_bits)  # Eq. 8-10
+        self.membrane_quant = MembraneQuant(spec.membrane_bits, scale=spec.membrane_scale, theta=spec.theta)  # Eq. 8-10
         self.v: torch.Tensor | None = None
         self.firing_rate: torch.Tensor | None = None
         self.level_counts: torch.Tensor | None = None  # see count_levels()
@@ -84,7 +84,7 @@ class LIF(nn.Module):
         else:
             counting = self.level_counts is not None and not self.training
             out, v = fused_lif.FusedLIF.apply(
-                x, self._initial_state(x), spec.tau, spec.theta, spec.beta, self.membrane_quant,
+                x, self._initial_state(x), self.membrane_quant.learned_alpha(x[0]), spec.tau, spec.theta, spec.beta, self.membrane_quant,
                 fused_lif.kernels(spec.compile), self._count if counting else None,
             )
             self.v = v
@@ -115,7 +115,7 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         spec = self.spec
         return (
-            f"tau={spec.tau}, theta={spec.theta}, beta={spec.beta}, "
+            f"tau={spec.tau}, theta={spec.theta}, beta={spec.beta}, membrane_scale={spec.membrane_scale}, "
             f"quantize_before_spike={spec.quantize_before_spike}, neuron={spec.neuron}, compile={spec.compile}"
         )
 

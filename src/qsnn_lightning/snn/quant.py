@@ -12,9 +12,11 @@ Gradient rules
   is that of hardtanh, 1 where ``|w_hat| < 1`` and 0 elsewhere. The channel scale ``alpha_w = mean|w_hat|`` is an
   ordinary differentiable function of the weights.
 * 8-bit weights: straight-through rounding, the per-channel scale treated as a constant.
-* Membrane potentials: straight-through rounding and clipping, so ``dQ_u/du = 1``; in training
-  nothing is clipped anyway, since ``alpha_u`` is the step's ``max |u|``. ``alpha_u`` itself is a
-  statistic without gradient, as BatchNorm's statistics are.
+* Membrane potentials: straight-through rounding and clipping, so ``dQ_u/du = 1``. With the
+  paper's scale nothing is clipped in training anyway, since ``alpha_u`` is the step's ``max |u|``,
+  a statistic without gradient, as BatchNorm's statistics are. A learned ``alpha_u`` gets the
+  gradient of the same expression, ``dQ_u/dalpha_u = (q - n u / alpha_u) / n`` (q the level),
+  scaled by LSQ's ``1 / sqrt(N n)`` (Esser et al. 2020; N neurons per sample).
 """
 
 from functools import cache
@@ -281,47 +283,89 @@ class _Binarize(torch.autograd.Function):
         return ctx.quant.vjp(w, grad.clone(), stats), None
 
 
+MEMBRANE_SCALES = ("max", "tanh", "threshold", "learned")
+
+
 def membrane_scale(step_max: torch.Tensor, running: torch.Tensor, use_running: torch.Tensor) -> torch.Tensor:
-    """``alpha_u`` of Eq. 8 for one step: the running estimate where ``use_running``, else the
-    step's max |u| (never 0)."""
+    """``alpha_u`` of Eq. 8 for one step: the running estimate (or fixed scale) where
+    ``use_running``, else the step's max |u| (never 0)."""
     step_max = step_max.clamp_min(torch.finfo(step_max.dtype).tiny)
     return torch.where(use_running, running.to(step_max.dtype), step_max)
 
 
+def lsq_scaled(alpha: torch.Tensor, factor: float) -> torch.Tensor:
+    """``alpha`` forward (exactly: ``x - x`` is 0), its gradient times ``factor`` backward (LSQ's
+    step-size gradient scale)."""
+    scaled = alpha * factor
+    return alpha.detach() + (scaled - scaled.detach())
+
+
 class MembraneQuant(nn.Module):
-    """k-bit membrane quantizer Q_u (Eq. 8-9) with a calibrated scale for inference.
+    """k-bit membrane quantizer Q_u (Eq. 8-9) with a constant scale for inference.
 
     ``Q_u(u) = alpha_u / n * round(n * clip(u / alpha_u, -1, 1))`` with ``n = 2^(k-1) - 1`` levels
     on each side (k = 2 gives {-alpha_u, 0, +alpha_u}); ``bits = 32`` switches it off.
 
-    In training ``alpha_u`` is the layer's ``max |u|`` at that time step (the paper's layer-wise
-    max) and a running estimate is updated by exponential averaging, as BatchNorm does with its
-    statistics; in eval mode the running estimate is used, so inference does not depend on the
-    batch and the exported model has a constant scale. Before any training step has been seen
-    the eval path falls back to the step's max.
+    ``scale`` chooses alpha_u:
+
+    * ``"max"`` (the paper): in training the layer's ``max |u|`` at that time step, and a running
+      estimate updated by exponential averaging, as BatchNorm does with its statistics; in eval
+      the running estimate, so inference does not depend on the batch and the exported model has
+      a constant scale (before any training step the eval path falls back to the step's max).
+    * ``"tanh"`` (the authors' release): the same on ``tanh(u)``: ``v = Q_u(tanh u)``.
+    * ``"threshold"``: ``alpha_u = theta``, constant.
+    * ``"learned"``: a trained step size initialized to ``theta`` (LSQ's gradient, module docstring).
     """
 
-    def __init__(self, bits: int = FULL_PRECISION_BITS, momentum: float = 0.1):
+    def __init__(self, bits: int = FULL_PRECISION_BITS, momentum: float = 0.1, scale: str = "max", theta: float = 1.0):
         super().__init__()
         if not (2 <= bits <= 16 or bits == FULL_PRECISION_BITS):
             raise ValueError(f"membrane bits k must be in 2..16 or {FULL_PRECISION_BITS} (off), got {bits}")
+        if scale not in MEMBRANE_SCALES:
+            raise ValueError(f"membrane scale must be one of {MEMBRANE_SCALES}, got {scale!r}")
         self.bits = bits
         self.momentum = momentum
-        self.register_buffer("running_alpha", torch.tensor(0.0))
+        self.scale_mode = scale
+        self.register_buffer("running_alpha", torch.tensor(float(theta) if scale == "threshold" else 0.0))
         self.register_buffer("num_steps_tracked", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("fixed", torch.tensor(scale in ("threshold", "learned")), persistent=False)
+        self.alpha = nn.Parameter(torch.tensor(float(theta))) if scale == "learned" and self.enabled else None
 
     @property
     def enabled(self) -> bool:
         return self.bits != FULL_PRECISION_BITS
 
     @property
+    def squash(self) -> bool:
+        """True for the release's ``Q_u(tanh u)``."""
+        return self.scale_mode == "tanh"
+
+    @property
     def levels(self) -> int:
         """``n = 2^(k-1) - 1``: the largest integer level."""
         return 2 ** (self.bits - 1) - 1
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the eval scale is known: a fixed or learned scale, or a running one that has seen a step."""
+        return bool(self.fixed) or int(self.num_steps_tracked) > 0
+
+    def inference_alpha(self) -> float:
+        """The constant alpha_u of eval mode (what the exporter folds)."""
+        return float(self.scale_rule()[0])
+
+    def learned_alpha(self, like: torch.Tensor) -> "torch.Tensor | None":
+        """The learned alpha_u (never below the smallest float) in the dtype of ``like`` (one step,
+        ``[B, ...]``) with LSQ's gradient scale ``1 / sqrt(N n)``, N neurons per sample; None for
+        the other scales."""
+        if self.alpha is None:
+            return None
+        alpha = self.alpha.clamp_min(torch.finfo(self.alpha.dtype).tiny).to(like.dtype)
+        return lsq_scaled(alpha, (like[0].numel() * self.levels) ** -0.5)
+
     def scale(self, u: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` for this step: the step's max |u| in training (updating the running
-        estimate), the running estimate in eval. Never synchronizes with the device."""
+        estimate), the running estimate in eval, or the fixed scale. Never synchronizes with the device."""
         alpha = self.scale_from_max(u.detach().abs().amax())
         if self.training:
             self.track(alpha.view(1))
@@ -329,18 +373,24 @@ class MembraneQuant(nn.Module):
 
     def scale_from_max(self, step_max: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` given the step's max |u|, without updating the running estimate: the max
-        itself (never 0) in training, the running estimate in eval once calibrated."""
+        itself (never 0) in training, the running estimate in eval once calibrated, or the fixed scale."""
         return membrane_scale(step_max, *self.scale_rule())
 
     def scale_rule(self) -> "tuple[torch.Tensor, torch.Tensor]":
         """``(running_alpha, use_running)``, the arguments :func:`membrane_scale` takes from this
-        quantizer: ``use_running`` (a bool tensor, so no device sync) is true in eval once calibrated."""
-        return self.running_alpha, (self.num_steps_tracked > 0) & (not self.training)
+        quantizer: ``use_running`` (a bool tensor, so no device sync) is true for a fixed or learned
+        scale (then ``running_alpha`` is that scale), and in eval once calibrated."""
+        if self.alpha is not None:
+            return self.alpha.detach().clamp_min(torch.finfo(self.alpha.dtype).tiny), self.fixed
+        return self.running_alpha, self.fixed | ((self.num_steps_tracked > 0) & (not self.training))
 
     @torch.no_grad()
     def track(self, step_maxes: torch.Tensor) -> None:
         """Fold the training scales of consecutive steps (1-D, in time order) into the running
-        estimate: the first step ever initializes it, each step then moves it by ``momentum``."""
+        estimate: the first step ever initializes it, each step then moves it by ``momentum``
+        (nothing to track for a fixed or learned scale)."""
+        if self.fixed:
+            return
         step_maxes = step_maxes.to(self.running_alpha.dtype)
         # lerp(a, a, m) == a exactly, so starting from the first max equals initializing with it.
         running = torch.where(self.num_steps_tracked == 0, step_maxes[0], self.running_alpha)
@@ -354,14 +404,17 @@ class MembraneQuant(nn.Module):
         return integer_levels(u, alpha, self.levels)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Q_u of one step ``[B, ...]`` (``Q_u(tanh u)`` for the release's scale)."""
         if not self.enabled:
             return u
-        alpha = self.scale(u)
+        if self.squash:
+            u = torch.tanh(u)
+        alpha = self.learned_alpha(u) if self.alpha is not None else self.scale(u)
         # Eq. 8-9; clip(round(n x)) equals round(n clip(x)) because n is an integer.
         return alpha / self.levels * round_clip_ste(self.levels * u / alpha, self.levels)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, momentum={self.momentum}"
+        return f"bits={self.bits}, momentum={self.momentum}, scale={self.scale_mode}"
 
 
 class InputQuant(MembraneQuant):

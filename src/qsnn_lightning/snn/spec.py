@@ -37,6 +37,7 @@ class NeuronOptions:
     tau: float = 0.5  # membrane decay of Eq. 1 (u[t] = tau v[t-1] + x[t])
     theta: float = 1.0  # firing threshold of Eq. 2
     beta: float = 1.0  # width of the triangle surrogate gradient (Eq. 5)
+    membrane_scale: str = "max"  # alpha_u of Eq. 8: max (paper) | tanh (release) | threshold | learned (snn/quant.py)
     quantize_before_spike: bool = False  # Algorithm 1's order (quantize, then fire): ablation only
     neuron: str = "fused"  # fused (one autograd node over T) | reference (the plain loop it is tested against)
 

@@ -19,7 +19,7 @@ from ..snn.backbones import BACKBONES
 from ..snn.losses import REDUCTIONS
 from ..snn.neurons import NEURON_IMPLS
 from ..snn.precision import Precision
-from ..snn.quant import BinaryWeight
+from ..snn.quant import MEMBRANE_SCALES, BinaryWeight
 from ..snn.spec import ModelSpec
 from .trainer_arguments import check_trainer_arguments
 
@@ -119,6 +119,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "model.arch": tuple(sorted(BACKBONES)),
         "model.standardize": BinaryWeight.STANDARDIZATIONS,
         "model.neuron": NEURON_IMPLS,
+        "model.membrane_scale": MEMBRANE_SCALES,
         "loss.reduction": REDUCTIONS,
         "optim.name": ("sgd", "adam"),
         "data.name": tuple(sorted(DATAMODULES)),
