@@ -89,6 +89,26 @@ def read_run(path: str | Path) -> Run:
     return Run(path, config, read_metrics(path / "metrics.csv"), results, levels, module_order(path))
 
 
+def stored_level_statistics(run_dir: str | Path) -> dict[str, "float | None"]:
+    """What the k-bit membranes held in the run's last validation epoch (``membrane_levels.jsonl``),
+    over every quantized layer: ``stored_nonzero``, the share of stored membranes not at level 0,
+    and ``level_entropy``, the mean over layers of the levels' entropy (nats); None without counts.
+
+        counts c_j of levels j = -n..n:  nonzero = sum_{j != 0} c_j / sum_j c_j,  H = -sum_j p_j ln p_j"""
+    levels_file = Path(run_dir) / MembraneLevelMonitor.FILE
+    lines = levels_file.read_text().splitlines() if levels_file.is_file() else []
+    if not lines:
+        return {"stored_nonzero": None, "level_entropy": None}
+    layers = [torch.tensor(counts, dtype=torch.float64) for counts in json.loads(lines[-1])["layers"].values()]
+    total = sum(counts.sum() for counts in layers)
+    zeros = sum(counts[len(counts) // 2] for counts in layers)
+    entropies = []
+    for counts in layers:
+        shares = counts[counts > 0] / counts.sum()
+        entropies.append(float(-(shares * shares.log()).sum()))
+    return {"stored_nonzero": float(1 - zeros / total), "level_entropy": sum(entropies) / len(entropies)}
+
+
 def read_summary(path: str | Path) -> list[dict]:
     """A sweep's summary.csv, numbers as numbers."""
     def number(text: str):

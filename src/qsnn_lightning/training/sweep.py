@@ -155,8 +155,11 @@ def run_local(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/s
 
 
 def summary_row(point: dict[str, Any], results: dict) -> dict:
-    """One line of the summary: the point, k, accuracies and the mean hidden-layer firing rate
-    (the layers Eq. 15 regularizes, from the last validation epoch)."""
+    """One line of the summary: the point, k, accuracies, the mean hidden-layer firing rate (the
+    layers Eq. 15 regularizes) and what the stored membranes held (share not at level 0, level
+    entropy), from the last validation epoch."""
+    from .analysis import stored_level_statistics  # late: analysis reads checkpoints with torch and lightning
+
     rates = list(results.get("val_firing_rates", {}).values())
     hidden = hidden_layers(rates)
     return {
@@ -165,6 +168,7 @@ def summary_row(point: dict[str, Any], results: dict) -> dict:
         "test_acc": results["test_acc"],
         "val_acc_best": results["val_acc_best"],
         "hidden_firing_rate": sum(hidden) / len(hidden) if hidden else None,
+        **stored_level_statistics(results["run_dir"]),
         "run_dir": results["run_dir"],
     }
 
