@@ -308,6 +308,26 @@ def test_aedat31_reader_decodes_hand_written_events_skipping_other_packets_and_i
     assert len(read_polarity_events(path)) == 0
 
 
+def test_aedat31_reader_agrees_with_tonics_lower_level_reader(tmp_path):
+    """tonic 1.7.0's read_dvs_ibm fails (three return values unpacked into two); its header and packet
+    readers with read_dvs_ibm's bit positions give the same x, y, p, t on polarity-only packets."""
+    import tonic.io
+
+    path = tmp_path / "user03_led.aedat"
+    rng = np.random.default_rng(3)
+    x, y, p = rng.integers(0, 128, 50), rng.integers(0, 128, 50), rng.integers(0, 2, 50)
+    t = np.sort(rng.integers(0, 10**6, 50))
+    path.write_bytes(AEDAT_HEADER + aedat_packet(1, polarity_payload(x[:20], y[:20], p[:20], t[:20]), 8)
+                     + aedat_packet(1, polarity_payload(x[20:], y[20:], p[20:], t[20:]), 8))
+    version, start, _ = tonic.io.read_aedat_header_from_file(str(path))
+    raw = tonic.io.get_aer_events_from_file(str(path), version, start)
+    ours = read_polarity_events(path)
+    assert version == 3.1 and ours["t"].tolist() == raw["timeStamp"].tolist() == t.tolist()
+    assert ours["x"].tolist() == ((raw["address"] >> 17) & 0x1FFF).tolist() == x.tolist()
+    assert ours["y"].tolist() == ((raw["address"] >> 2) & 0x1FFF).tolist() == y.tolist()
+    assert ours["p"].tolist() == ((raw["address"] >> 1) & 1).astype(bool).tolist()
+
+
 @pytest.mark.parametrize("damage, needle", [
     (lambda raw: b"#!AER-DAT2.0\r\n" + raw[14:], "does not start with #!AER-DAT3"),
     (lambda raw: raw.replace(b"#!END-HEADER\r\n", b"#!END\r\n"), "no #!END-HEADER"),
