@@ -158,3 +158,80 @@ def write_cifar10_dvs(root: Path, per_class: int = 10) -> dict[str, np.ndarray]:
             written[relative] = cifar10_dvs_events(30 + index, seed=len(written))
             write_aedat4(root / "CIFAR10DVS" / relative, written[relative])
     return written
+
+
+AEDAT_HEADER = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01 10:00:00 (TZ+0000)\r\n#!END-HEADER\r\n"
+OVERFLOW = 1 << 31  # a packet's eventTSOverflow counts units of 2^31 µs
+
+
+def aedat_packet(kind: int, payload: bytes, size: int, overflow: int = 0, capacity: int | None = None,
+                 number: int | None = None) -> bytes:
+    """An AEDAT 3.1 packet: the 28-byte little-endian header, then ``capacity * size`` bytes (the
+    payload, padded with zeros when the capacity exceeds the events written)."""
+    number = len(payload) // size if number is None else number
+    capacity = number if capacity is None else capacity
+    header = np.array([kind, 1], "<i2").tobytes() + np.array([size, 4, overflow, capacity, number, number], "<i4").tobytes()
+    return header + payload.ljust(capacity * size, b"\0")
+
+
+def polarity_payload(x, y, p, t, valid=None) -> bytes:
+    """8-byte polarity events: uint32 (x << 17 | y << 2 | p << 1 | valid), uint32 timestamp (the low 31 bits)."""
+    x, y, p, t = (np.asarray(values, np.int64) for values in (x, y, p, t))
+    valid = np.ones(len(x), np.int64) if valid is None else np.asarray(valid, np.int64)
+    rows = np.zeros(len(x), [("data", "<u4"), ("timestamp", "<u4")])
+    rows["data"] = (x << 17) | (y << 2) | (p << 1) | valid
+    rows["timestamp"] = t % OVERFLOW
+    return rows.tobytes()
+
+
+def special_packet() -> bytes:
+    """A packet of two special events (eventType 0), which readers of polarity events skip."""
+    return aedat_packet(0, np.array([[7, 1000], [9, 2000]], "<u4").tobytes(), size=8)
+
+
+def write_aedat31(path: Path, events: np.ndarray) -> None:
+    """An AEDAT 3.1 file of the structured ``events`` (x, y, p, t in µs, t sorted): the events before
+    2^31 µs in one packet, those after in packets with ``eventTSOverflow`` 1, a special-event packet
+    between them, an invalid event and slack capacity in the last packet."""
+    wrapped = events["t"] >= OVERFLOW
+    before, after = events[~wrapped], events[wrapped]
+    half = len(after) // 2
+    fields = [(part["x"], part["y"], part["p"], part["t"]) for part in (before, after[:half], after[half:])]
+    last = polarity_payload(*fields[2]) + polarity_payload([5], [6], [1], [int(after["t"][-1]) if len(after) else 0], valid=[0])
+    path.write_bytes(AEDAT_HEADER + aedat_packet(1, polarity_payload(*fields[0]), 8) + special_packet()
+                     + aedat_packet(1, polarity_payload(*fields[1]), 8, overflow=1)
+                     + aedat_packet(1, last, 8, overflow=1, capacity=len(fields[2][0]) + 3))
+
+
+GESTURE_EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("p", bool), ("t", np.int64)])
+ORIGINAL_GESTURE_FILES = {"trials_to_train.txt": ("user01_fluorescent", "user01_led", "user02_natural"),
+                          "trials_to_test.txt": ("user24_lab",)}
+
+
+def write_dvs_gesture_original(root: Path, gestures: int = 3) -> dict[str, tuple[int, np.ndarray]]:
+    """IBM's original layout: ``DvsGesture/userNN_<lighting>.aedat`` with ``_labels.csv`` (rows
+    ``gestures`` long, apart, each after some events that belong to none) and the trials lists
+    (with blank lines and trailing whitespace). The event times cross 2^31 µs, so the packets use
+    the timestamp overflow. Returns ``(label, events)`` per sample name ``userNN_<lighting>/<row>``."""
+    folder = root / "DvsGesture"
+    folder.mkdir(parents=True)
+    written = {}
+    for trials, stems in ORIGINAL_GESTURE_FILES.items():
+        for stem in stems:
+            rng = np.random.default_rng(len(written))
+            count = 40 * (gestures + 1)
+            events = np.zeros(count, GESTURE_EVENT_DTYPE)
+            events["x"], events["y"] = rng.integers(0, 128, count), rng.integers(0, 128, count)
+            events["p"] = rng.integers(0, 2, count).astype(bool)
+            events["t"] = OVERFLOW - 20_000 + np.sort(rng.choice(10_000 * (gestures + 1), count, replace=False))
+            rows = ["class,startTime_usec,endTime_usec"]
+            for row in range(gestures):
+                label = (len(written) + 2 * row) % 11
+                start = OVERFLOW - 20_000 + 10_000 * row + 7_000  # row 1 spans 2^31 µs
+                end = start + 6_000
+                rows.append(f"{label + 1},{start},{end}")
+                written[f"{stem}/{row}"] = (label, events[(events["t"] >= start) & (events["t"] < end)])
+            write_aedat31(folder / f"{stem}.aedat", events)
+            (folder / f"{stem}_labels.csv").write_text("\r\n".join(rows) + "\r\n")
+        (folder / trials).write_text("\n" + "".join(f"{stem}.aedat  \n\n" for stem in stems))
+    return written

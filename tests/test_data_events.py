@@ -1,5 +1,6 @@
 """Event datasets: binning, the frame cache, NDA and the DataModules on files in each dataset's real
-layout (tonic's DVS-Gesture .npy folders, CIFAR10-DVS AEDAT 4 files, the simulated N-Fashion-MNIST)."""
+layout (tonic's DVS-Gesture .npy folders, IBM's original DVS-Gesture AEDAT 3.1 archive, CIFAR10-DVS
+AEDAT 4 files, the simulated N-Fashion-MNIST)."""
 
 import os
 import subprocess
@@ -10,9 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-from dataset_files import CIFAR10_DVS_CLASSES, write_cifar10_dvs, write_dvs_gesture, write_fashion_mnist
+from dataset_files import (
+    AEDAT_HEADER,
+    CIFAR10_DVS_CLASSES,
+    OVERFLOW,
+    aedat_packet,
+    polarity_payload,
+    special_packet,
+    write_cifar10_dvs,
+    write_dvs_gesture,
+    write_dvs_gesture_original,
+    write_fashion_mnist,
+)
 from qsnn_lightning.cli import main
 from qsnn_lightning.data import CIFAR10DVSDataModule, DVSGestureDataModule, NFashionMNISTDataModule
+from qsnn_lightning.data.aedat import read_polarity_events
 from qsnn_lightning.data.augment import RandomRoll, neuromorphic_augmentation
 from qsnn_lightning.data.events import normalize_frames
 from qsnn_lightning.data.frames import FrameSettings, events_to_frames, frame_indices
@@ -275,6 +288,173 @@ def test_training_frames_get_nda_and_evaluation_frames_are_untouched(gesture):
     draws = [datamodule.train_set[0][0] for _ in range(5)]
     assert all(draw.shape == plain.shape for draw in draws)
     assert any(not torch.equal(draw, plain) for draw in draws)
+
+
+# --- DVS-Gesture from IBM's original archive ----------------------------------------------------
+def test_aedat31_reader_decodes_hand_written_events_skipping_other_packets_and_invalid_events(tmp_path):
+    path = tmp_path / "user01_led.aedat"
+    first = aedat_packet(1, polarity_payload([0, 127, 64], [5, 0, 127], [1, 0, 1], [10, 20, OVERFLOW - 1]), 8)
+    # timestamps 3 and 40 after one overflow; the middle event's valid bit is clear; capacity leaves slack
+    second = aedat_packet(1, polarity_payload([1, 99, 2], [2, 99, 3], [0, 1, 1], [3, 7, 40], valid=[1, 0, 1]), 8,
+                          overflow=1, capacity=5)
+    path.write_bytes(AEDAT_HEADER + first + special_packet() + second)
+    events = read_polarity_events(path)
+    assert events["x"].tolist() == [0, 127, 64, 1, 2]
+    assert events["y"].tolist() == [5, 0, 127, 2, 3]
+    assert events["p"].tolist() == [True, False, True, False, True]
+    assert events["t"].tolist() == [10, 20, OVERFLOW - 1, OVERFLOW + 3, OVERFLOW + 40]
+    assert events.dtype.names == ("x", "y", "p", "t")  # tonic's DVSGesture fields
+    path.write_bytes(AEDAT_HEADER)
+    assert len(read_polarity_events(path)) == 0
+
+
+def test_aedat31_reader_agrees_with_tonics_lower_level_reader(tmp_path):
+    """tonic 1.7.0's read_dvs_ibm fails (three return values unpacked into two); its header and packet
+    readers with read_dvs_ibm's bit positions give the same x, y, p, t on polarity-only packets."""
+    import tonic.io
+
+    path = tmp_path / "user03_led.aedat"
+    rng = np.random.default_rng(3)
+    x, y, p = rng.integers(0, 128, 50), rng.integers(0, 128, 50), rng.integers(0, 2, 50)
+    t = np.sort(rng.integers(0, 10**6, 50))
+    path.write_bytes(AEDAT_HEADER + aedat_packet(1, polarity_payload(x[:20], y[:20], p[:20], t[:20]), 8)
+                     + aedat_packet(1, polarity_payload(x[20:], y[20:], p[20:], t[20:]), 8))
+    version, start, _ = tonic.io.read_aedat_header_from_file(str(path))
+    raw = tonic.io.get_aer_events_from_file(str(path), version, start)
+    ours = read_polarity_events(path)
+    assert version == 3.1 and ours["t"].tolist() == raw["timeStamp"].tolist() == t.tolist()
+    assert ours["x"].tolist() == ((raw["address"] >> 17) & 0x1FFF).tolist() == x.tolist()
+    assert ours["y"].tolist() == ((raw["address"] >> 2) & 0x1FFF).tolist() == y.tolist()
+    assert ours["p"].tolist() == ((raw["address"] >> 1) & 1).astype(bool).tolist()
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda raw: b"#!AER-DAT2.0\r\n" + raw[14:], "does not start with #!AER-DAT3"),
+    (lambda raw: raw.replace(b"#!END-HEADER\r\n", b"#!END\r\n"), "no #!END-HEADER"),
+    (lambda raw: raw.replace(b"#Format", b"Format"), "header line does not start with #"),
+    (lambda raw: raw[:-5], "announces 16 bytes, 11 remain"),
+    (lambda raw: raw + b"\1\0\0", "packet header at byte"),
+])
+def test_aedat31_bad_header_or_truncated_packet_is_one_line_naming_the_file(tmp_path, damage, needle):
+    path = tmp_path / "user02_natural.aedat"
+    path.write_bytes(damage(AEDAT_HEADER + aedat_packet(1, polarity_payload([1, 2], [3, 4], [0, 1], [5, 6]), 8)))
+    with pytest.raises(DatasetCorruptError, match=needle) as error:
+        read_polarity_events(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value) and "extract it again" in str(error.value)
+
+
+@pytest.fixture
+def original_gesture(tmp_path):
+    return tmp_path, write_dvs_gesture_original(tmp_path)
+
+
+def test_original_archive_samples_are_cut_by_label_rows_and_split_by_the_trial_lists(original_gesture):
+    root, written = original_gesture
+    datamodule = gesture_module(root)
+    datamodule.prepare_data()
+    datamodule.setup()
+    train, test = datamodule.source(True), datamodule.source(False)
+    assert list(train.names) == [f"{stem}/{row}" for stem in ("user01_fluorescent", "user01_led", "user02_natural")
+                                 for row in range(3)]
+    assert list(test.names) == ["user24_lab/0", "user24_lab/1", "user24_lab/2"]
+    assert len(datamodule.train_set) + len(datamodule.val_set) == 9 and len(datamodule.test_set) == 3
+    for source in (train, test):
+        for index, name in enumerate(source.names):
+            label, expected = written[name]
+            events = source.read(index)
+            assert source.labels[index] == label and len(expected) > 0
+            assert np.array_equal(events, expected)  # exactly the events of [start, end)
+            counts = datamodule.cache.load(source, index)
+            assert counts.shape == (4, 2, 128, 128) and counts.sum() == len(expected)
+    assert written["user01_led/1"][1]["t"].min() < OVERFLOW <= written["user01_led/1"][1]["t"].max()  # spans it
+    frames, labels = next(iter(datamodule.train_dataloader()))
+    assert frames.shape == (3, 4, 2, 128, 128) and labels.dtype == torch.int64
+    assert "9 train / 3 test samples" in datamodule.split_summary(9, 3)
+    assert datamodule.split_summary(1176, 288) == (
+        "dvsgesture: original archive split (DvsGesture/*.aedat, trials_to_train/test.txt): 1176 train / 288 test samples"
+    )
+
+
+def test_sample_counts_follow_the_trial_lists(original_gesture):
+    root, _ = original_gesture
+    folder = root / "DvsGesture"
+    (folder / "trials_to_train.txt").write_text("user02_natural.aedat\n\nuser01_led.aedat\t\n")
+    (folder / "trials_to_test.txt").write_text("user01_fluorescent.aedat\nuser24_lab.aedat\n")
+    datamodule = gesture_module(root, val_fraction=0.0)
+    datamodule.setup()
+    assert len(datamodule.train_set) == 6 and len(datamodule.test_set) == 6
+    assert {name.split("/")[0] for name in datamodule.source(False).names} == {"user01_fluorescent", "user24_lab"}
+
+
+def test_original_layout_is_preferred_over_tonics_copy_and_cached_apart(tmp_path):
+    write_dvs_gesture(tmp_path)  # 9 train / 3 test .npy samples
+    write_dvs_gesture_original(tmp_path, gestures=2)  # 6 train / 2 test gestures
+    original = gesture_module(tmp_path)
+    original.prepare_data()
+    original.setup()
+    assert original.original and len(original.source(True).names) == 6 and len(original.source(False).names) == 2
+    (tmp_path / "DvsGesture" / "trials_to_train.txt").rename(tmp_path / "DvsGesture" / "trials.txt")
+    fallback = gesture_module(tmp_path)
+    fallback.prepare_data()
+    fallback.setup()
+    assert not fallback.original and len(fallback.source(True).names) == 9 and len(fallback.source(False).names) == 3
+    assert fallback.cache.directory != original.cache.directory
+    assert fallback.cache.directory.name == "dvsgesture-T4-number-" + fallback.frame_settings.key().rsplit("-", 1)[1]
+    assert fallback.frame_settings.data_version == "" and original.frame_settings.data_version
+    summary = fallback.split_summary(1077, 264)
+    assert summary.startswith("dvsgesture: tonic's preprocessed copy") and "1176 / 288" in summary and "\n" not in summary
+
+
+def test_original_layout_bad_input_is_one_line_naming_the_file(original_gesture):
+    root, _ = original_gesture
+    folder = root / "DvsGesture"
+    (folder / "trials_to_test.txt").write_text("user24_lab.aedat\nuser29_led.aedat\n")
+    with pytest.raises(DatasetNotFoundError) as error:
+        gesture_module(root).prepare_data()
+    message = str(error.value)
+    assert "DvsGesture/user29_led.aedat (named by trials_to_test.txt)" in message and "DvsGesture.tar.gz" in message
+    assert "\n" not in message and "ibmGestureTrain" not in message
+    (folder / "trials_to_test.txt").write_text("user24_lab.aedat\n")
+
+    labels = folder / "user01_led_labels.csv"
+    good = labels.read_text()
+    for broken, needle in (("class,start,end\n1,2,3\n", "first line is not class,startTime_usec,endTime_usec"),
+                           (good + "4,100\n", "line 5 is not three integers"),
+                           (good + "12,100,200\n", "line 5 needs a class in 1..11"),
+                           ("class,startTime_usec,endTime_usec\n", "lists no gestures")):
+        labels.write_text(broken)
+        with pytest.raises(DatasetCorruptError, match=needle) as error:
+            gesture_module(root).setup()
+        assert str(labels) in str(error.value) and "\n" not in str(error.value)
+    labels.unlink()
+    with pytest.raises(DatasetNotFoundError, match="user01_led_labels.csv") as error:
+        gesture_module(root).prepare_data()
+    assert "\n" not in str(error.value)
+    labels.write_text(good)
+
+    aedat = folder / "user01_led.aedat"
+    aedat.write_bytes(aedat.read_bytes()[:-20])
+    datamodule = gesture_module(root)
+    with pytest.raises(DatasetCorruptError) as error:
+        datamodule.prepare_data()
+    message = str(error.value)
+    assert message.startswith(f"AEDAT file {aedat} is corrupt or truncated") and "(2 more unreadable" in message
+    assert "\n" not in message and len(list(datamodule.cache.directory.rglob("*.npz"))) == 6  # the other training samples cached
+
+
+def test_cli_fast_dev_run_trains_on_the_original_archive(original_gesture):
+    root, _ = original_gesture
+    result = subprocess.run(
+        [sys.executable, "-m", "qsnn_lightning.cli", "train", "dvsgesture_1w2u", f"data.data_dir={root}",
+         "trainer.fast_dev_run=true", "data.batch_size=2", "data.download=false", "model.timesteps=2",
+         "trainer.accelerator=cpu", f"run_dir={root / 'runs'}"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "dvsgesture: original archive split (DvsGesture/*.aedat, trials_to_train/test.txt): 9 train / 3 test samples" in log
+    (cache,) = (root / "frames").iterdir()
+    assert cache.name.startswith("dvsgesture-T2-number-") and len(list(cache.rglob("user*/*.npz"))) == 12
 
 
 # --- CIFAR10-DVS -----------------------------------------------------------------------------

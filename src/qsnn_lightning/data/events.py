@@ -1,7 +1,8 @@
-"""Lightning DataModules for event-camera datasets: DVS-Gesture and CIFAR10-DVS through tonic.
+"""Lightning DataModules for event-camera datasets: DVS-Gesture and CIFAR10-DVS.
 
 Every event DataModule yields ``(frames [B, T, 2, H, W] float32, label int64)`` batches. The
-events of a sample are read by tonic's dataset classes from their real on-disk layout, binned
+events of a sample are read from their real on-disk layout (by tonic's dataset classes, or for
+IBM's original DVS-Gesture archive by :mod:`.aedat` and the archive's label and trial lists), binned
 into T frames (:mod:`.frames`), cached on disk under ``<data_dir>/frames/``, and normalized
 per sample to ``[0, 1]`` (divided by the sample's largest frame value). Training frames get NDA
 (:mod:`.augment`) when ``augment`` is true; validation and test frames never do.
@@ -12,18 +13,26 @@ also builds the frame cache of every sample the loaders will use, with a progres
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import tonic
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from ..errors import DatasetCorruptError, DatasetNotFoundError
+from .aedat import corrupt as aedat_corrupt
+from .aedat import read_polarity_events
 from .augment import neuromorphic_augmentation
 from .frames import EventSource, FrameCache, FrameSettings
 from .info import dataset_info
 from .static import StaticImageDataModule
+
+ORIGINAL_ARCHIVE = "DvsGesture.tar.gz"
+ORIGINAL_URL = "https://research.ibm.com/interactive/dvsgesture/"
 
 
 def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -172,32 +181,197 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
         return True
 
 
+class IBMGestureSource:
+    """The gestures of IBM's original DVS-Gesture archive in the files one trials list names: one
+    sample per row of each file's ``<file>_labels.csv``, the events with ``start <= t < end``.
+
+    ``folder`` is ``<data_dir>/DvsGesture``; a sample is named ``userNN_<lighting>/<row>`` (the
+    0-based row of the labels file) for the frame cache. The files are sorted by name and the
+    samples of a file follow its rows, so the samples of one file are read in a row: the events of
+    the last file read are kept (not pickled into loader workers).
+    """
+
+    def __init__(self, folder: Path, trials: str):
+        self.root = folder
+        self.names: list[str] = []
+        self.labels: list[int] = []
+        self.cuts: list[tuple[str, int, int]] = []  # (.aedat file name, start, end) per sample
+        for file in sorted(read_trials(folder / trials)):
+            stem = file.removesuffix(".aedat")
+            for row, (label, start, end) in enumerate(read_gesture_labels(folder / f"{stem}_labels.csv")):
+                self.names.append(f"{stem}/{row}")
+                self.labels.append(label)
+                self.cuts.append((file, start, end))
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_last": None}
+
+    def events(self, file: str) -> np.ndarray:
+        """All polarity events of one .aedat file, sorted by time (stable)."""
+        if self._last is None or self._last[0] != file:
+            events = read_polarity_events(self.root / file)
+            width, height, _ = tonic.datasets.DVSGesture.sensor_size
+            if len(events) and (events["x"].max() >= width or events["y"].max() >= height):
+                raise aedat_corrupt(self.root / file, f"event coordinates leave the {width}x{height} sensor")
+            if len(events) and (np.diff(events["t"]) < 0).any():
+                events = events[np.argsort(events["t"], kind="stable")]
+            self._last = (file, events)
+        return self._last[1]
+
+    def read(self, index: int) -> np.ndarray:
+        file, start, end = self.cuts[index]
+        events = self.events(file)
+        first, stop = np.searchsorted(events["t"], [start, end], side="left")
+        return events[first:stop]
+
+
+def read_trials(path: Path) -> list[str]:
+    """The .aedat file names of a ``trials_to_train.txt`` / ``trials_to_test.txt`` (blank lines and
+    surrounding whitespace ignored)."""
+    names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    for number, name in enumerate(names, start=1):
+        if not name.endswith(".aedat") or "/" in name or "\\" in name:
+            raise DatasetCorruptError(
+                f"{path} entry {number} ({name[:60]!r}) is not the name of an .aedat file in its folder; "
+                "extract DvsGesture.tar.gz again"
+            )
+    if not names:
+        raise DatasetCorruptError(f"{path} names no .aedat files; extract DvsGesture.tar.gz again")
+    return names
+
+
+GESTURE_LABELS_HEADER = "class,startTime_usec,endTime_usec"
+
+
+def read_gesture_labels(path: Path) -> list[tuple[int, int, int]]:
+    """``(label 0..10, start µs, end µs)`` per row of a ``userNN_<lighting>_labels.csv`` (header
+    ``class,startTime_usec,endTime_usec``, classes 1..11, ``start < end``)."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path} is missing (the gestures of its .aedat file); extract DvsGesture.tar.gz again")
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+
+    def malformed(detail: str) -> DatasetCorruptError:
+        return DatasetCorruptError(f"{path} is malformed: {detail}; extract DvsGesture.tar.gz again")
+
+    if not lines or lines[0].replace(" ", "") != GESTURE_LABELS_HEADER:
+        raise malformed(f"its first line is not {GESTURE_LABELS_HEADER}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            gesture, start, end = (int(field) for field in line.split(","))
+        except ValueError:
+            raise malformed(f"line {number} is not three integers class,start,end") from None
+        if not 1 <= gesture <= 11 or start >= end:
+            raise malformed(f"line {number} needs a class in 1..11 and start < end, got {line[:60]!r}")
+        rows.append((gesture - 1, start, end))
+    if not rows:
+        raise malformed("it lists no gestures")
+    return rows
+
+
 class DVSGestureDataModule(EventDataModule):
-    """DVS-Gesture (11 classes, 128x128) in tonic's layout: ``<data_dir>/DVSGesture/ibmGestureTrain``
-    and ``ibmGestureTest``, each holding ``user<NN>_<lighting>/<label>.npy`` event arrays
-    (columns x, y, p, t in ms). The test split is the dataset's own (users 24-29)."""
+    """DVS-Gesture (11 classes, 128x128) from either of two layouts in ``data_dir``:
+
+    * IBM's original archive (preferred, found by ``DvsGesture/trials_to_train.txt``):
+      ``DvsGesture/userNN_<lighting>.aedat`` (AEDAT 3.1, :mod:`.aedat`) with
+      ``userNN_<lighting>_labels.csv``, split by ``trials_to_train.txt`` / ``trials_to_test.txt``:
+      1,176 train / 288 test gestures, the paper's split.
+    * tonic's preprocessed copy: ``DVSGesture/ibmGestureTrain`` and ``ibmGestureTest``, each holding
+      ``user<NN>_<lighting>/<label>.npy`` event arrays (columns x, y, p, t in ms): 1,077 / 264.
+
+    The test split is the dataset's own (users 24-29) in both. Their frames are cached apart
+    (``data_version``), and the run's log names the layout used and its sample counts.
+    """
 
     name = "dvsgesture"
     title = "DVS-Gesture"
     sensor_size = tonic.datasets.DVSGesture.sensor_size
     folders = {True: "ibmGestureTrain", False: "ibmGestureTest"}
-    setup_hint = (
+    original_folder = "DvsGesture"
+    trials = {True: "trials_to_train.txt", False: "trials_to_test.txt"}
+    original_version = "ibm-aedat3.1"  # the cache key of frames from the original archive
+    original_hint = (
+        f"extract IBM's {ORIGINAL_ARCHIVE} ({ORIGINAL_URL}) into <data_dir>/ so that <data_dir>/DvsGesture/ "
+        "holds trials_to_train.txt, trials_to_test.txt and each userNN_<lighting>.aedat with its _labels.csv"
+    )
+    tonic_hint = (
         f"download {tonic.datasets.DVSGesture.train_filename} ({tonic.datasets.DVSGesture.train_url}) and "
         f"{tonic.datasets.DVSGesture.test_filename} ({tonic.datasets.DVSGesture.test_url}) and extract both "
         "into <data_dir>/DVSGesture/, or run once online with download=True"
     )
 
+    @cached_property
+    def original(self) -> bool:
+        """Whether ``data_dir`` holds the original archive (decided once, when the module is made)."""
+        return (self.root / self.original_folder / self.trials[True]).is_file()
+
+    @property
+    def data_version(self) -> str:
+        return self.original_version if self.original else ""
+
+    @property
+    def setup_hint(self) -> str:
+        if self.original:
+            return self.original_hint
+        return f"{self.tonic_hint}; or, for the paper's 1,176 / 288 split, {self.original_hint}"
+
     def _missing_files(self) -> list[str]:
+        if self.original:
+            return self._missing_original_files()
         folders = [Path("DVSGesture") / folder for folder in self.folders.values()]
         return [f"{folder}/user*_*/*.npy" for folder in folders if not any((self.root / folder).glob("user*_*/*.npy"))]
 
+    def _missing_original_files(self, shown: int = 3) -> list[str]:
+        """The trials lists, and the .aedat and labels files they name, that are absent (the first
+        ``shown`` of them, then a count)."""
+        folder = self.root / self.original_folder
+        missing = []
+        for trials in self.trials.values():
+            if not (folder / trials).is_file():
+                missing.append(f"{self.original_folder}/{trials}")
+                continue
+            for file in read_trials(folder / trials):
+                for name in (file, file.removesuffix(".aedat") + "_labels.csv"):
+                    if not (folder / name).is_file():
+                        missing.append(f"{self.original_folder}/{name} (named by {trials})")
+        if len(missing) > shown:
+            missing = missing[:shown] + [f"{len(missing) - shown} more"]
+        return missing
+
     def _download(self) -> None:
+        if self.original:  # IBM's archive is not downloaded automatically, nor replaced by tonic's copy
+            return
         for train in (True, False):
             tonic.datasets.DVSGesture(save_to=str(self.root), train=train)
 
+    @cached_property
+    def _splits(self) -> dict[bool, EventSource]:
+        """Both splits' samples, read once, and the one line of the log that says what was used."""
+        if self.original:
+            splits = {train: IBMGestureSource(self.root / self.original_folder, self.trials[train]) for train in (True, False)}
+        else:
+            datasets = {train: DVSGesture(save_to=str(self.root), train=train) for train in (True, False)}
+            splits = {train: TonicSource(data, Path(data.location_on_system)) for train, data in datasets.items()}
+        rank_zero_info(self.split_summary(len(splits[True].names), len(splits[False].names)))
+        return splits
+
+    def split_summary(self, train: int, test: int) -> str:
+        """The log line naming the layout in use and its sample counts."""
+        counts = f"{train} train / {test} test samples"
+        if self.original:
+            return f"dvsgesture: original archive split (DvsGesture/*.aedat, trials_to_train/test.txt): {counts}"
+        return (
+            f"dvsgesture: tonic's preprocessed copy (DVSGesture/ibmGestureTrain, ibmGestureTest): {counts} "
+            "(the full copy has 1077 / 264, the original archive 1176 / 288: the paper's split needs "
+            "DvsGesture/trials_to_train.txt in data_dir)"
+        )
+
     def _event_source(self, train: bool) -> EventSource:
-        dataset = DVSGesture(save_to=str(self.root), train=train)
-        return TonicSource(dataset, Path(dataset.location_on_system))
+        return self._splits[train]
 
 
 class CIFAR10DVSDataModule(EventDataModule):

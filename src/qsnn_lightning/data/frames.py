@@ -58,8 +58,8 @@ class FrameSettings:
 
     ``sensor_size`` is tonic's ``(width, height, polarities)``; ``resize`` is the side of the
     square output frames or ``None`` to keep the sensor size, ``resize_mode`` how they are
-    resized (module docstring); ``data_version`` names the version of generated event data
-    (``""`` for recorded datasets).
+    resized (module docstring); ``data_version`` names the version of generated event data, or
+    the copy of a recorded dataset when it has several (``""`` for tonic's copy).
     """
 
     dataset: str
@@ -213,8 +213,8 @@ class FrameCache:
         name = source.names[index]
         try:
             frames = events_to_frames(source.read(index), self.settings)
-        except ImportError:  # a missing reader package is not a damaged file
-            raise
+        except (ImportError, DatasetCorruptError):
+            raise  # a missing reader package is not a damaged file; a reader's own message names the file and the fix
         except Exception as error:  # the readers raise anything from ValueError to a bare Exception
             raise DatasetCorruptError(
                 f"event file {source.root / name} is corrupt or truncated ({one_line(error)[:160]}); "
