@@ -1,0 +1,65 @@
+"""The membrane-scale study: for each ``model.membrane_scale`` and membrane bits k, the test
+accuracy and what the stored membranes hold, side by side, from the local sweeps
+``membrane_scale`` (Fashion-MNIST, T = 2) and ``membrane_scale_events`` (N-Fashion-MNIST, T = 3).
+
+    python benchmarks/membrane_scales.py [--run] [--root runs/sweeps] [key=value ...]
+
+``--run`` first runs (or resumes) both sweeps with the overrides given (the study's short budget
+is ``data.subset=6000 trainer.max_epochs=2``); without it the summaries already written are read.
+Per sweep, k and scale: the test accuracy of each seed and their mean, its difference to the
+paper's scale (``max``) at the same k, ``stored_nonzero`` (the share of stored membranes not at
+level 0, last validation epoch, every quantized layer) and the mean level entropy in nats
+(log 3 = 1.10 is the most 2-bit levels can carry).
+"""
+
+import argparse
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from qsnn_lightning.training.analysis import read_summary
+from qsnn_lightning.training.sweep import SUMMARY
+
+SWEEPS = ("membrane_scale", "membrane_scale_events")
+QSNN = str(Path(sys.executable).with_name("qsnn"))
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown lines: one per (k, scale), seeds averaged."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(int(row["k"]), row["model.membrane_scale"])].append(row)
+    paper = {k: sum(r["test_acc"] for r in rows) / len(rows) for (k, scale), rows in groups.items() if scale == "max"}
+    lines = ["| k | scale | test accuracy per seed | mean | vs max | stored non-zero | level entropy (nats) |",
+             "|---|---|---|---|---|---|---|"]
+    for (k, scale), members in sorted(groups.items()):
+        accuracies = [r["test_acc"] for r in sorted(members, key=lambda r: r["seed"])]
+        mean = sum(accuracies) / len(accuracies)
+        nonzero = sum(r["stored_nonzero"] for r in members) / len(members)
+        entropy = sum(r["level_entropy"] for r in members) / len(members)
+        difference = f"{100 * (mean - paper[k]):+.2f}" if k in paper else "-"
+        lines.append(f"| {k} | {scale} | {' / '.join(f'{100 * a:.2f}' for a in accuracies)} | {100 * mean:.2f} | "
+                     f"{difference} | {100 * nonzero:.2f}% | {entropy:.3f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run (or resume) both sweeps first")
+    parser.add_argument("--root", default="runs/sweeps", help="the sweeps' folder (qsnn sweep --dir)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of every run, e.g. data.subset=6000")
+    args = parser.parse_args()
+    for sweep in SWEEPS:
+        if args.run:
+            subprocess.run([QSNN, "sweep", sweep, "--local", "--dir", args.root, *args.overrides], check=True)
+        summary = Path(args.root) / sweep / SUMMARY
+        if not summary.is_file():
+            print(f"{sweep}: no {summary} yet (run with --run)")
+            continue
+        print(f"\n{sweep} ({summary})\n")
+        print("\n".join(table(read_summary(summary))))
+
+
+if __name__ == "__main__":
+    main()

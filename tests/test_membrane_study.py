@@ -1,0 +1,43 @@
+"""The membrane-scale study's numbers: stored-level statistics from membrane_levels.jsonl and
+benchmarks/membrane_scales.py over a sweep summary in the real format (hand-computed values)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qsnn_lightning.training.analysis import stored_level_statistics
+from qsnn_lightning.training.sweep import SUMMARY, write_summary
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "membrane_scales.py"
+
+
+def test_stored_level_statistics_read_the_last_epoch_of_every_layer(tmp_path):
+    lines = [
+        {"epoch": 0, "layers": {"a": [0, 10, 0]}},
+        # k = 2 layer: 2 of 10 stored membranes non-zero; k = 4 layer (15 levels, level 0 at index 7): 5 of 10
+        {"epoch": 1, "layers": {"a": [1, 8, 1], "b": [0] * 6 + [5, 5, 0] + [0] * 6}},
+    ]
+    (tmp_path / "membrane_levels.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    stats = stored_level_statistics(tmp_path)
+    assert stats["stored_nonzero"] == pytest.approx(7 / 20)
+    # entropies: -(0.1 ln 0.1 * 2 + 0.8 ln 0.8) = 0.639; ln 2 = 0.693
+    assert stats["level_entropy"] == pytest.approx((0.639031 + 0.693147) / 2, abs=1e-6)
+    assert stored_level_statistics(tmp_path / "none") == {"stored_nonzero": None, "level_entropy": None}
+
+
+def test_membrane_scales_benchmark_prints_means_and_differences_to_the_paper_scale(tmp_path):
+    rows = [
+        {"model.membrane_scale": scale, "model.bits": "1w2u", "seed": seed, "k": 2, "test_acc": acc,
+         "val_acc_best": acc, "hidden_firing_rate": 0.2, "stored_nonzero": nonzero, "level_entropy": 0.5, "run_dir": "x"}
+        for scale, seed, acc, nonzero in (("max", 1, 0.80, 0.002), ("max", 2, 0.82, 0.004),
+                                          ("threshold", 1, 0.83, 0.2), ("threshold", 2, 0.84, 0.3))
+    ]
+    (tmp_path / "membrane_scale").mkdir()
+    write_summary(rows, tmp_path / "membrane_scale" / SUMMARY)
+    out = subprocess.run([sys.executable, str(SCRIPT), "--root", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| 2 | max | 80.00 / 82.00 | 81.00 | +0.00 | 0.30% | 0.500 |" in out
+    assert "| 2 | threshold | 83.00 / 84.00 | 83.50 | +2.50 | 25.00% | 0.500 |" in out
+    assert "membrane_scale_events: no" in out
