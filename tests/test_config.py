@@ -53,6 +53,7 @@ def test_ablation_turns_ws_dr_off():
         (["model.neuron=triton"], "bad value for 'model.neuron': 'triton'; allowed: fused, reference"),
         (["speed.compile=maybe"], "bad value for 'speed.compile'"),
         (["model.timesteps=0"], "must be > 0"),
+        (["model.input_bits=4"], "bad value for 'model.input_bits': 4; allowed: 8 (int8 input pixels, what the export reads), 32"),
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),
         (["trainer.max_epochs"], "not of the form key=value"),

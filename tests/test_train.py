@@ -239,7 +239,9 @@ def old_format(checkpoint: dict) -> dict:
     experiment = hparams.pop("experiment")
     speed = experiment.pop("speed")
     experiment["trainer"].update(speed)
+    experiment["model"].pop("input_bits")  # added later: unset means 8 bits in a quantized network
     flat = {**hparams.pop("spec"), **hparams, "experiment": experiment}
+    flat.pop("input_bits")
     return {"epoch": checkpoint["epoch"], "global_step": checkpoint["global_step"], "hparams_name": "kwargs",
             "state_dict": checkpoint["state_dict"], "hyper_parameters": flat}
 
@@ -292,3 +294,18 @@ def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path)
     result = qsnn("test", str(tmp_path / "unknown.ckpt"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert "membrane_leak" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_input_quantizer_off_trains_and_its_export_is_refused_naming_the_setting(fmnist_dir, tmp_path):
+    off = ["model.input_bits=32", f"data.data_dir={fmnist_dir}", *SMALL_RUN[:2], "trainer.accelerator=cpu",
+           "trainer.enable_progress_bar=false"]
+    fast = qsnn("train", "fmnist_1w2u", *off, "trainer.fast_dev_run=true", f"run_dir={tmp_path / 'fast'}")
+    assert fast.returncode == 0 and "test accuracy" in fast.stdout, fast.stderr[-2000:]
+    brief = qsnn("train", "fmnist_1w2u", *off, "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"run_dir={tmp_path / 'runs'}")
+    assert brief.returncode == 0, brief.stderr[-2000:]
+    (last,) = (tmp_path / "runs").glob("fmnist_1w2u/*/checkpoints/last.ckpt")
+    assert torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["spec"]["input_bits"] == 32
+    refused = qsnn("export", str(last), "--out", str(tmp_path / "out"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+    assert "found 32: train with model.input_bits=8" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()

@@ -135,6 +135,7 @@ NON_NEGATIVE = (
 )
 
 
+INPUT_BITS = (None, 8, 32)  # model.input_bits: unset (by the weights' precision), int8 pixels, off
 MAX_TIMESTEPS = 1024  # beyond any event dataset's frames per sample; larger T is a typo, not a run
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
 
@@ -211,6 +212,9 @@ def validate(cfg: DictConfig) -> None:
         Precision.parse(cfg.model.bits)
     except ValueError as error:
         raise ConfigError(f"bad value for 'model.bits': {error}") from None
+    if cfg.model.input_bits not in INPUT_BITS:
+        raise ConfigError(f"bad value for 'model.input_bits': {cfg.model.input_bits}; allowed: 8 (int8 input pixels, "
+                          "what the export reads), 32 (off) or null (8 for quantized weights, 32 for 32w)")
     _check_ranges(cfg)
     check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
 
