@@ -103,6 +103,7 @@ class ExperimentConfig:
     ckpt_path: str | None = None  # resume training from this checkpoint
     check_resume: bool = True  # refuse a ckpt_path of another experiment, dataset, arch, bits or T
     check_memory: bool = True  # refuse a run whose training step would not fit in free memory (memory_check.py)
+    test_every_epoch: bool = False  # also evaluate the test split at every validation check (training/epoch_test.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
