@@ -27,6 +27,20 @@ def test_paper_settings_per_dataset():
             assert cfg.model.bits == bits and cfg.data.name == dataset
 
 
+def test_table_1_rows_train_on_the_whole_training_set_and_test_every_epoch():
+    table_1 = [name for name in experiment_names()
+               if name.split("_")[0] in ("cifar10", "cifar100", "tinyimagenet", "dvsgesture", "dvscifar10")
+               and name != "dvsgesture_mcu_1w2u"]
+    assert len(table_1) == 23  # 20 rows and the 3 Figure 5 ablations
+    for name in table_1:
+        cfg = load_config(name)
+        assert cfg.data.val_fraction == 0 and cfg.test_every_epoch, name
+        assert cfg.optim.weight_decay == 1e-4, name  # the authors' release; the paper states none
+    for name in ("fmnist_1w2u", "fmnist_fp", "dvsgesture_mcu_1w2u"):
+        assert not load_config(name).test_every_epoch and load_config(name).data.val_fraction > 0
+    assert load_config("cifar10_1w2u", ["data.val_fraction=0.1"]).data.val_fraction == 0.1
+
+
 def test_ablation_turns_ws_dr_off():
     cfg = load_config("fmnist_1w2u_nowsdr")
     assert cfg.model.standardize == "none" and cfg.loss.lam == 0.0 and cfg.model.bits == "1w2u"
@@ -54,6 +68,7 @@ def test_ablation_turns_ws_dr_off():
         (["model.membrane_scale=median"], "bad value for 'model.membrane_scale': 'median'; allowed: max, tanh, threshold, learned"),
         (["speed.compile=maybe"], "bad value for 'speed.compile'"),
         (["model.timesteps=0"], "must be > 0"),
+        (["model.input_bits=4"], "bad value for 'model.input_bits': 4; allowed: 8 (int8 input pixels, what the export reads), 32"),
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),
         (["trainer.max_epochs"], "not of the form key=value"),

@@ -2,6 +2,7 @@
 available) trains for one fast_dev_run batch on small files written in the real format."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from dataset_files import (
     write_cifar10,
@@ -43,8 +44,29 @@ def test_every_table_1_row_and_fmnist_experiment_exists():
         for suffix in ("fp", "1w8u", "1w4u", "1w2u"):
             assert f"{dataset}_{suffix}" in EXPERIMENTS
     for name in ("fmnist_fp", "fmnist_1w8u", "fmnist_1w4u", "fmnist_1w2u", "fmnist_1w2u_nowsdr", "nfmnist_fp",
-                 "nfmnist_1w2u", "dvsgesture_mcu_1w2u"):
+                 "nfmnist_1w2u", "dvsgesture_mcu_1w2u", *FIGURE_5_ABLATIONS):
         assert name in EXPERIMENTS
+
+
+# Figure 5: WS-DR's two parts switched on one at a time (the fast_dev_run test below runs each).
+FIGURE_5_ABLATIONS = {
+    "cifar10_1w2u_nowsdr": ("none", 0.0), "cifar10_1w2u_weightonly": ("layer", 0.0), "cifar10_1w2u_spikeonly": ("none", 1e-3),
+}
+
+
+@pytest.mark.parametrize("experiment", FIGURE_5_ABLATIONS)
+def test_figure_5_ablations_differ_from_cifar10_1w2u_only_in_ws_dr(experiment):
+    cfg, full = load_config(experiment), load_config("cifar10_1w2u")
+    assert (cfg.model.standardize, cfg.loss.lam) == FIGURE_5_ABLATIONS[experiment]
+    assert (full.model.standardize, full.loss.lam) == ("layer", 1e-3)
+    assert without_ws_dr(cfg) == without_ws_dr(full)
+
+
+def without_ws_dr(cfg) -> dict:
+    """The configuration but its name and WS-DR's two settings."""
+    values = OmegaConf.to_container(cfg)
+    del values["name"], values["model"]["standardize"], values["loss"]["lam"]
+    return values
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -74,3 +96,4 @@ def test_experiment_fast_dev_run(experiment, tmp_path, cifar_without_md5):
     results = train(cfg)
     assert 0.0 <= results["test_acc"] <= 1.0
     assert results["bits"] == cfg.model.bits
+    assert (results["test_acc_best_epoch"] is not None) == cfg.test_every_epoch  # the Table 1 protocol's number beside

@@ -39,6 +39,15 @@ def test_quantizers_follow_the_roles(name):
     assert {m.weight_quant.bits for m in full.modules() if isinstance(m, (QConv2d, QLinear))} == {32}
 
 
+def test_input_bits_default_to_the_precision_and_32_switches_the_input_quantizer_off():
+    assert build_model(ModelSpec(bits="1w2u")).input_quant.bits == 8  # unset, as in checkpoints of earlier versions
+    assert build_model(ModelSpec(bits="32w32u")).input_quant.bits == 32
+    off = build_model(ModelSpec(bits="1w2u", input_bits=32))
+    x = torch.randn(2, 3, 32, 32)
+    assert off.input_quant.bits == 32 and torch.equal(off.input_quant(x), x)
+    assert not torch.equal(build_model(ModelSpec(bits="1w2u")).input_quant(x), x)
+
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_direct_encoding_equals_presenting_the_image_every_step(mode):
     torch.manual_seed(0)

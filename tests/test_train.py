@@ -239,7 +239,9 @@ def old_format(checkpoint: dict) -> dict:
     experiment = hparams.pop("experiment")
     speed = experiment.pop("speed")
     experiment["trainer"].update(speed)
+    experiment["model"].pop("input_bits")  # added later: unset means 8 bits in a quantized network
     flat = {**hparams.pop("spec"), **hparams, "experiment": experiment}
+    flat.pop("input_bits")
     return {"epoch": checkpoint["epoch"], "global_step": checkpoint["global_step"], "hparams_name": "kwargs",
             "state_dict": checkpoint["state_dict"], "hyper_parameters": flat}
 
@@ -292,3 +294,88 @@ def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path)
     result = qsnn("test", str(tmp_path / "unknown.ckpt"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert "membrane_leak" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_input_quantizer_off_trains_and_its_export_is_refused_naming_the_setting(fmnist_dir, tmp_path):
+    off = ["model.input_bits=32", f"data.data_dir={fmnist_dir}", *SMALL_RUN[:2], "trainer.accelerator=cpu",
+           "trainer.enable_progress_bar=false"]
+    fast = qsnn("train", "fmnist_1w2u", *off, "trainer.fast_dev_run=true", f"run_dir={tmp_path / 'fast'}")
+    assert fast.returncode == 0 and "test accuracy" in fast.stdout, fast.stderr[-2000:]
+    brief = qsnn("train", "fmnist_1w2u", *off, "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"run_dir={tmp_path / 'runs'}")
+    assert brief.returncode == 0, brief.stderr[-2000:]
+    (last,) = (tmp_path / "runs").glob("fmnist_1w2u/*/checkpoints/last.ckpt")
+    assert torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["spec"]["input_bits"] == 32
+    refused = qsnn("export", str(last), "--out", str(tmp_path / "out"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+    assert "found 32: train with model.input_bits=8" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def whole_training_set_run(fmnist_dir, tmp_path_factory):
+    """The Table 1 protocol on the small files: no validation split, the test split every epoch."""
+    runs = tmp_path_factory.mktemp("runs")
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={runs}", "data.val_fraction=0",
+                  "test_every_epoch=true", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (runs / "fmnist_1w2u").iterdir()
+    return run_dir, result
+
+
+def epoch_test_accuracies(run_dir: Path) -> list[tuple[int, float]]:
+    rows = csv.DictReader((run_dir / "metrics.csv").open())
+    return [(int(row["epoch"]), float(row["test/acc_epoch"])) for row in rows if row["test/acc_epoch"]]
+
+
+def test_without_validation_the_last_weights_are_tested_beside_the_best_epoch(whole_training_set_run):
+    run_dir, result = whole_training_set_run
+    results = json.loads((run_dir / "results.json").read_text())
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.ckpt"}  # no best-by-validation checkpoint
+    assert results["test_acc_checkpoint"] == "last" and results["val_acc_best"] is None
+    assert results["checkpoint"] == str(run_dir / "checkpoints" / "last.ckpt")
+    per_epoch = epoch_test_accuracies(run_dir)
+    assert [epoch for epoch, _ in per_epoch] == [0, 1]
+    assert results["test_acc"] == pytest.approx(per_epoch[-1][1])  # the last epoch's weights, tested twice
+    best = max(per_epoch, key=lambda item: item[1])  # the first epoch of the maximum
+    assert (results["test_best_epoch"], results["test_acc_best_epoch"]) == pytest.approx(best)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert not [key for key in header if key.startswith("val/")]  # the test split never logs as validation
+    assert {"test/loss_epoch", "test/firing_rate_epoch", "test/acc", "test/loss"} <= set(header)
+    assert f"fmnist_1w2u: test accuracy {results['test_acc']:.4f} (last epoch's weights)" in result.stdout
+    assert f"best per-epoch test accuracy {results['test_acc_best_epoch']:.4f} (epoch {best[0]}, selected on the test set" \
+        in result.stdout
+    tested = qsnn("test", results["checkpoint"])
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    assert json.loads(tested.stdout[tested.stdout.index("{"):])["test_acc"] == pytest.approx(results["test_acc"])
+
+
+def test_resume_keeps_the_best_epoch_of_the_interrupted_run(whole_training_set_run, fmnist_dir, tmp_path):
+    run_dir, _ = whole_training_set_run
+    resumed = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", "data.val_fraction=0",
+                   "test_every_epoch=true", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", *SMALL_RUN[:2],
+                   "trainer.max_epochs=3", *SMALL_RUN[3:])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (second,) = (tmp_path / "fmnist_1w2u").iterdir()
+    per_epoch = epoch_test_accuracies(run_dir) + epoch_test_accuracies(second)
+    assert [epoch for epoch, _ in per_epoch] == [0, 1, 2]
+    results = json.loads((second / "results.json").read_text())
+    assert (results["test_best_epoch"], results["test_acc_best_epoch"]) == pytest.approx(max(per_epoch, key=lambda item: item[1]))
+
+
+def test_validation_monitors_read_the_validation_split_only(fmnist_dir, tmp_path):
+    from qsnn_lightning.snn.backbones import build_model
+    from qsnn_lightning.snn.footprint import spiking_layer_sizes
+    from qsnn_lightning.snn.spec import ModelSpec
+    from qsnn_lightning.training.config import load_config
+    from qsnn_lightning.training.train import train
+
+    cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", "test_every_epoch=true",
+                                      *SMALL_RUN[:2], "trainer.max_epochs=1", *SMALL_RUN[3:]])
+    results = train(cfg)
+    assert results["test_acc_checkpoint"] == "best" and results["test_acc_best_epoch"] is not None
+    assert results["val_acc_best"] is not None
+    (levels,) = (Path(results["run_dir"]) / "membrane_levels.jsonl").read_text().splitlines()
+    counts = json.loads(levels)["layers"]
+    sizes = spiking_layer_sizes(build_model(ModelSpec(**cfg.model), input_shape=(1, 28, 28)), (1, 28, 28))
+    validation_samples, steps = 8, cfg.model.timesteps  # 10% of the 80 training images; the 32 test images not counted
+    assert [sum(layer) for layer in counts.values()] == [validation_samples * steps * size for size in sizes]

@@ -62,14 +62,13 @@ def run_footprint(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     from .training.config import load_config
-    from .training.train import train
+    from .training.train import summary, train
 
     experiment, overrides = args.experiment, list(args.overrides)
     if "=" in experiment:  # `qsnn train key=value ...`: the default experiment with overrides
         experiment, overrides = DEFAULT_EXPERIMENT, [experiment, *overrides]
     results = train(load_config(experiment, overrides))
-    accuracy = results["test_acc"]
-    print(f"{results['experiment']}: test accuracy {accuracy:.4f}" if accuracy is not None else "no test accuracy")
+    print("\n".join(summary(results)))
     print(f"run directory: {results['run_dir']}")
 
 

@@ -221,7 +221,8 @@ class _Folder:
         self.backbone = backbone
         quant = backbone.input_quant
         if quant.bits != 8:
-            raise ExportError(f"the input must be quantized to 8 bits to export, found {quant.bits}: export a 1w model")
+            raise ExportError(f"the input must be quantized to 8 bits to export, found {quant.bits}: "
+                              "train with model.input_bits=8 (the default of 1w models)")
         if int(quant.num_steps_tracked) == 0:
             raise ExportError("the input scale was never calibrated: export a model that has been trained")
         self.input_alpha = float(quant.running_alpha)

@@ -161,9 +161,12 @@ class LayerFactory:
         return QLinear(features, classes, weight_quant=self.precision.weight_quant(True, self.spec.standardize))
 
     def input_quant(self) -> InputQuant:
-        """8-bit input pixels in a quantized network, full precision in the 32w baseline."""
-        full = self.precision.weight_bits == FULL_PRECISION_BITS
-        return InputQuant(FULL_PRECISION_BITS if full else 8)
+        """The input pixels at ``spec.input_bits`` (Eq. 8 on the image); unset, as checkpoints of
+        earlier versions are: 8 bits in a quantized network, full precision in the 32w baseline."""
+        bits = self.spec.input_bits
+        if bits is None:
+            bits = FULL_PRECISION_BITS if self.precision.weight_bits == FULL_PRECISION_BITS else 8
+        return InputQuant(bits)
 
     def lif(self) -> nn.Module:
         """A LIF layer (Eq. 1-3, membrane quantization Eq. 8-10) with the spec's neuron options."""

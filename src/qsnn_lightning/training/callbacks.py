@@ -1,6 +1,7 @@
 """Monitors of what WS-DR regulates (Section 4.2-4.3): per-layer firing rates and their entropy,
 the sign balance of binary weights, and the occupancy of the k-bit membrane levels, logged per
-epoch to every Lightning logger."""
+epoch to every Lightning logger. Validation monitors read the validation split only, never the
+test split that ``test_every_epoch`` adds to the validation loop."""
 
 import json
 import math
@@ -14,6 +15,7 @@ from torchmetrics import MeanMetric
 from ..snn.layers import QConv2d, QLinear
 from ..snn.neurons import LIF
 from ..snn.quant import BinaryWeight
+from .epoch_test import VALIDATION
 
 
 def bernoulli_entropy(p: float) -> float:
@@ -61,7 +63,7 @@ class SpikeMonitor(Callback):
         self._update("train", batch)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and dataloader_idx == VALIDATION:
             self._update("val", batch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -102,20 +104,33 @@ class MembraneLevelMonitor(Callback):
 
     def __init__(self):
         self.last_counts: dict[str, list[int]] = {}
+        self.counted: dict[str, torch.Tensor] = {}  # this epoch's counts per layer, taken when counting stops
 
     def _layers(self, pl_module) -> dict:
         return {_short_name(name): m for name, m in pl_module.named_modules()
                 if isinstance(m, LIF) and m.membrane_quant.enabled}
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.counted = {}
         for layer in self._layers(pl_module).values():
             layer.count_levels(not trainer.sanity_checking)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        epoch_counts = {}
+    def _stop_counting(self, pl_module) -> None:
+        """Keep each layer's counts so far and stop counting (the validation split is over)."""
         for name, layer in self._layers(pl_module).items():
-            counts = layer.level_counts
-            layer.count_levels(False)
+            if layer.level_counts is not None:
+                self.counted[name] = layer.level_counts
+                layer.count_levels(False)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if dataloader_idx != VALIDATION:  # the test split follows the validation split
+            self._stop_counting(pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._stop_counting(pl_module)
+        epoch_counts = {}
+        for name in self._layers(pl_module):
+            counts = self.counted.get(name)
             if counts is None or counts.sum() == 0:
                 continue
             counts = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").long().cpu()

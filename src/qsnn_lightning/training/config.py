@@ -103,6 +103,7 @@ class ExperimentConfig:
     ckpt_path: str | None = None  # resume training from this checkpoint
     check_resume: bool = True  # refuse a ckpt_path of another experiment, dataset, arch, bits or T
     check_memory: bool = True  # refuse a run whose training step would not fit in free memory (memory_check.py)
+    test_every_epoch: bool = False  # also evaluate the test split at every validation check (training/epoch_test.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -136,6 +137,7 @@ NON_NEGATIVE = (
 )
 
 
+INPUT_BITS = (None, 8, 32)  # model.input_bits: unset (by the weights' precision), int8 pixels, off
 MAX_TIMESTEPS = 1024  # beyond any event dataset's frames per sample; larger T is a typo, not a run
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
 
@@ -212,6 +214,9 @@ def validate(cfg: DictConfig) -> None:
         Precision.parse(cfg.model.bits)
     except ValueError as error:
         raise ConfigError(f"bad value for 'model.bits': {error}") from None
+    if cfg.model.input_bits not in INPUT_BITS:
+        raise ConfigError(f"bad value for 'model.input_bits': {cfg.model.input_bits}; allowed: 8 (int8 input pixels, "
+                          "what the export reads), 32 (off) or null (8 for quantized weights, 32 for 32w)")
     _check_ranges(cfg)
     check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
 

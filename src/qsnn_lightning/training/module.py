@@ -13,8 +13,11 @@ from ..snn.layers import QConv2d, QLinear
 from ..snn.losses import LossParts, WSDRLoss
 from ..snn.neurons import spiking_layers
 from ..snn.spec import ModelSpec
+from .epoch_test import EPOCH_TEST
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported where there are more than 10 classes
+EPOCH_TEST_SUFFIX = "_epoch"  # test/acc_epoch: the test split read by the validation loop (test_every_epoch)
+EPOCH_TEST_BEST_KEY = "epoch_test_best"  # the checkpoint entry of QSNNClassifier.epoch_test_best
 
 
 class QSNNClassifier(L.LightningModule):
@@ -25,7 +28,10 @@ class QSNNClassifier(L.LightningModule):
     Metric keys: ``train/loss``, ``train/loss_ce``, ``train/loss_spike``, ``train/acc``,
     ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc`` (and ``*/acc_top5``
     with more than 10 classes), and ``*/firing_rate`` (mean f_l over spiking layers, averaged
-    across ranks).
+    across ranks). The test split read by the validation loop (``test_every_epoch``, dataloader
+    :data:`~qsnn_lightning.training.epoch_test.EPOCH_TEST`) logs ``test/loss_epoch``,
+    ``test/acc_epoch``, ``test/acc_top5_epoch`` and ``test/firing_rate_epoch``; the best
+    ``test/acc_epoch`` and its epoch are :attr:`epoch_test_best`, kept in checkpoints.
 
     ``spec`` is the model (:class:`~qsnn_lightning.snn.spec.ModelSpec`, the config's ``model``
     section); the hyperparameters hold it once, as a plain dict under ``spec`` (a checkpoint is
@@ -62,14 +68,16 @@ class QSNNClassifier(L.LightningModule):
         self.train_metrics = self._accuracy_metrics(num_classes, "train/")
         self.val_metrics = self._accuracy_metrics(num_classes, "val/")
         self.test_metrics = self._accuracy_metrics(num_classes, "test/")
+        self.epoch_test_metrics = self._accuracy_metrics(num_classes, "test/", EPOCH_TEST_SUFFIX)
         self.val_acc_best = MaxMetric()
+        self.epoch_test_best: dict | None = None  # {"acc": best test/acc_epoch, "epoch": the epoch it was logged in}
 
     @staticmethod
-    def _accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    def _accuracy_metrics(num_classes: int, prefix: str, postfix: str = "") -> MetricCollection:
         metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
         if num_classes >= TOP5_MIN_CLASSES:
             metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        return MetricCollection(metrics, prefix=prefix)
+        return MetricCollection(metrics, prefix=prefix, postfix=postfix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-step logits ``[T, B, classes]``."""
@@ -87,34 +95,49 @@ class QSNNClassifier(L.LightningModule):
         parts = self.loss_fn(logits, targets, self.firing_rates())
         return parts, logits.mean(0), targets
 
-    def _shared_step(self, split: str, batch) -> torch.Tensor:
+    def _shared_step(self, split: str, batch, metrics: MetricCollection, suffix: str = "") -> torch.Tensor:
         parts, scores, targets = self.model_step(batch)
-        metrics = getattr(self, f"{split}_metrics")
         metrics.update(scores, targets)
         on_step = split == "train"
-        self.log(f"{split}/loss", parts.total, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        # add_dataloader_idx=False: with the epoch test the validation loop has two dataloaders, whose keys differ
+        log = {"on_epoch": True, "add_dataloader_idx": False}
+        self.log(f"{split}/loss{suffix}", parts.total, on_step=on_step, prog_bar=True, sync_dist=not on_step, **log)
         if split == "train":
-            self.log("train/loss_ce", parts.cross_entropy, on_step=True, on_epoch=True)
-            self.log("train/loss_spike", parts.spike, on_step=True, on_epoch=True)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+            self.log("train/loss_ce", parts.cross_entropy, on_step=True, **log)
+            self.log("train/loss_spike", parts.spike, on_step=True, **log)
+        self.log_dict(metrics, on_step=False, prog_bar=True, **log)
         mean_rate = torch.stack(self.firing_rates()).detach().mean()
-        self.log(f"{split}/firing_rate", mean_rate, on_step=False, on_epoch=True, sync_dist=True)
+        self.log(f"{split}/firing_rate{suffix}", mean_rate, on_step=False, sync_dist=True, **log)
         return parts.total
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step("train", batch)
+        return self._shared_step("train", batch, self.train_metrics)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step("val", batch)
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == EPOCH_TEST:
+            self._shared_step("test", batch, self.epoch_test_metrics, EPOCH_TEST_SUFFIX)
+        else:
+            self._shared_step("val", batch, self.val_metrics)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step("test", batch)
+        self._shared_step("test", batch, self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        self.val_acc_best(self.val_metrics["acc"].compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+        if self.val_metrics["acc"].update_called:  # not with val_fraction=0
+            self.val_acc_best(self.val_metrics["acc"].compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+        if self.epoch_test_metrics["acc"].update_called:
+            accuracy = float(self.epoch_test_metrics["acc"].compute())
+            if self.epoch_test_best is None or accuracy > self.epoch_test_best["acc"]:
+                self.epoch_test_best = {"acc": accuracy, "epoch": self.current_epoch}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[EPOCH_TEST_BEST_KEY] = self.epoch_test_best
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.epoch_test_best = checkpoint.get(EPOCH_TEST_BEST_KEY)  # a resumed run keeps the best of its earlier epochs
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # sanity checking must not count

@@ -1,9 +1,14 @@
 """Run an experiment: build DataModule, QSNNClassifier and Trainer from a validated config,
-fit, test the best checkpoint and write ``results.json``; or test a saved checkpoint.
+fit, test the kept weights and write ``results.json``; or test a saved checkpoint.
 
 A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``checkpoints/``
-(``best.ckpt`` by ``val/acc``, ``last.ckpt``), ``metrics.csv``, and ``results.json`` (test accuracy of
-the best checkpoint, best validation accuracy, and the last validation epoch's firing rate per layer).
+(``best.ckpt`` by ``val/acc`` when there is a validation split, ``last.ckpt``), ``metrics.csv``, and
+``results.json``: ``test_acc``, the test accuracy of the best-validation checkpoint, or of the last
+weights without a validation split (``data.val_fraction=0``), which ``test_acc_checkpoint`` names
+(``"best"`` | ``"last"``); with ``test_every_epoch``, ``test_acc_best_epoch``, the highest per-epoch
+test accuracy (how the authors' release selects its number: on the test set) and ``test_best_epoch``,
+its epoch (0-based, as in ``metrics.csv``); the best validation accuracy; and the last validation
+epoch's firing rate per layer.
 """
 
 import contextlib
@@ -28,11 +33,13 @@ from ..errors import ConfigError, one_line
 from .callbacks import SpikeMonitor, default_monitors
 from .checkpoint import check_resumable, module_from_checkpoint, read_checkpoint
 from .config import restore_config
+from .epoch_test import WithEpochTest
 from .host_memory import reuse_freed_memory
 from .module import QSNNClassifier
 from .random_state import RandomStateCheckpoint
 
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
+BEST_MONITOR = "val/acc"  # what best.ckpt is chosen by
 
 
 def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
@@ -126,20 +133,32 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
     elif cfg.logger == "wandb":
         loggers.append(wandb_logger(cfg, run_dir))
-    best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
     # Lightning's save_last only refreshes last.ckpt when the best improves; resuming after a
     # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    checkpoints = [last]
+    if cfg.data.val_fraction > 0:  # without a validation split there is no best checkpoint to choose
+        checkpoints.insert(0, ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="best", monitor=BEST_MONITOR, mode="max", auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ))
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[best, last, RandomStateCheckpoint(), *default_monitors()], **trainer_settings,
+        default_root_dir=run_dir, logger=loggers, callbacks=[*checkpoints, RandomStateCheckpoint(), *default_monitors()],
+        **trainer_settings,
     )
 
 
+def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """(best.ckpt by validation accuracy, last.ckpt) of a fitted run; "" for one not written."""
+    callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    best = next((c.best_model_path for c in callbacks if c.monitor == BEST_MONITOR), "")
+    last = next((c.last_model_path or c.best_model_path for c in callbacks if c.monitor is None), "")
+    return best, last
+
+
 def train(cfg: DictConfig) -> dict:
-    """Fit, test the best checkpoint (the last weights when there is none) and return the results.
+    """Fit, test the best checkpoint (the last weights when there is none: no validation split,
+    or fast_dev_run) and return the results.
 
     The data is found (or downloaded) and read, and the memory of a training step checked
     (unless ``check_memory`` is false), before anything is written, so a missing or corrupt
@@ -190,9 +209,12 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
     if trainer.is_global_zero:
         trainer.loggers[0].experiment  # noqa: B018 (the CSV logger claims the still empty directory first)
         OmegaConf.save(cfg, run_dir / "config.yaml")
+    if cfg.test_every_epoch:
+        datamodule = WithEpochTest(datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    best, last = _checkpoint_paths(trainer)
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)  # None: the last weights
+    epoch_test = module.epoch_test_best or {}
     results = {
         "experiment": cfg.name,
         "arch": cfg.model.arch,
@@ -200,16 +222,33 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
         "bits": cfg.model.bits,
         "timesteps": cfg.model.timesteps,
         "test_acc": tested[0].get("test/acc") if tested else None,
+        "test_acc_checkpoint": "best" if best else "last",
+        "test_acc_best_epoch": epoch_test.get("acc"),  # selected on the test set, as the authors' release does
+        "test_best_epoch": epoch_test.get("epoch"),
         "val_acc_best": float(module.val_acc_best.compute()) if module.val_acc_best.update_called else None,
         "model_megabytes": module.model_megabytes(),
         "epochs": trainer.current_epoch,
-        "checkpoint": best or None,
+        "checkpoint": best or last or None,
         "run_dir": str(run_dir),
         "val_firing_rates": _last_val_firing_rates(trainer),
     }
     if trainer.is_global_zero:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def summary(results: dict) -> list[str]:
+    """The lines ``qsnn train`` ends with: the kept weights' test accuracy, saying which weights,
+    and the best per-epoch test accuracy (with ``test_every_epoch``), labelled as selected on the test set."""
+    accuracy = results["test_acc"]
+    if accuracy is None:
+        return ["no test accuracy"]
+    which = "best-validation checkpoint" if results["test_acc_checkpoint"] == "best" else "last epoch's weights"
+    lines = [f"{results['experiment']}: test accuracy {accuracy:.4f} ({which})"]
+    if results["test_acc_best_epoch"] is not None:
+        lines.append(f"{results['experiment']}: best per-epoch test accuracy {results['test_acc_best_epoch']:.4f} "
+                     f"(epoch {results['test_best_epoch']}, selected on the test set as the authors' release does)")
+    return lines
 
 
 def _last_val_firing_rates(trainer: L.Trainer) -> dict[str, float]:
