@@ -152,3 +152,13 @@ def test_cli_refuses_in_one_line(tmp_path, args, message):
 
 def test_point_directories_are_named_by_their_overrides():
     assert point_directory_name({"loss.lam": 0.001, "model.bits": "1w2u"}) == "loss.lam=0.001__model.bits=1w2u"
+
+
+def test_summary_plot_takes_named_values_of_the_first_parameter(tmp_path):
+    """membrane_scale's first parameter is a name (max, tanh, ...): one tick per name, no float()."""
+    from qsnn_lightning.training.sweep import plot_summary
+
+    rows = [{"model.membrane_scale": scale, "model.bits": bits, "test_acc": 0.8, "hidden_firing_rate": 0.2}
+            for scale in ("max", "threshold") for bits in ("1w2u", "1w4u")]
+    path = plot_summary(rows, ["model.membrane_scale", "model.bits"], tmp_path)
+    assert path.name == "accuracy_vs_membrane_scale.png" and path.stat().st_size > 0

@@ -182,25 +182,34 @@ def write_summary(rows: list[dict], path: Path) -> None:
 
 def plot_summary(rows: list[dict], parameters: list[str], sweep_dir: Path) -> Path:
     """Test accuracy and hidden firing rate against the first parameter, one line per value of the
-    others; a symmetric-log axis when the values include 0 (lambda = 0)."""
+    others; a symmetric-log axis when the values include 0 (lambda = 0), one tick per value when
+    they are names (``model.membrane_scale``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     x_key, series_keys = parameters[0], parameters[1:]
+    names = list(dict.fromkeys(row[x_key] for row in rows))
+    numeric = all(isinstance(name, (int, float)) and not isinstance(name, bool) for name in names)
+
+    def position(value) -> float:
+        return float(value) if numeric else float(names.index(value))
+
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     series = {}
     for row in rows:
         series.setdefault(tuple(row[key] for key in series_keys), []).append(row)
     for label, points in series.items():
         name = ", ".join(f"{key}={value}" for key, value in zip(series_keys, label)) or "all"
-        xs = [float(point[x_key]) for point in points]
+        xs = [position(point[x_key]) for point in points]
         axes[0].plot(xs, [point["test_acc"] for point in points], marker="o", label=name)
         axes[1].plot(xs, [point["hidden_firing_rate"] for point in points], marker="o", label=name)
-    positive = [float(row[x_key]) for row in rows if float(row[x_key]) > 0]
+    positive = [float(row[x_key]) for row in rows if numeric and float(row[x_key]) > 0]
     for axis, quantity in zip(axes, ("test accuracy", "hidden-layer firing rate (val)")):
-        if positive and min(float(row[x_key]) for row in rows) == 0:
+        if not numeric:
+            axis.set_xticks(range(len(names)), [str(name) for name in names])
+        elif positive and min(float(row[x_key]) for row in rows) == 0:
             axis.set_xscale("symlog", linthresh=min(positive))
         elif positive and len(positive) == len(rows):
             axis.set_xscale("log")
