@@ -68,6 +68,15 @@ def test_fake_tensors_count_what_a_real_forward_saves_and_the_line_in_b_is_exact
     assert estimate.state == parameters * 3  # weights, gradients, SGD momentum
 
 
+def test_the_probe_runs_eager_kernels_when_the_run_compiles_them():
+    """Compiled kernels called on fake tensors crashed the process (a segmentation fault in
+    qsnn train fmnist_fp speed.compile=true): the probe model is built without them."""
+    cfg = load_config("fmnist_fp", ["speed.compile=true"])
+    probe = memory_check._probe_module(cfg, make_datamodule(cfg), 2)
+    lifs = [m for m in probe.modules() if hasattr(m, "spec") and hasattr(m.spec, "compile")]
+    assert lifs and not any(lif.spec.compile for lif in lifs)
+
+
 def test_small_T_probes_scale_to_the_real_T_as_the_real_forward(monkeypatch):
     """The fallback (real zeros at T = 2 and 4 when fake tensors fail) extrapolates exactly."""
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=16", "model.timesteps=8"])

@@ -132,7 +132,9 @@ def probe_batch(datamodule, batch: int, steps: int):
 def _probe_module(cfg: DictConfig, datamodule, steps: int):
     from .train import make_module
 
-    probe = OmegaConf.merge(cfg, {"model": {"timesteps": steps}, "trainer": {"compile": False}})
+    # eager kernels: compiled ones run on fake tensors read no data and can crash (the run's own
+    # kernels save the same tensors for the backward pass)
+    probe = OmegaConf.merge(cfg, {"model": {"timesteps": steps}, "speed": {"compile": False}})
     return make_module(probe, datamodule).train()
 
 
