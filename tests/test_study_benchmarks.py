@@ -1,5 +1,6 @@
-"""The membrane-scale study's numbers: stored-level statistics from membrane_levels.jsonl and
-benchmarks/membrane_scales.py over a sweep summary in the real format (hand-computed values)."""
+"""The studies' numbers: stored-level statistics from membrane_levels.jsonl,
+benchmarks/membrane_scales.py and benchmarks/wsdr_ablation.py over sweep summaries in the real format
+(hand-computed values)."""
 
 import json
 import subprocess
@@ -41,3 +42,23 @@ def test_membrane_scales_benchmark_prints_means_and_differences_to_the_paper_sca
     assert "| 2 | max | 80.00 / 82.00 | 81.00 | +0.00 | 0.30% | 0.500 |" in out
     assert "| 2 | threshold | 83.00 / 84.00 | 83.50 | +2.50 | 25.00% | 0.500 |" in out
     assert "membrane_scale_events: no" in out
+
+
+def test_wsdr_ablation_prints_the_four_variants_with_per_layer_rates(tmp_path):
+    rows = []
+    for standardize, lam, accuracies, rate in (("layer", 1e-3, (0.90, 0.92), 0.3), ("none", 0.0, (0.88, 0.88), 0.2)):
+        for seed, accuracy in zip((1, 2), accuracies):
+            run_dir = tmp_path / f"{standardize}{lam}{seed}"
+            run_dir.mkdir()
+            rates = {"stem_lif": 0.25, "features.2": rate + 0.01 * seed, "features.7": 0.1}
+            (run_dir / "results.json").write_text(json.dumps({"val_firing_rates": rates}))
+            rows.append({"model.standardize": standardize, "loss.lam": lam, "seed": seed, "k": 2, "test_acc": accuracy,
+                         "val_acc_best": accuracy, "hidden_firing_rate": rate, "stored_nonzero": 0.4, "level_entropy": 0.9,
+                         "run_dir": str(run_dir)})
+    (tmp_path / "wsdr").mkdir()
+    write_summary(rows, tmp_path / "wsdr" / SUMMARY)
+    script = SCRIPT.with_name("wsdr_ablation.py")
+    out = subprocess.run([sys.executable, str(script), "--root", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| variant | test accuracy per seed | mean | vs plain | stem_lif | features.2 | features.7 |" in out
+    assert "| WS-DR (Q-SNN + weight + spike regulation) | 90.00 / 92.00 | 91.00 | +3.00 | 0.250 | 0.315 | 0.100 |" in out
+    assert "| plain Q-SNN | 88.00 / 88.00 | 88.00 | +0.00 | 0.250 | 0.215 | 0.100 |" in out
