@@ -12,17 +12,11 @@ level 0, last validation epoch, every quantized layer) and the mean level entrop
 (log 3 = 1.10 is the most 2-bit levels can carry).
 """
 
-import argparse
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
-from qsnn_lightning.training.analysis import read_summary
-from qsnn_lightning.training.sweep import SUMMARY
+from sweep_tables import print_tables
 
 SWEEPS = ("membrane_scale", "membrane_scale_events")
-QSNN = str(Path(sys.executable).with_name("qsnn"))
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -45,20 +39,7 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="store_true", help="run (or resume) both sweeps first")
-    parser.add_argument("--root", default="runs/sweeps", help="the sweeps' folder (qsnn sweep --dir)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of every run, e.g. data.subset=6000")
-    args = parser.parse_args()
-    for sweep in SWEEPS:
-        if args.run:
-            subprocess.run([QSNN, "sweep", sweep, "--local", "--dir", args.root, *args.overrides], check=True)
-        summary = Path(args.root) / sweep / SUMMARY
-        if not summary.is_file():
-            print(f"{sweep}: no {summary} yet (run with --run)")
-            continue
-        print(f"\n{sweep} ({summary})\n")
-        print("\n".join(table(read_summary(summary))))
+    print_tables(__doc__, SWEEPS, table)
 
 
 if __name__ == "__main__":

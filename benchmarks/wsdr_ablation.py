@@ -9,18 +9,13 @@ already written is read. The firing rates are the last validation epoch's, per s
 forward order (the first and last are not regulated by Eq. 15), averaged over the seeds.
 """
 
-import argparse
 import json
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-from qsnn_lightning.training.analysis import read_summary
-from qsnn_lightning.training.sweep import SUMMARY
+from sweep_tables import print_tables
 
 SWEEP = "wsdr"
-QSNN = str(Path(sys.executable).with_name("qsnn"))
 VARIANTS = {  # (standardize, lambda > 0) -> Figure 5's name
     ("layer", True): "WS-DR (Q-SNN + weight + spike regulation)",
     ("layer", False): "weight regulation only",
@@ -58,17 +53,7 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="store_true", help="run (or resume) the sweep first")
-    parser.add_argument("--root", default="runs/sweeps", help="the sweeps' folder (qsnn sweep --dir)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of every run")
-    args = parser.parse_args()
-    if args.run:
-        subprocess.run([QSNN, "sweep", SWEEP, "--local", "--dir", args.root, *args.overrides], check=True)
-    summary = Path(args.root) / SWEEP / SUMMARY
-    if not summary.is_file():
-        sys.exit(f"no {summary} yet: run with --run")
-    print("\n".join(table(read_summary(summary))))
+    print_tables(__doc__, (SWEEP,), table)
 
 
 if __name__ == "__main__":
