@@ -32,7 +32,8 @@ def test_the_config_schema_is_the_spec():
     assert ModelConfig is ModelSpec
     cfg = load_config("fmnist_1w2u", ["model.bits=1w4u", "model.timesteps=3"])
     spec = OmegaConf.to_object(cfg.model)
-    assert spec == ModelSpec(arch="fmnistnet", bits="1w4u", timesteps=3, standardize=cfg.model.standardize)
+    assert spec == ModelSpec(arch="fmnistnet", bits="1w4u", timesteps=3, standardize=cfg.model.standardize,
+                             membrane_scale=cfg.model.membrane_scale)
     assert [field.name for field in fields(ModelSpec)][:4] == ["arch", "bits", "timesteps", "standardize"]
 
 
