@@ -328,7 +328,7 @@ class MembraneQuant(nn.Module):
         self.scale_mode = scale
         self.register_buffer("running_alpha", torch.tensor(float(theta) if scale == "threshold" else 0.0))
         self.register_buffer("num_steps_tracked", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("fixed", torch.tensor(scale in ("threshold", "learned")), persistent=False)
+        self.fixed = scale in ("threshold", "learned")  # a constant or learned alpha_u: nothing to track
         self.alpha = nn.Parameter(torch.tensor(float(theta))) if scale == "learned" and self.enabled else None
 
     @property
@@ -348,7 +348,7 @@ class MembraneQuant(nn.Module):
     @property
     def calibrated(self) -> bool:
         """Whether the eval scale is known: a fixed or learned scale, or a running one that has seen a step."""
-        return bool(self.fixed) or int(self.num_steps_tracked) > 0
+        return self.fixed or int(self.num_steps_tracked) > 0
 
     def inference_alpha(self) -> float:
         """The constant alpha_u of eval mode (what the exporter folds)."""
@@ -380,9 +380,12 @@ class MembraneQuant(nn.Module):
         """``(running_alpha, use_running)``, the arguments :func:`membrane_scale` takes from this
         quantizer: ``use_running`` (a bool tensor, so no device sync) is true for a fixed or learned
         scale (then ``running_alpha`` is that scale), and in eval once calibrated."""
+        always = self.num_steps_tracked >= 0  # True, on the buffers' device
         if self.alpha is not None:
-            return self.alpha.detach().clamp_min(torch.finfo(self.alpha.dtype).tiny), self.fixed
-        return self.running_alpha, self.fixed | ((self.num_steps_tracked > 0) & (not self.training))
+            return self.alpha.detach().clamp_min(torch.finfo(self.alpha.dtype).tiny), always
+        if self.fixed:
+            return self.running_alpha, always
+        return self.running_alpha, (self.num_steps_tracked > 0) & (not self.training)
 
     @torch.no_grad()
     def track(self, step_maxes: torch.Tensor) -> None:
