@@ -223,9 +223,9 @@ class _Folder:
         if quant.bits != 8:
             raise ExportError(f"the input must be quantized to 8 bits to export, found {quant.bits}: "
                               "train with model.input_bits=8 (the default of 1w models)")
-        if int(quant.num_steps_tracked) == 0:
+        if not quant.calibrated:
             raise ExportError("the input scale was never calibrated: export a model that has been trained")
-        self.input_alpha = float(quant.running_alpha)
+        self.input_alpha = quant.inference_alpha()
         self.model: IntegerModel | None = None
 
     def stem(self, block: MultiStep, lif: LIF) -> None:

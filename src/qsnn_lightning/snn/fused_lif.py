@@ -50,18 +50,23 @@ def store(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor | None", tau: float, theta: float, beta: float,
-                  squash: bool = False):
-    """``(dL/du[t], dL/dv[t-1])`` from the gradients of the step's spikes and of its stored
-    membrane (``grad_v`` None: none, the last step); ``squash``: the stored membrane is Q_u(tanh r)."""
+                  squash: bool = False, alpha: "torch.Tensor | None" = None, levels: int = 1):
+    """``(dL/du[t], dL/dv[t-1], dL/dalpha_u of this step)`` from the gradients of the step's spikes
+    and of its stored membrane (``grad_v`` None: none, the last step); ``squash``: the stored
+    membrane is Q_u(tanh r); ``alpha``: the learned alpha_u (else None, and so is the third)."""
     surrogate = triangle(u - theta, beta)  # Eq. 5
     if grad_v is None:
         grad_u = grad_s * surrogate
-    else:
-        spiked = u >= theta
-        if squash:
-            grad_v = grad_v * (1.0 - torch.tanh(u.masked_fill(spiked, 0.0)).square())
-        grad_u = (grad_s - grad_v * u) * surrogate + grad_v.masked_fill(spiked, 0.0)
-    return grad_u, tau * grad_u
+        return grad_u, tau * grad_u, None
+    spiked = u >= theta
+    residual = u.masked_fill(spiked, 0.0)  # r[t], the membrane after reset
+    grad_alpha = None
+    if alpha is not None:
+        grad_alpha = (grad_v * (integer_levels(residual, alpha, levels) - levels * residual / alpha)).sum() / levels
+    if squash:
+        grad_v = grad_v * (1.0 - torch.tanh(residual).square())
+    grad_u = (grad_s - grad_v * u) * surrogate + grad_v.masked_fill(spiked, 0.0)
+    return grad_u, tau * grad_u, grad_alpha
 
 
 def forward_steps(
@@ -99,17 +104,13 @@ def backward_steps(
     """``(dL/dx, dL/dalpha_u)``: dL/dx (``[T, N]``) from the membranes before reset and the
     gradients of the spikes (both ``[T, N]``), last step first; dL/dalpha_u for a learned scale
     ``alpha`` (else None)."""
-    grads, grad_v, grad_alpha = [], None, None
+    grads, grad_v = [], None
+    grad_alpha = None if alpha is None else torch.zeros_like(alpha)  # one step: the stored membrane has no gradient
     for u, grad_s in zip(reversed(charged.unbind(0)), reversed(grad_spikes.unbind(0))):
-        if alpha is not None and grad_v is not None:  # grad_v = dL/dv[t], v[t] = Q_u(r[t])
-            r = u.masked_fill(u >= theta, 0.0)
-            scaled = levels * r / alpha
-            term = (grad_v * (integer_levels(r, alpha, levels) - scaled)).sum() / levels
-            grad_alpha = term if grad_alpha is None else grad_alpha + term
-        grad_u, grad_v = step_backward(u, grad_s, grad_v, tau, theta, beta, squash)
+        grad_u, grad_v, step_alpha = step_backward(u, grad_s, grad_v, tau, theta, beta, squash, alpha, levels)
+        if step_alpha is not None:
+            grad_alpha = grad_alpha + step_alpha
         grads.append(grad_u)
-    if alpha is not None and grad_alpha is None:  # one step: the stored membrane has no gradient
-        grad_alpha = torch.zeros_like(alpha)
     return torch.stack(grads[::-1]), grad_alpha
 
 

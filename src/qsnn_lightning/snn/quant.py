@@ -328,12 +328,16 @@ class MembraneQuant(nn.Module):
         self.scale_mode = scale
         self.register_buffer("running_alpha", torch.tensor(float(theta) if scale == "threshold" else 0.0))
         self.register_buffer("num_steps_tracked", torch.tensor(0, dtype=torch.long))
-        self.fixed = scale in ("threshold", "learned")  # a constant or learned alpha_u: nothing to track
         self.alpha = nn.Parameter(torch.tensor(float(theta))) if scale == "learned" and self.enabled else None
 
     @property
     def enabled(self) -> bool:
         return self.bits != FULL_PRECISION_BITS
+
+    @property
+    def fixed(self) -> bool:
+        """True for a constant or learned alpha_u: nothing to track."""
+        return self.scale_mode in ("threshold", "learned")
 
     @property
     def squash(self) -> bool:
@@ -360,8 +364,11 @@ class MembraneQuant(nn.Module):
         the other scales."""
         if self.alpha is None:
             return None
-        alpha = self.alpha.clamp_min(torch.finfo(self.alpha.dtype).tiny).to(like.dtype)
-        return lsq_scaled(alpha, (like[0].numel() * self.levels) ** -0.5)
+        return lsq_scaled(self._positive_alpha().to(like.dtype), (like[0].numel() * self.levels) ** -0.5)
+
+    def _positive_alpha(self) -> torch.Tensor:
+        """The learned alpha_u, never below the smallest positive float."""
+        return self.alpha.clamp_min(torch.finfo(self.alpha.dtype).tiny)
 
     def scale(self, u: torch.Tensor) -> torch.Tensor:
         """``alpha_u`` for this step: the step's max |u| in training (updating the running
@@ -382,7 +389,7 @@ class MembraneQuant(nn.Module):
         scale (then ``running_alpha`` is that scale), and in eval once calibrated."""
         always = self.num_steps_tracked >= 0  # True, on the buffers' device
         if self.alpha is not None:
-            return self.alpha.detach().clamp_min(torch.finfo(self.alpha.dtype).tiny), always
+            return self._positive_alpha().detach(), always
         if self.fixed:
             return self.running_alpha, always
         return self.running_alpha, (self.num_steps_tracked > 0) & (not self.training)

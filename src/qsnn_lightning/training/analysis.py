@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .callbacks import MembraneLevelMonitor
+from .callbacks import MembraneLevelMonitor, level_entropy
 
 
 def _natural_key(name: str) -> list:
@@ -102,10 +102,7 @@ def stored_level_statistics(run_dir: str | Path) -> dict[str, "float | None"]:
     layers = [torch.tensor(counts, dtype=torch.float64) for counts in json.loads(lines[-1])["layers"].values()]
     total = sum(counts.sum() for counts in layers)
     zeros = sum(counts[len(counts) // 2] for counts in layers)
-    entropies = []
-    for counts in layers:
-        shares = counts[counts > 0] / counts.sum()
-        entropies.append(float(-(shares * shares.log()).sum()))
+    entropies = [level_entropy(counts) for counts in layers]
     return {"stored_nonzero": float(1 - zeros / total), "level_entropy": sum(entropies) / len(entropies)}
 
 

@@ -94,6 +94,13 @@ class WeightSignMonitor(Callback):
                 pl_module.log(f"weights/sign_entropy/{_short_name(name)}", bernoulli_entropy(balance))
 
 
+def level_entropy(counts: torch.Tensor) -> float:
+    """The entropy (nats) of the share of each membrane level: ``-sum_j p_j ln p_j``, ``p_j = c_j / sum c``."""
+    shares = counts.double() / counts.sum()
+    shares = shares[shares > 0]
+    return float(-(shares * shares.log()).sum())
+
+
 class MembraneLevelMonitor(Callback):
     """How often each of the 2^k - 1 membrane levels (Eq. 8) is stored, per spiking layer, over
     each validation epoch. Logs ``val/membrane_level_entropy/<layer>`` (nats) and
@@ -134,8 +141,7 @@ class MembraneLevelMonitor(Callback):
             if counts is None or counts.sum() == 0:
                 continue
             counts = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").long().cpu()
-            shares = counts.double() / counts.sum()
-            pl_module.log(f"val/membrane_level_entropy/{name}", float(-(shares[shares > 0] * shares[shares > 0].log()).sum()))
+            pl_module.log(f"val/membrane_level_entropy/{name}", level_entropy(counts))
             pl_module.log(f"val/membrane_levels_used/{name}", float((counts > 0).double().mean()))
             epoch_counts[name] = counts.tolist()
         if epoch_counts:
