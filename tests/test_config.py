@@ -68,6 +68,7 @@ def test_ablation_turns_ws_dr_off():
         (["model.membrane_scale=median"], "bad value for 'model.membrane_scale': 'median'; allowed: max, tanh, threshold, learned"),
         (["speed.compile=maybe"], "bad value for 'speed.compile'"),
         (["model.timesteps=0"], "must be > 0"),
+        (["model.ste_window=0"], "bad value for 'model.ste_window': 0.0; it must be > 0"),
         (["model.input_bits=4"], "bad value for 'model.input_bits': 4; allowed: 8 (int8 input pixels, what the export reads), 32"),
         (["loss.lam=-1"], "must be >= 0"),
         (["data.val_fraction=1.5"], "data.val_fraction"),

@@ -151,6 +151,15 @@ def test_binary_gradient_is_clipped_straight_through_plus_scale_term():
     assert torch.allclose(v.grad, torch.tensor([[11 / 12 + 1.0, 1.0, 11 / 12 + 1.0]]))
 
 
+def test_binary_gradient_window_widens_the_straight_through_estimator():
+    w = torch.tensor([[0.5, -2.0, 0.25, -3.5]], requires_grad=True)
+    BinaryWeight("none", ste_window=3.0)(w).sum().backward()
+    # alpha = mean|w| = 1.5625, sum of signs = 0: d/dw_i = alpha * 1[|w_i| < 3]; -2 now passes, -3.5 not
+    assert torch.allclose(w.grad, torch.tensor([[1.5625, 1.5625, 1.5625, 0.0]]))
+    with pytest.raises(ValueError, match="ste_window"):
+        BinaryWeight("layer", ste_window=0.0)
+
+
 def test_int8_weights_round_trip_within_half_a_step():
     torch.manual_seed(1)
     w = torch.randn(16, 8, 3, 3) * torch.linspace(0.01, 3, 16).view(16, 1, 1, 1)
@@ -203,8 +212,9 @@ def test_precision_assigns_quantizers_by_role():
     assert Precision.parse("4w4u").weight_quant(edge=False).bits == 4
 
 
-def composed_binary(w, standardize, eps=1e-5):
-    """Eq. 6-7 and 14 written out with autograd operations and a straight-through sign clipped like hardtanh."""
+def composed_binary(w, standardize, eps=1e-5, window=1.0):
+    """Eq. 6-7 and 14 written out with autograd operations and a straight-through sign clipped
+    like hardtanh to [-window, window]."""
     if standardize == "layer":
         var, mean = torch.var_mean(w, correction=0)
         w = (w - mean) / torch.sqrt(var + eps)
@@ -212,21 +222,23 @@ def composed_binary(w, standardize, eps=1e-5):
         var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, correction=0)
         w = (w - mean) / torch.sqrt(var + eps)
     alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
-    clipped = torch.nn.functional.hardtanh(w)
+    clipped = torch.nn.functional.hardtanh(w, -window, window)
     return alpha * (clipped + (torch.where(w >= 0, 1.0, -1.0).to(w.dtype) - clipped).detach())
 
 
+@pytest.mark.parametrize("window", [1.0, 1.5])
 @pytest.mark.parametrize("standardize", BinaryWeight.STANDARDIZATIONS)
-def test_binary_weight_backward_equals_autograd_of_the_composed_expression(standardize):
+def test_binary_weight_backward_equals_autograd_of_the_composed_expression(standardize, window):
     torch.manual_seed(0)
     w = (0.3 + 0.8 * torch.randn(6, 4, 3, 3, dtype=torch.float64)).requires_grad_()
     upstream = torch.randn(6, 4, 3, 3, dtype=torch.float64)
-    out = BinaryWeight(standardize)(w)
+    out = BinaryWeight(standardize, ste_window=window)(w)
     (grad,) = torch.autograd.grad(out, w, upstream)
-    expected = composed_binary(w, standardize)
+    expected = composed_binary(w, standardize, window=window)
     (expected_grad,) = torch.autograd.grad(expected, w, upstream)
     torch.testing.assert_close(out, expected, rtol=1e-15, atol=0)
-    assert 0 < (w.detach().abs() > 1).double().mean() < 0.9  # the clip matters in this case
+    w_hat = BinaryWeight(standardize).standardized(w.detach())
+    assert 0 < (w_hat.abs() > window).double().mean() < 0.9  # the clip matters in this case
     torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
 
 
@@ -235,12 +247,13 @@ def test_compiled_binary_weight_agrees_with_eager():
     torch.manual_seed(0)
     w = (0.3 + 0.8 * torch.randn(16, 8, 3, 3)).requires_grad_()
     upstream = torch.randn(16, 8, 3, 3)
-    results = []
-    for compile in (False, True):
-        out = BinaryWeight("layer", compile=compile)(w)
-        results.append((out, *torch.autograd.grad(out, w, upstream)))
-    for compiled_result, eager in zip(results[1], results[0]):
-        torch.testing.assert_close(compiled_result, eager, rtol=1e-5, atol=1e-6)
+    for standardize, window in (("layer", 1.0), ("channel", 2.0)):
+        results = []
+        for compile in (False, True):
+            out = BinaryWeight(standardize, compile=compile, ste_window=window)(w)
+            results.append((out, *torch.autograd.grad(out, w, upstream)))
+        for compiled_result, eager in zip(results[1], results[0]):
+            torch.testing.assert_close(compiled_result, eager, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("standardize", BinaryWeight.STANDARDIZATIONS)
@@ -251,4 +264,4 @@ def test_binary_backward_block_by_block_equals_the_whole_weight_at_once(standard
     _, stats = binarize(w, standardize, 1e-5)
     whole = binarize_backward(w, upstream.clone(), *stats, standardize)
     for block_rows in (1, 2, 3):  # blocks of unequal sizes too: 7 = 3 + 3 + 1
-        assert torch.equal(binarize_backward(w, upstream.clone(), *stats, standardize, block_rows), whole)
+        assert torch.equal(binarize_backward(w, upstream.clone(), *stats, standardize, 1.0, block_rows), whole)

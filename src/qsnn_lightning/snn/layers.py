@@ -132,8 +132,8 @@ class LayerFactory:
     only describe topology.
 
     The spec gives the precision (``spec.bits``), the WS-DR weight standardization of binary
-    layers (``spec.standardize``: ``"layer"``, ``"channel"`` or ``"none"``, Eq. 14) and the
-    neuron options; ``compile`` (``speed.compile``) compiles the fused LIF's step functions and
+    layers (``spec.standardize``: ``"layer"``, ``"channel"`` or ``"none"``, Eq. 14), their sign's
+    straight-through window (``spec.ste_window``) and the neuron options; ``compile`` (``speed.compile``) compiles the fused LIF's step functions and
     the binary weight quantizer. A subclass overriding :meth:`lif` builds the same topology
     around another neuron (the throughput benchmark does so for its peers).
     """
@@ -152,7 +152,8 @@ class LayerFactory:
         ``spikes_in``: the conv reads a LIF layer's spikes directly (no pooling between)."""
         conv = QConv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False,
-            weight_quant=self.precision.weight_quant(edge, self.spec.standardize, self.compile), binary_input=spikes_in,
+            weight_quant=self.precision.weight_quant(edge, self.spec.standardize, self.compile, self.spec.ste_window),
+            binary_input=spikes_in,
         )
         return MultiStep(conv, nn.BatchNorm2d(cout))
 

@@ -47,13 +47,16 @@ class Precision:
     def full_precision(self) -> bool:
         return self.weight_bits == FULL_PRECISION_BITS and self.membrane_bits == FULL_PRECISION_BITS
 
-    def weight_quant(self, edge: bool, standardize: str = "layer", compile: bool = False) -> nn.Module:
+    def weight_quant(
+        self, edge: bool, standardize: str = "layer", compile: bool = False, ste_window: float = 1.0,
+    ) -> nn.Module:
         """The weight quantizer of a layer; ``edge`` marks the first and last layers (8-bit);
-        ``compile`` compiles the binary quantizer's kernels."""
+        ``compile`` compiles the binary quantizer's kernels; ``ste_window`` is the binary sign's
+        straight-through window (snn/quant.py)."""
         if self.weight_bits == FULL_PRECISION_BITS:
             return FullPrecisionWeight()
         if edge:
             return IntWeight(EDGE_LAYER_BITS)
         if self.weight_bits == 1:
-            return BinaryWeight(standardize, compile=compile)
+            return BinaryWeight(standardize, compile=compile, ste_window=ste_window)
         return IntWeight(self.weight_bits)

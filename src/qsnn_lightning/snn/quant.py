@@ -9,8 +9,10 @@ Gradient rules
   (`round_clip_ste`): forward ``clip(round(x))``, backward 1. ``torch.round`` rounds half to
   even; the integer export has to match it.
 * Binary weights use the *clipped* straight-through estimator: the gradient of ``sign(w_hat)``
-  is that of hardtanh, 1 where ``|w_hat| < 1`` and 0 elsewhere. The channel scale ``alpha_w = mean|w_hat|`` is an
-  ordinary differentiable function of the weights.
+  is 1 where ``|w_hat| < c`` and 0 elsewhere, ``c`` the window (``ste_window``): 1 is hardtanh's
+  derivative, the usual choice; the standardized weights of Eq. 14 have unit variance, so a
+  window of 1 stops the gradient of about a third of them, and 3 passes 99.7%. The channel
+  scale ``alpha_w = mean|w_hat|`` is an ordinary differentiable function of the weights.
 * 8-bit weights: straight-through rounding, the per-channel scale treated as a constant.
 * Membrane potentials: straight-through rounding and clipping, so ``dQ_u/du = 1``. With the
   paper's scale nothing is clipped in training anyway, since ``alpha_u`` is the step's ``max |u|``,
@@ -158,13 +160,14 @@ def _standardized_and_signs(w, mu, inverse_sigma):
     return w_hat, torch.copysign(torch.ones_like(w_hat[:, :1]), w_hat)
 
 
-def _clip_and_sum(w, grad, mu, inverse_sigma):
+def _clip_and_sum(w, grad, mu, inverse_sigma, window):
     """The first pass of :func:`binarize_backward` over some rows: clips ``grad`` in place
-    (hardtanh's derivative, 1 where |w_hat| < 1) and returns the row sums ``(sum sign(w_hat) g,
-    sum clipped, sum sign(w_hat), sum clipped w_hat)`` of the gradient before and after clipping."""
+    (1 where |w_hat| < window: hardtanh's derivative for a window of 1) and returns the row sums
+    ``(sum sign(w_hat) g, sum clipped, sum sign(w_hat), sum clipped w_hat)`` of the gradient
+    before and after clipping."""
     w_hat, signs = _standardized_and_signs(w, mu, inverse_sigma)
     signed = _row_dot(signs, grad)
-    clipped = torch.ops.aten.hardtanh_backward.grad_input(grad, w_hat, -1.0, 1.0, grad_input=grad)
+    clipped = grad.masked_fill_(w_hat.abs() >= window, 0.0)
     return signed, clipped.sum(dim=1, keepdim=True), signs.sum(dim=1, keepdim=True), _row_dot(clipped, w_hat)
 
 
@@ -175,9 +178,12 @@ def _finish(w, clipped, mu, inverse_sigma, alpha, through_alpha, grad_mean, proj
     return grad_hat.sub_(grad_mean).sub_(w_hat.mul_(projection)).mul_(inverse_sigma)
 
 
-def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str, block_rows: "int | None" = None):
+def binarize_backward(
+    w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, standardize: str, window: float = 1.0,
+    block_rows: "int | None" = None,
+):
     """dL/dW from dL/d(alpha_w sign(w_hat)) over ``[C, K]``: the clipped straight-through estimator
-    through the sign (alpha_w where |w_hat| < 1, the derivative of hardtanh), the derivative of
+    through the sign (alpha_w where |w_hat| < window; a window of 1: hardtanh's derivative), the derivative of
     ``alpha_w = mean|w_hat|`` (d|x|/dx = sign x, as the forward pass takes it), then through
     Eq. 14, where mu and sigma depend on W: ``(g - mean(g) - w_hat mean(g w_hat)) / sigma`` over
     each standardized group, g being the gradient w.r.t. w_hat (for ``"none"`` the means are 0
@@ -188,7 +194,7 @@ def binarize_backward(w: torch.Tensor, grad: torch.Tensor, mu, sigma, alpha, sta
     and the signs) take a block each instead of the whole weight; the result is the same."""
     fan_in, inverse_sigma = w.shape[1], 1.0 / sigma
     blocks = [slice(start, start + block_rows) for start in range(0, len(w), block_rows)] if block_rows else [slice(None)]
-    sums = [_clip_and_sum(w[rows], grad[rows], _rows(mu, rows), _rows(inverse_sigma, rows)) for rows in blocks]
+    sums = [_clip_and_sum(w[rows], grad[rows], _rows(mu, rows), _rows(inverse_sigma, rows), window) for rows in blocks]
     signed, clipped_sum, sign_sum, clipped_dot = (torch.cat(parts) for parts in zip(*sums))
     through_alpha = signed / fan_in  # dL/d(alpha_w) / K
     if standardize == "none":
@@ -216,6 +222,7 @@ class BinaryWeight(nn.Module):
     ``standardize``: ``"layer"`` (Eq. 14, the paper's choice: one mean and std per layer),
     ``"channel"`` (one per output channel, as in the authors' release) or ``"none"`` (plain Q-SNN).
     ``sign(0) = +1`` (Eq. 7); ``alpha_w`` is the mean ``|w_hat|`` of each output channel.
+    ``ste_window``: the sign's gradient passes where ``|w_hat| < ste_window`` (module docstring).
     Between the passes only W and the statistics mu, sigma and alpha_w are kept (as
     :class:`IntWeight` describes); the backward pass recomputes w_hat from them.
     ``compile=True`` runs the three kernels through torch.compile. All of them see the weight
@@ -225,11 +232,14 @@ class BinaryWeight(nn.Module):
     bits = 1
     STANDARDIZATIONS = ("layer", "channel", "none")
 
-    def __init__(self, standardize: str = "layer", eps: float = 1e-5, compile: bool = False):
+    def __init__(self, standardize: str = "layer", eps: float = 1e-5, compile: bool = False, ste_window: float = 1.0):
         super().__init__()
         if standardize not in self.STANDARDIZATIONS:
             raise ValueError(f"standardize must be one of {self.STANDARDIZATIONS}, got {standardize!r}")
+        if not ste_window > 0:
+            raise ValueError(f"ste_window must be > 0, got {ste_window}")
         self.standardize = standardize
+        self.ste_window = float(ste_window)
         self.eps = eps
         self.compile = compile
 
@@ -254,9 +264,16 @@ class BinaryWeight(nn.Module):
     def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
         """dL/dW given dL/dQ(W); overwrites ``grad``."""
         if self.compile:  # fused loops, no temporaries
-            return compiled(binarize_backward)(w.flatten(1), grad.flatten(1), *stats, self.standardize).view_as(w)
+            # The window as a constant of the graph: torch 2.14.1's Inductor fails (KeyError 'buf0'
+            # in the C++ outer-loop fusion) on per-channel statistics when it is a symbolic float.
+            with torch._dynamo.config.patch(specialize_float=True):
+                return compiled(binarize_backward)(
+                    w.flatten(1), grad.flatten(1), *stats, self.standardize, self.ste_window,
+                ).view_as(w)
         block_rows = max(1, BACKWARD_BLOCK // w[0].numel())
-        return binarize_backward(w.flatten(1), grad.flatten(1), *stats, self.standardize, block_rows).view_as(w)
+        return binarize_backward(
+            w.flatten(1), grad.flatten(1), *stats, self.standardize, self.ste_window, block_rows,
+        ).view_as(w)
 
     def integer_weights(self, w: torch.Tensor):
         """(signs in {-1, +1} as int32, per-channel alpha_w) with ``signs * alpha == forward(w)``."""

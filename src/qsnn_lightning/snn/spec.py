@@ -58,6 +58,7 @@ class BackboneOptions:
     bits: str = "1w2u"  # <W>w<K>u: weight bits of hidden layers, membrane bits k (snn/precision.py)
     timesteps: int = 2  # T
     standardize: str = "layer"  # WS-DR weight standardization (Eq. 14): layer | channel | none
+    ste_window: float = 1.0  # binary weights: sign's gradient passes where |w_hat| < ste_window (1: hardtanh's, snn/quant.py)
     input_bits: int | None = None  # input pixels: 8 (int8, what the export reads) | 32 (off); None: 8 for quantized weights, else 32
 
 

@@ -130,7 +130,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     }
 
 
-POSITIVE = ("model.timesteps", "model.theta", "data.batch_size", "optim.lr")
+POSITIVE = ("model.timesteps", "model.theta", "model.ste_window", "data.batch_size", "optim.lr")
 NON_NEGATIVE = (
     "loss.lam", "optim.weight_decay", "optim.momentum", "data.num_workers", "model.beta",
     "data.events.roll", "data.events.rotate", "data.events.shear",
