@@ -133,8 +133,9 @@ class LayerFactory:
 
     The spec gives the precision (``spec.bits``), the WS-DR weight standardization of binary
     layers (``spec.standardize``: ``"layer"``, ``"channel"`` or ``"none"``, Eq. 14), their sign's
-    straight-through window (``spec.ste_window``) and the neuron options; ``compile`` (``speed.compile``) compiles the fused LIF's step functions and
-    the binary weight quantizer. A subclass overriding :meth:`lif` builds the same topology
+    straight-through window (``spec.ste_window``) and the neuron options; ``compile``
+    (``speed.compile``) compiles the fused LIF's step functions and the binary weight quantizer.
+    A subclass overriding :meth:`lif` builds the same topology
     around another neuron (the throughput benchmark does so for its peers).
     """
 
