@@ -86,7 +86,7 @@ def test_distribution_figure_is_saved_and_logged_to_tensorboard(tmp_path):
     cfg = load_config("fmnist_1w4u", [
         f"data.data_dir={data}", "data.download=false", "data.batch_size=8", "data.val_fraction=0.2",
         "trainer.max_epochs=2", "trainer.limit_val_batches=1", "trainer.accelerator=cpu", "logger=tensorboard",
-        "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'runs'}",
+        "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'runs'}", "speed.compile=false",
     ])
     run_dir = Path(train(cfg)["run_dir"])
     figures = sorted((run_dir / "figures").glob("*.png"))
