@@ -33,7 +33,7 @@ def test_the_config_schema_is_the_spec():
     cfg = load_config("fmnist_1w2u", ["model.bits=1w4u", "model.timesteps=3"])
     spec = OmegaConf.to_object(cfg.model)
     assert spec == ModelSpec(arch="fmnistnet", bits="1w4u", timesteps=3, standardize=cfg.model.standardize,
-                             membrane_scale=cfg.model.membrane_scale)
+                             membrane_scale=cfg.model.membrane_scale, ste_window=cfg.model.ste_window)
     assert [field.name for field in fields(ModelSpec)][:4] == ["arch", "bits", "timesteps", "standardize"]
 
 
@@ -62,12 +62,12 @@ def test_hyperparameters_hold_the_spec_once_as_plain_values():
 
 
 def test_build_model_reads_the_spec():
-    spec = ModelSpec(arch="dvsmcunet", bits="1w4u", timesteps=5, standardize="channel", tau=0.25)
+    spec = ModelSpec(arch="dvsmcunet", bits="1w4u", timesteps=5, standardize="channel", tau=0.25, ste_window=2.5)
     model = build_model(spec, num_classes=11, input_shape=(2, 32, 32))
     assert (model.timesteps, str(model.precision), model.num_classes) == (5, "1w4u", 11)
     assert {layer.spec for layer in spiking_layers(model)} == {spec.neuron_spec()}
     binary = [module for module in model.modules() if isinstance(module, BinaryWeight)]
-    assert len(binary) == 3 and {quant.standardize for quant in binary} == {"channel"}
+    assert len(binary) == 3 and {(quant.standardize, quant.ste_window) for quant in binary} == {("channel", 2.5)}
 
 
 def test_unknown_options_are_named():
