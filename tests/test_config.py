@@ -125,6 +125,31 @@ def test_unknown_experiment_lists_the_experiments():
     assert "fmnist_1w2u" in experiment_names() and "base" not in experiment_names()
 
 
+def test_experiment_extends_a_packaged_experiment_and_a_file(tmp_path):
+    """``extends:`` merges the parent (itself over base.yaml) under the file; the file's keys win."""
+    (tmp_path / "narrow.yaml").write_text("extends: fmnist_1w2u\nmodel:\n  bits: 1w4u\ndata:\n  batch_size: 32\n")
+    (tmp_path / "narrow_t3.yaml").write_text("extends: narrow.yaml\nmodel:\n  timesteps: 3\n")
+    cfg = load_config(str(tmp_path / "narrow_t3.yaml"), ["optim.lr=0.05"])
+    default = load_config("fmnist_1w2u")
+    assert cfg.name == "narrow_t3" and "extends" not in cfg
+    assert (cfg.model.timesteps, cfg.model.bits, cfg.data.batch_size, cfg.optim.lr) == (3, "1w4u", 32, 0.05)
+    assert (cfg.model.ste_window, cfg.optim.weight_decay) == (default.model.ste_window, default.optim.weight_decay) != (1.0, 1e-4)
+    assert load_config("fmnist_fp").trainer == default.trainer and load_config("fmnist_fp").model.bits == "32w32u"
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("extends: cifar11\n", "loop.yaml, key 'extends': unknown experiment 'cifar11'; choose one of"),
+    ("extends: missing.yaml\n", "key 'extends': experiment file"),
+    ("extends: [fmnist_1w2u]\n", "'extends' must name one experiment"),
+    ("extends: loop.yaml\n", "experiment files extend each other in a loop (loop.yaml -> loop.yaml)"),
+])
+def test_bad_extends_is_one_line(tmp_path, content, needle):
+    (tmp_path / "loop.yaml").write_text(content)
+    with pytest.raises(ConfigError) as error:
+        load_config(str(tmp_path / "loop.yaml"))
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
 def test_saved_config_restores_with_overrides():
     saved = OmegaConf.to_container(load_config("fmnist_1w4u"))
     restored = restore_config(saved, ["data.batch_size=7"])

@@ -281,19 +281,49 @@ def _read_yaml(path: Path) -> DictConfig:
     return content
 
 
+def _parent_file(parent, child: Path, directory: Path) -> Path:
+    """The file ``extends: parent`` of ``child`` names: a packaged experiment, or a .yaml path
+    relative to ``child``'s folder."""
+    if not isinstance(parent, str):
+        raise ConfigError(f"{child}: 'extends' must name one experiment (a packaged name or a .yaml path), not {parent!r}")
+    if is_experiment_file(parent):
+        parent = str(child.parent / Path(parent).expanduser())
+    try:
+        return _experiment_file(parent, directory)[0]
+    except ConfigError as error:
+        raise ConfigError(f"{child}, key 'extends': {error}") from None
+
+
+def _experiment_chain(path: Path, directory: Path) -> list[DictConfig]:
+    """The experiment file and, parent first, the experiments it builds on through ``extends:``."""
+    chain, seen = [], []
+    while path is not None:
+        if path.resolve() in seen:
+            loop = " -> ".join(str(step.name) for step in [*seen, path.resolve()])
+            raise ConfigError(f"experiment files extend each other in a loop ({loop}); remove one 'extends'")
+        seen.append(path.resolve())
+        content = _read_yaml(path)
+        parent = content.pop("extends", None)
+        chain.insert(0, content)
+        path = None if parent is None else _parent_file(parent, path, directory)
+    return chain
+
+
 def load_config(
     experiment: str = DEFAULT_EXPERIMENT, overrides: list[str] = (), directory: Path = EXPERIMENTS_DIR
 ) -> DictConfig:
-    """base.yaml -> the experiment's YAML -> ``key=value`` overrides, validated.
+    """base.yaml -> the experiments the file extends -> the experiment's YAML -> ``key=value``
+    overrides, validated.
 
     ``experiment`` is a packaged name (``fmnist_1w2u``) or a path to a user's own ``.yaml`` file,
-    merged over the same packaged base.yaml; ``name`` (the run folder under ``run_dir``) is the
-    packaged name, or the file's ``name:`` key, or its stem.
+    merged over the same packaged base.yaml; a file with ``extends: NAME`` is merged over
+    experiment NAME (itself merged the same way). ``name`` (the run folder under ``run_dir``) is
+    the packaged name, or the file's own ``name:`` key, or its stem.
     """
     path, name = _experiment_file(experiment, directory)
     command_line = _parse_overrides(overrides)
-    files = [_read_yaml(directory / "base.yaml"), _read_yaml(path)]
-    cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": files[1].get("name", name)}, command_line)
+    files = [_read_yaml(directory / "base.yaml"), *_experiment_chain(path, directory)]
+    cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": files[-1].get("name", name)}, command_line)
     if not EXPERIMENT_NAME.fullmatch(cfg.name):
         raise ConfigError(f"bad value for 'name': {cfg.name!r}; a run folder's name (letters, digits, '_', '-', '.')")
     validate(cfg)
