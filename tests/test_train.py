@@ -213,8 +213,10 @@ def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp
     assert seen["epoch"] == 2
     saved_state = saved["optimizer_states"][0]["state"]
     assert saved_state and set(seen["state"]["state"]) == set(saved_state)
-    for key, buffers in saved_state.items():
-        assert torch.equal(seen["state"]["state"][key]["momentum_buffer"], buffers["momentum_buffer"])
+    for key, buffers in saved_state.items():  # Adam's exp_avg, exp_avg_sq and step (SGD: momentum_buffer)
+        assert buffers and set(seen["state"]["state"][key]) == set(buffers)
+        for name, value in buffers.items():
+            assert torch.equal(seen["state"]["state"][key][name], value), (key, name)
 
 
 def test_wandb_without_a_key_runs_offline_into_the_run_directory(fmnist_dir, tmp_path, monkeypatch):
