@@ -13,11 +13,11 @@ between runs of one invocation on an otherwise idle machine.
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-QSNN = str(Path(sys.executable).with_name("qsnn"))
+from sweep_tables import QSNN
+
 QUANTIZED, FULL_PRECISION = "fmnist_1w2u", "fmnist_fp"
 
 
