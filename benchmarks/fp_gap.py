@@ -13,6 +13,7 @@ between runs of one invocation on an otherwise idle machine.
 import argparse
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,14 +24,19 @@ QUANTIZED, FULL_PRECISION = "fmnist_1w2u", "fmnist_fp"
 
 def train(experiment: str, seed: int, root: str, overrides: list[str]) -> tuple[float, float]:
     """(test accuracy, wall seconds) of one ``qsnn train`` run, read from its results.json."""
+    quiet = [] if any(o.startswith("trainer.enable_progress_bar=") for o in overrides) else ["trainer.enable_progress_bar=false"]
     start = time.perf_counter()
-    output = subprocess.run(
+    finished = subprocess.run(
         [QSNN, "train", experiment, f"seed={seed}", f"run_dir={root}", f"name={experiment}_seed{seed}",
-         "trainer.enable_progress_bar=false", *overrides],
-        check=True, capture_output=True, text=True,
-    ).stdout
+         *quiet, *overrides],
+        capture_output=True, text=True,
+    )
     seconds = time.perf_counter() - start
-    run_dir = next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("run directory: "))
+    if finished.returncode != 0:  # qsnn's own one-line error is the last line it wrote
+        last_line = (finished.stderr.strip().splitlines() or ["(no output)"])[-1]
+        print(f"fp_gap.py: qsnn train {experiment} seed={seed} failed: {last_line}", file=sys.stderr)
+        sys.exit(2)
+    run_dir = next(line.split(": ", 1)[1] for line in finished.stdout.splitlines() if line.startswith("run directory: "))
     return json.loads((Path(run_dir) / "results.json").read_text())["test_acc"], seconds
 
 
