@@ -28,6 +28,7 @@ from qsnn_lightning.data.static import (
     CIFAR100DataModule,
     Cutout,
     FashionMNISTDataModule,
+    NormalizedArraySubset,
     StaticImageDataModule,
     TinyImageNetDataModule,
     read_idx,
@@ -125,8 +126,26 @@ def test_fashion_mnist_loaders_shuffle_only_training_and_augment_only_training(t
     train_steps = [type(step) for step in datamodule.train_set.transform.transforms]
     assert transforms.RandomCrop in train_steps and transforms.RandomHorizontalFlip in train_steps
     assert datamodule.train_set.transform.transforms[0].padding == 2
-    for split in (datamodule.val_set, datamodule.test_set):
-        assert [type(step) for step in split.transform.transforms] == [transforms.ToTensor, transforms.Normalize]
+    assert isinstance(datamodule.val_set, NormalizedArraySubset) and isinstance(datamodule.test_set, NormalizedArraySubset)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_fashion_mnist_batched_evaluation_transform_equals_the_pil_path(tmp_path, num_workers):
+    """Unaugmented splits are read a batch at a time; every value equals ToTensor then Normalize of its PIL image."""
+    write_fashion_mnist(tmp_path, train=40, test=12)
+    datamodule = FashionMNISTDataModule(
+        data_dir=str(tmp_path), batch_size=8, val_fraction=0.25, augment=False, num_workers=num_workers
+    )
+    datamodule.setup()
+    pil_path = datamodule.eval_transform()
+    for subset in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
+        assert isinstance(subset, NormalizedArraySubset)
+        images, labels = map(torch.cat, zip(*datamodule._loader(subset, shuffle=False)))
+        expected = torch.stack([pil_path(subset.source[i][0]) for i in subset.indices])
+        assert images.dtype == torch.float32 and torch.equal(images, expected)
+        assert labels.tolist() == [subset.source[i][1] for i in subset.indices]
+        image, label = subset[3]
+        assert torch.equal(image, pil_path(subset.source[subset.indices[3]][0])) and label == subset.source[subset.indices[3]][1]
 
 
 def test_fashion_mnist_is_found_in_torchvision_raw_folder(tmp_path):

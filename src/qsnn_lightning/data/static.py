@@ -117,6 +117,31 @@ class ImageFileDataset(Dataset):
             raise DatasetCorruptError(f"image {path} cannot be read: {one_line(error)}") from None
 
 
+class NormalizedArraySubset(Dataset):
+    """The samples of :class:`ImageArrayDataset` at ``indices`` through the evaluation transform,
+    a batch at a time: the DataLoader calls ``__getitems__`` with a batch's indices.
+
+    ``x = (images[i] / 255 - mean) / std``, the same float32 operations as ToTensor then
+    Normalize, so the values are those of the PIL path, without one PIL image per sample.
+    """
+
+    def __init__(self, source: ImageArrayDataset, indices: Sequence[int], mean: Sequence[float], std: Sequence[float]):
+        self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
+        self.mean, self.std = list(mean), list(std)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitems__(self, batch: list[int]) -> list[tuple[torch.Tensor, int]]:
+        rows = self.indices[batch]
+        images = torch.from_numpy(self.source.images[rows]).unsqueeze(1).to(torch.float32).div(255)
+        images = transforms.functional.normalize(images, self.mean, self.std)
+        return list(zip(images, self.source.labels[rows].tolist()))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.__getitems__([index])[0]
+
+
 class TransformedSubset(Dataset):
     """The samples of ``source`` at ``indices``, images passed through ``transform``."""
 
@@ -183,9 +208,9 @@ class StaticImageDataModule(LightningDataModule):
         self.num_classes = info.num_classes
         self.input_shape = info.input_shape
         self.root = Path(data_dir or DEFAULT_DATA_DIR).expanduser()
-        self.train_set: TransformedSubset | None = None
-        self.val_set: TransformedSubset | None = None
-        self.test_set: TransformedSubset | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
 
     # --- hooks for subclasses -------------------------------------------------------------
     def _missing_files(self) -> list[str]:
@@ -226,11 +251,17 @@ class StaticImageDataModule(LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             source = self._load_source(train=True)
             train_indices, val_indices = self._split_indices(len(source))
-            self.train_set = TransformedSubset(source, train_indices, self.train_transform())
-            self.val_set = TransformedSubset(source, val_indices, self.eval_transform())
+            self.train_set = self._subset(source, train_indices, augment=self.hparams.augment)
+            self.val_set = self._subset(source, val_indices, augment=False)
         if stage in (None, "test") and self.test_set is None:
             source = self._load_source(train=False)
-            self.test_set = TransformedSubset(source, range(len(source))[: self.hparams.subset], self.eval_transform())
+            self.test_set = self._subset(source, range(len(source))[: self.hparams.subset], augment=False)
+
+    def _subset(self, source: Dataset, indices: Sequence[int], augment: bool) -> Dataset:
+        """The samples of ``source`` at ``indices`` through the training (``augment``) or evaluation transform."""
+        if not augment and isinstance(source, ImageArrayDataset):
+            return NormalizedArraySubset(source, indices, self.mean, self.std)
+        return TransformedSubset(source, indices, self.train_transform() if augment else self.eval_transform())
 
     def _split_indices(self, size: int) -> tuple[list[int], list[int]]:
         generator = torch.Generator().manual_seed(self.hparams.seed)
