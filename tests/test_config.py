@@ -96,7 +96,7 @@ def test_every_trainer_argument_that_takes_a_value_is_accepted():
     trainer = load_config("fmnist_1w2u", overrides).trainer
     assert trainer.max_steps == 40 and trainer.accumulate_grad_batches == 2 and trainer.val_check_interval == 10
     assert trainer.precision == 16 and list(trainer.devices) == [0, 1] and trainer.max_time == {"days": 1, "hours": 2}
-    assert trainer.max_epochs == 10  # fmnist_1w2u.yaml, kept beside the new keys
+    assert trainer.max_epochs == 13  # fmnist_1w2u.yaml, kept beside the new keys
 
 
 def test_trainer_annotations_decide_values():
