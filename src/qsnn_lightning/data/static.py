@@ -259,8 +259,6 @@ class StaticImageDataModule(LightningDataModule):
 
     def _subset(self, source: Dataset, indices: Sequence[int], augment: bool) -> Dataset:
         """The samples of ``source`` at ``indices`` through the training (``augment``) or evaluation transform."""
-        if not augment and isinstance(source, ImageArrayDataset):
-            return NormalizedArraySubset(source, indices, self.mean, self.std)
         return TransformedSubset(source, indices, self.train_transform() if augment else self.eval_transform())
 
     def _split_indices(self, size: int) -> tuple[list[int], list[int]]:
@@ -369,6 +367,12 @@ class FashionMNISTDataModule(StaticImageDataModule):
                 f"{label_path} does not hold one label in 0..{self.num_classes - 1} per image of {image_path}"
             )
         return ImageArrayDataset(images, labels)
+
+    def _subset(self, source: ImageArrayDataset, indices: Sequence[int], augment: bool) -> Dataset:
+        """Unaugmented splits a batch at a time from the idx arrays (the evaluation transform's values)."""
+        if augment:
+            return super()._subset(source, indices, augment)
+        return NormalizedArraySubset(source, indices, self.mean, self.std)
 
 
 class _CIFARDataModule(StaticImageDataModule):
