@@ -1,10 +1,10 @@
 """reuse_freed_memory: a training step stops faulting its temporaries back in (real subprocesses,
 since allocator settings are process-wide).
 
-Each step's minor faults are counted on their own and the fewest of six steps is compared: faults
-the kernel adds from outside the step (page scanning, memory reclaim on a shared host) land in some
-steps and not others. A CI run that averaged three steps saw 3,073 faults per step with reuse
-where this machine sees about 1, and failed.
+Each step's minor faults are counted on their own and the fewest of six steps is compared. A CI
+run that averaged three steps saw 3,073 faults per step with reuse (about 1 on an idle machine)
+and failed; with both cores kept busy, single reused steps fault 2,305 or 4,608 pages now and
+then, and 0 or 1 otherwise, so the quietest step measures what the allocator setting does.
 """
 
 import subprocess
