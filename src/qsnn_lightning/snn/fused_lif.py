@@ -71,15 +71,19 @@ def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor |
 
 def forward_steps(
     x: torch.Tensor, v: torch.Tensor, tau: float, theta: float, levels: "int | None",
-    running: torch.Tensor, use_running: torch.Tensor, keep_stored: bool, squash: bool = False,
+    running: torch.Tensor, use_running: torch.Tensor, keep_stored: bool, squash: bool = False, keep_charged: bool = True,
 ):
     """The T steps of ``x`` (``[T, N]``) from the state ``v`` (``[N]``): ``(spikes, u, v_last,
-    scales, stored)`` with the spikes and the membranes before reset ``[T, N]``, the last stored
-    membrane, the T scales alpha_u (``[T]``; None for full-precision membranes, ``levels``
-    None) and, with ``keep_stored``, every stored membrane ``[T, N]`` (else None). The scale of
-    a step is :func:`~qsnn_lightning.snn.quant.membrane_scale` of its max |r| (of tanh r with ``squash``)."""
-    spikes, charged, scales, stored = [], [], [], []
-    for x_t in x.unbind(0):
+    scales, stored)`` with the spikes and (with ``keep_charged``, else None) the membranes before
+    reset ``[T, N]``, the last stored membrane, the T scales alpha_u (``[T]``; None for
+    full-precision membranes, ``levels`` None) and, with ``keep_stored``, every stored membrane
+    ``[T, N]`` (else None). The scale of a step is :func:`~qsnn_lightning.snn.quant.membrane_scale`
+    of its max |r| (of tanh r with ``squash``). Steps are written into tensors allocated once."""
+    spikes = torch.empty_like(x)
+    charged = torch.empty_like(x) if keep_charged else None
+    stored = torch.empty_like(x) if keep_stored else None
+    scales = []
+    for step, x_t in enumerate(x.unbind(0)):
         u, s, v = fire(v, x_t, tau, theta)
         if levels is not None:
             if squash:
@@ -87,14 +91,12 @@ def forward_steps(
             alpha = membrane_scale(v.abs().amax(), running, use_running)  # Eq. 8's alpha_u
             v = store(v, alpha, levels)
             scales.append(alpha)
-        spikes.append(s)
-        charged.append(u)
+        spikes[step] = s
+        if keep_charged:
+            charged[step] = u
         if keep_stored:
-            stored.append(v)
-    return (
-        torch.stack(spikes), torch.stack(charged), v, torch.stack(scales) if scales else None,
-        torch.stack(stored) if keep_stored else None,
-    )
+            stored[step] = v
+    return spikes, charged, v, torch.stack(scales) if scales else None, stored
 
 
 def backward_steps(
@@ -104,14 +106,14 @@ def backward_steps(
     """``(dL/dx, dL/dalpha_u)``: dL/dx (``[T, N]``) from the membranes before reset and the
     gradients of the spikes (both ``[T, N]``), last step first; dL/dalpha_u for a learned scale
     ``alpha`` (else None)."""
-    grads, grad_v = [], None
+    grads, grad_v = torch.empty_like(charged), None
     grad_alpha = None if alpha is None else torch.zeros_like(alpha)  # one step: the stored membrane has no gradient
-    for u, grad_s in zip(reversed(charged.unbind(0)), reversed(grad_spikes.unbind(0))):
-        grad_u, grad_v, step_alpha = step_backward(u, grad_s, grad_v, tau, theta, beta, squash, alpha, levels)
+    for step in reversed(range(len(charged))):
+        grad_u, grad_v, step_alpha = step_backward(charged[step], grad_spikes[step], grad_v, tau, theta, beta, squash, alpha, levels)
         if step_alpha is not None:
             grad_alpha = grad_alpha + step_alpha
-        grads.append(grad_u)
-    return torch.stack(grads[::-1]), grad_alpha
+        grads[step] = grad_u
+    return grads, grad_alpha
 
 
 @dataclass(frozen=True)
@@ -142,16 +144,18 @@ class FusedLIF(torch.autograd.Function):
     def forward(ctx, x, v, alpha, tau, theta, beta, quant: MembraneQuant, kernels: Kernels, on_store):
         steps = x.shape[0]
         levels = quant.levels if quant.enabled else None
+        backward = any(ctx.needs_input_grad[:3])  # the lean path's forward pass keeps nothing (snn/lean.py)
         spikes, charged, v, scales, stored = kernels.forward_steps(
             x.reshape(steps, -1), v.reshape(-1), tau, theta, levels, *quant.scale_rule(), on_store is not None,
-            quant.squash,
+            quant.squash, backward,
         )
         if quant.enabled and quant.training:
             quant.track(scales)
         if on_store is not None:
             for v_t in stored:
                 on_store(v_t)
-        ctx.save_for_backward(charged, alpha)
+        if backward:
+            ctx.save_for_backward(charged, alpha)
         ctx.constants = (tau, theta, beta, kernels, quant.squash, levels)
         v = v.view(x.shape[1:])
         ctx.mark_non_differentiable(v)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from .neurons import LIF
 from .precision import Precision
@@ -116,6 +117,42 @@ class QLinear(_QuantizedWeightLayer, nn.Linear):
         rows = grad_out.flatten(0, -2)
         grad_bias = rows.sum(0) if self.bias is not None and needs_bias_grad else None
         return rows.t() @ x.flatten(0, -2), grad_bias
+
+
+class _ShapeOnlyAvgPool(torch.autograd.Function):
+    """Average pooling that keeps only its input's shape for the backward pass (the gradient of
+    an average does not depend on the values averaged); values and gradients are aten's."""
+
+    @staticmethod
+    def forward(ctx, x, pool: nn.AvgPool2d):
+        ctx.pool, ctx.shape = pool, x.shape
+        return pool.pool(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        pool = ctx.pool
+        shape_only = grad_out.new_empty(()).expand(ctx.shape)  # aten reads the input's sizes, never its values
+        grad = torch.ops.aten.avg_pool2d_backward(
+            grad_out, shape_only, _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding), pool.ceil_mode,
+            pool.count_include_pad, pool.divisor_override,
+        )
+        return grad, None
+
+
+class AvgPool(nn.AvgPool2d):
+    """``nn.AvgPool2d`` (stride = kernel) that saves nothing but a shape for the backward pass."""
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ShapeOnlyAvgPool.apply(x, self) if torch.is_grad_enabled() else self.pool(x)
+
+    @property
+    def area(self) -> int:
+        """Inputs averaged per output: a pooled spike map holds counts / area."""
+        height, width = _pair(self.kernel_size)
+        return height * width
 
 
 class MultiStep(nn.Sequential):

@@ -1,28 +1,33 @@
-"""Refuse a training run whose step cannot fit in memory, before anything is written.
+"""Refuse a training run whose step cannot fit in memory, before anything is written, and choose
+what a step keeps for the backward pass (``speed.activation_memory``).
 
 A run that needs more memory than the machine has is otherwise killed by the kernel without a
 message (exit 137). :func:`check_memory` estimates the memory of one training step at the
 configured batch size, compares it with the free memory of the device the run will use and
 raises :class:`~qsnn_lightning.errors.MemoryEstimateError` (one line: the estimate, what is
 available, the largest batch size that fits) when it does not fit. ``check_memory=false`` in
-the experiment configuration skips it.
+the experiment configuration skips it. With ``speed.activation_memory=auto`` it estimates both
+paths (snn/lean.py) and chooses ``full`` where it fits, else ``lean``.
 
 The estimate, for batch size B and T time steps::
 
-    activations(B, T) = c0 + B (a + b T)          bytes autograd saves for the backward pass
+    activations(B, T) = c0 + B (a + b T)          the peak of the tensors alive in a step
     state             = P (2 + k)                 parameters, gradients, k optimizer copies
                                                   (k = 1 for SGD with momentum, 2 for Adam)
     step(B, T)        = SAFETY (state + activations(B, T) + B input(T)) + OVERHEAD
     need              = N step(B, T) + (N - 1) R  N processes sharing the host (CPU DDP),
                                                   R this process's resident set now
 
-c0 and a + b T come from two forward passes at batch 1 and 2 and the configured T on torch's
-fake tensors (shapes and dtypes, no data: no memory, about a second), counting the unique
-storages that ``torch.autograd.graph.saved_tensors_hooks`` sees (parameters left out: they are
-in ``state``). Fake tensors are torch's private ``torch._subclasses`` (2.14.1); where they cannot
-run a model, real zeros at (B, T) = (1, t1), (2, t1), (1, t2), t1 = min(T, 2), t2 = min(T, 4),
-give c0, a and b: everything a Q-SNN saves is per time step, except a static image's stem,
-which runs once (``c0`` and ``a``).
+c0 and a + b T come from two training steps (forward, loss, backward) at batch 1 and 2 and the
+configured T on torch's fake tensors (shapes and dtypes, no data: no memory, a few seconds),
+tracked tensor by tensor by torch's ``MemTracker``: the largest total of the activations and
+temporaries alive at once, wherever in the step it falls (parameters, buffers and gradients
+left out: they are in ``state``). For the full path that peak is about what autograd saves;
+for the lean path it is the recomputation of its largest segment. Fake tensors and MemTracker
+are torch's private ``torch._subclasses`` and ``torch.distributed._tools`` (2.14.1); where fake
+tensors cannot run a model, the same peak on real zeros at (B, T) = (1, t1), (2, t1), (1, t2),
+t1 = min(T, 2), t2 = min(T, 4), gives c0, a and b: what a Q-SNN holds grows with T, except a
+static image's stem, which runs once (``c0`` and ``a``).
 
 SAFETY and OVERHEAD cover what the saved tensors do not: the gradients of the activations
 during the backward pass, the quantized weights recomputed there, allocator fragmentation, the
@@ -48,9 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import MemoryEstimateError
+from ..errors import ConfigError, MemoryEstimateError
 
 AVAILABLE_ENV = "QSNN_MEMORY_AVAILABLE_BYTES"
 SAFETY = 1.3  # calibrated, see the module docstring
@@ -93,23 +99,22 @@ def sensible_batch(batch: int) -> int:
     return 1 << (max(batch, 1).bit_length() - 1)
 
 
-def saved_bytes(module, batch) -> int:
-    """Bytes of the unique storages autograd saves in ``module.model_step(batch)`` (forward and
-    loss), parameters left out."""
-    parameters = {p.untyped_storage()._cdata for p in module.parameters()}
-    seen: dict[int, int] = {}
-    alive = []  # keeps every saved storage, so that no storage's identity is reused during the pass
+def peak_bytes(module, batch) -> int:
+    """The largest total of activations and temporaries alive at once during
+    ``module.model_step(batch)`` and its backward pass (parameters, buffers and gradients left
+    out), tracked storage by storage by torch's MemTracker."""
+    from torch.distributed._tools.mem_tracker import MemTracker
 
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage._cdata not in parameters:
-            seen[storage._cdata] = storage.nbytes()
-            alive.append(storage)
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        module.model_step(batch)
-    return sum(seen.values())
+    tracker = MemTracker()
+    tracker.track_external(module)
+    with tracker:
+        parts, _, _ = module.model_step(batch)
+        parts.total.backward()
+    kept = {"Parameter", "Buffer", "Gradient"}
+    return sum(
+        count for device in tracker.get_tracker_snapshot("peak").values() for kind, count in device.items()
+        if kind != "Total" and str(getattr(kind, "value", kind)) not in kept
+    )
 
 
 def optimizer_copies(cfg: DictConfig) -> int:
@@ -129,47 +134,48 @@ def probe_batch(datamodule, batch: int, steps: int):
     return torch.zeros(batch, *shape), torch.zeros(batch, dtype=torch.long)
 
 
-def _probe_module(cfg: DictConfig, datamodule, steps: int):
+def _probe_module(cfg: DictConfig, datamodule, steps: int, activation_memory: str = "full"):
     from .train import make_module
 
     # eager kernels: compiled ones run on fake tensors read no data and can crash (the run's own
     # kernels save the same tensors for the backward pass)
     probe = OmegaConf.merge(cfg, {"model": {"timesteps": steps}, "speed": {"compile": False}})
-    return make_module(probe, datamodule).train()
+    return make_module(probe, datamodule, activation_memory).train()
 
 
-def fake_saved_bytes(module, datamodule, batch: int, steps: int) -> int:
-    """:func:`saved_bytes` on fake tensors (shapes and dtypes, no data): no memory, no arithmetic."""
+def fake_peak_bytes(module, datamodule, batch: int, steps: int) -> int:
+    """:func:`peak_bytes` on fake tensors (shapes and dtypes, no data): no memory, no arithmetic."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode(allow_non_fake_inputs=True):
-        return saved_bytes(module, probe_batch(datamodule, batch, steps))
+        return peak_bytes(module, probe_batch(datamodule, batch, steps))
 
 
-def _activations(cfg: DictConfig, datamodule, module) -> tuple[float, float]:
-    """``(c0, a + b T)``: the fixed and the per-sample saved bytes of ``module`` (built at the
-    configured T)."""
+def _activations(cfg: DictConfig, datamodule, module, activation_memory: str) -> tuple[float, float]:
+    """``(c0, a + b T)``: the fixed and the per-sample bytes of ``module`` (built at the
+    configured T) in a training step."""
     timesteps = cfg.model.timesteps
     try:
-        one, two = (fake_saved_bytes(module, datamodule, batch, timesteps) for batch in (1, 2))
+        one, two = (fake_peak_bytes(module, datamodule, batch, timesteps) for batch in (1, 2))
         return max(2 * one - two, 0), two - one
     except Exception:  # an operation fake tensors cannot run: real zeros at small T, scaled
         pass
     t1, t2 = (min(timesteps, t) for t in PROBE_STEPS)
-    small = _probe_module(cfg, datamodule, t1)
-    measured = {(batch, t1): saved_bytes(small, probe_batch(datamodule, batch, t1)) for batch in (1, 2)}
+    small = _probe_module(cfg, datamodule, t1, activation_memory)
+    measured = {(batch, t1): peak_bytes(small, probe_batch(datamodule, batch, t1)) for batch in (1, 2)}
     if t2 > t1:
-        measured[1, t2] = saved_bytes(_probe_module(cfg, datamodule, t2), probe_batch(datamodule, 1, t2))
+        measured[1, t2] = peak_bytes(_probe_module(cfg, datamodule, t2, activation_memory), probe_batch(datamodule, 1, t2))
     per_sample_t1 = max(measured[2, t1] - measured[1, t1], 0)  # a + b t1
     per_step = (measured[1, t2] - measured[1, t1]) / (t2 - t1) if t2 > t1 else 0  # b
     return max(measured[1, t1] - per_sample_t1, 0), per_sample_t1 + max(per_step, 0) * (timesteps - t1)
 
 
-def estimate_step(cfg: DictConfig, datamodule) -> StepEstimate:
-    """The :class:`StepEstimate` of one process training ``cfg`` (probed on the CPU)."""
-    module = _probe_module(cfg, datamodule, cfg.model.timesteps)
+def estimate_step(cfg: DictConfig, datamodule, activation_memory: str = "full") -> StepEstimate:
+    """The :class:`StepEstimate` of one process training ``cfg`` with ``activation_memory``
+    (``"full"`` or ``"lean"``; probed on the CPU)."""
+    module = _probe_module(cfg, datamodule, cfg.model.timesteps, activation_memory)
     state = sum(p.numel() * p.element_size() for p in module.parameters()) * (2 + optimizer_copies(cfg))
-    fixed, activations = _activations(cfg, datamodule, module)
+    fixed, activations = _activations(cfg, datamodule, module, activation_memory)
     inputs = probe_batch(datamodule, 1, cfg.model.timesteps)[0]
     per_sample = int(activations + inputs.numel() * inputs.element_size() + 8)  # + the int64 label
     return StepEstimate(state=state, fixed=int(fixed), per_sample=per_sample)
@@ -244,34 +250,73 @@ def resident_bytes() -> int:
 
 
 # --- the check -------------------------------------------------------------------------------
-def check_memory(cfg: DictConfig, datamodule) -> StepEstimate | None:
-    """Raise :class:`MemoryEstimateError` when a training step of ``cfg`` at ``data.batch_size``
-    cannot fit in the free memory of its device; return the estimate (None when not measurable)."""
+def choose_activation_memory(cfg: DictConfig, datamodule) -> str:
+    """The path a run of ``cfg`` trains with, ``"full"`` or ``"lean"``, from
+    ``speed.activation_memory``: ``auto`` takes the full path where it fits and the lean one
+    where only that fits (:func:`check_memory`; with ``check_memory=false`` nothing is estimated and
+    auto keeps the full path). Raises ConfigError (one line) for ``lean`` on a model it cannot
+    recompute, :class:`MemoryEstimateError` when no allowed path fits."""
+    requested = cfg.speed.activation_memory
+    blockers = _lean_blockers(cfg, datamodule)
+    if requested == "lean" and blockers:
+        raise ConfigError(f"speed.activation_memory=lean cannot recompute {blockers[0]}; use speed.activation_memory=full")
+    modes = ["full", "lean"] if requested == "auto" else [requested]
+    if blockers and requested == "auto":
+        rank_zero_info(f"speed.activation_memory=auto: full (the lean path cannot recompute {blockers[0]})")
+        modes = ["full"]
+    if not cfg.check_memory:
+        if requested == "auto":
+            rank_zero_info("speed.activation_memory=auto: full (check_memory=false: nothing was estimated)")
+        return modes[0]
+    return check_memory(cfg, datamodule, modes)
+
+
+def _lean_blockers(cfg: DictConfig, datamodule) -> list[str]:
+    from ..snn.lean import lean_blockers
+
+    return lean_blockers(_probe_module(cfg, datamodule, 1).model)
+
+
+def check_memory(cfg: DictConfig, datamodule, modes: "list[str]" = ("full",)) -> str:
+    """The first of ``modes`` (``"full"``, ``"lean"``) whose training step of ``cfg`` at
+    ``data.batch_size`` fits in the free memory of its device (the first when that cannot be
+    measured); raise :class:`MemoryEstimateError` when none does."""
     device = training_device(cfg.trainer.accelerator)
-    if device is None:
-        return None
-    count = device_count(OmegaConf.to_container(cfg.trainer)["devices"], device)
-    indices = tuple(range(count)) if device == "cuda" else (0,)
-    available = available_bytes(device, indices)
+    count = device_count(OmegaConf.to_container(cfg.trainer)["devices"], device) if device else 1
+    available = available_bytes(device, tuple(range(count)) if device == "cuda" else (0,)) if device else None
     if available is None:
-        return None
-    estimate = estimate_step(cfg, datamodule)
-    if device == "cpu" and count > 1:  # CPU processes share the host
-        estimate = StepEstimate(estimate.state, estimate.fixed, estimate.per_sample, count, resident_bytes())
-    batch = cfg.data.batch_size
-    need = estimate.need(batch)
-    if need <= available:
-        return estimate
-    where = f"{count} {device} processes" if estimate.processes > 1 else device
-    start = (f"{cfg.name} at data.batch_size={batch} needs about {need / GB:.1f} GB for a training step "
-             f"but {available / GB:.1f} GB is free ({where})")
-    largest = estimate.largest_batch(available)
+        return modes[0]
+    batch, needs, estimates = cfg.data.batch_size, {}, {}
+    for mode in modes:
+        estimate = estimate_step(cfg, datamodule, mode)
+        if device == "cpu" and count > 1:  # CPU processes share the host
+            estimate = StepEstimate(estimate.state, estimate.fixed, estimate.per_sample, count, resident_bytes())
+        needs[mode], estimates[mode] = estimate.need(batch), estimate
+        if needs[mode] <= available:
+            if len(modes) > 1:
+                rank_zero_info(_choice_line(mode, needs, available))
+            return mode
+    where = f"{count} {device} processes" if count > 1 and device == "cpu" else device
+    paths = "; speed.activation_memory=lean needs about {:.1f} GB".format(needs["lean"] / GB) if len(needs) > 1 else ""
+    start = (f"{cfg.name} at data.batch_size={batch} needs about {needs[modes[0]] / GB:.1f} GB for a training step"
+             f"{paths} but {available / GB:.1f} GB is free ({where})")
+    best = max(modes, key=lambda mode: (estimates[mode].largest_batch(available), -estimates[mode].need(1)))
+    largest = estimates[best].largest_batch(available)
     if largest >= 1:
-        fix = f"data.batch_size={sensible_batch(largest)} fits"
+        fix = f"data.batch_size={sensible_batch(largest)} fits" + (f" with speed.activation_memory={best}" if best != modes[0] else "")
     else:
         lower = "model.timesteps or data.events.resize" if _is_event_data(datamodule) else "model.timesteps"
-        fix = f"even data.batch_size=1 needs about {estimate.need(1) / GB:.1f} GB; lower {lower}"
+        fix = f"even data.batch_size=1 needs about {estimates[best].need(1) / GB:.1f} GB; lower {lower}"
     raise MemoryEstimateError(f"{start}; {fix} (check_memory=false skips this check)")
+
+
+def _choice_line(mode: str, needs: dict, available: int) -> str:
+    """The log line of ``auto``'s choice: the path and why."""
+    full = f"the full path needs about {needs['full'] / GB:.1f} GB"
+    if mode == "full":
+        return f"speed.activation_memory=auto: full ({full}, {available / GB:.1f} GB is free)"
+    return (f"speed.activation_memory=auto: lean ({full} but {available / GB:.1f} GB is free; the lean path, "
+            f"the same gradients, needs about {needs['lean'] / GB:.1f} GB)")
 
 
 def _is_event_data(datamodule) -> bool:

@@ -38,7 +38,9 @@ class QSNNClassifier(L.LightningModule):
     read with ``weights_only=True``, which loads no dataclass), and ``self.spec`` is the value.
     ``compile`` and ``channels_last`` are the ``speed`` options: how the same network executes
     (``compile``: torch.compile'd neuron and quantizer kernels; ``channels_last``: conv weights
-    and static input images NHWC). ``experiment`` is the full experiment configuration, stored in
+    and static input images NHWC). ``activation_memory`` is ``speed.activation_memory`` as the run
+    chose it: ``"full"`` or ``"lean"`` (training steps recompute each segment in the backward
+    pass: the same gradients, less memory; snn/lean.py). ``experiment`` is the full experiment configuration, stored in
     the checkpoint so that ``qsnn test`` and the exporter can rebuild the run.
     """
 
@@ -49,6 +51,7 @@ class QSNNClassifier(L.LightningModule):
         input_shape: tuple[int, int, int] = (1, 28, 28),
         compile: bool = False,
         channels_last: bool = False,
+        activation_memory: str = "full",
         lam: float = 1e-3,
         spike_reduction: str = "sum",
         optimizer: str = "sgd",
@@ -61,7 +64,10 @@ class QSNNClassifier(L.LightningModule):
         self.spec = ModelSpec.coerce(spec)
         spec = self.spec.to_dict()  # what save_hyperparameters reads from this frame: plain values
         self.save_hyperparameters()
-        self.model = build_model(self.spec, num_classes=num_classes, input_shape=tuple(input_shape), compile=compile)
+        self.model = build_model(
+            self.spec, num_classes=num_classes, input_shape=tuple(input_shape), compile=compile,
+            activation_memory=activation_memory,
+        )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.loss_fn = WSDRLoss(lam, spike_reduction)

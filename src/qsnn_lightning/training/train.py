@@ -39,14 +39,18 @@ from .module import QSNNClassifier
 from .random_state import RandomStateCheckpoint
 
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
+ACTIVATION_MEMORY_ENV = "QSNN_ACTIVATION_MEMORY"  # the path the launcher chose, for the processes it starts
 BEST_MONITOR = "val/acc"  # what best.ckpt is chosen by
 
 
-def make_module(cfg: DictConfig, datamodule) -> QSNNClassifier:
+def make_module(cfg: DictConfig, datamodule, activation_memory: str = "full") -> QSNNClassifier:
+    """The QSNNClassifier of ``cfg`` for ``datamodule``; ``activation_memory`` is the path chosen
+    for ``speed.activation_memory`` (``"full"`` or ``"lean"``, training/memory_check.py)."""
     loss, optim = cfg.loss, cfg.optim
     return QSNNClassifier(
         OmegaConf.to_object(cfg.model), num_classes=datamodule.num_classes,
         input_shape=tuple(datamodule.input_shape), compile=cfg.speed.compile, channels_last=cfg.speed.channels_last,
+        activation_memory=activation_memory,
         lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr, momentum=optim.momentum,
         weight_decay=optim.weight_decay, experiment=OmegaConf.to_container(cfg, resolve=True),
     )
@@ -166,19 +170,20 @@ def train(cfg: DictConfig) -> dict:
     half-made run directory.
     """
     if RUN_DIR_ENV in os.environ:  # a process started by the DDP launcher: the launcher's run
-        return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg))
+        return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg),
+                             os.environ.get(ACTIVATION_MEMORY_ENV, "full"))
     check_trainer_settings(cfg)
     if cfg.ckpt_path:
         check_resumable(cfg, read_checkpoint(cfg.ckpt_path))
     datamodule = _ready_datamodule(cfg, stage=None)
-    if cfg.check_memory:
-        from .memory_check import check_memory
+    from .memory_check import choose_activation_memory
 
-        check_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
+    activation_memory = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
+    os.environ[ACTIVATION_MEMORY_ENV] = activation_memory
     try:
-        return _fit_and_test(cfg, run_dir, datamodule)
+        return _fit_and_test(cfg, run_dir, datamodule, activation_memory)
     except MisconfigurationException as error:  # what Lightning finds wrong only once fitting starts
         _clear_failed_run(run_dir, error)
         raise ConfigError(f"lightning.Trainer refuses the run: {one_line(error)}") from None
@@ -186,7 +191,7 @@ def train(cfg: DictConfig) -> dict:
         _clear_failed_run(run_dir, error)
         raise
     finally:
-        del os.environ[RUN_DIR_ENV]
+        del os.environ[RUN_DIR_ENV], os.environ[ACTIVATION_MEMORY_ENV]
 
 
 def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
@@ -200,11 +205,11 @@ def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
             run_dir.parent.rmdir()
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
+def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule, activation_memory: str) -> dict:
     if cfg.speed.reuse_freed_memory:
         reuse_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
-    module = make_module(cfg, datamodule)
+    module = make_module(cfg, datamodule, activation_memory)
     trainer = make_trainer(cfg, run_dir)
     if trainer.is_global_zero:
         trainer.loggers[0].experiment  # noqa: B018 (the CSV logger claims the still empty directory first)
@@ -227,6 +232,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule) -> dict:
         "test_best_epoch": epoch_test.get("epoch"),
         "val_acc_best": float(module.val_acc_best.compute()) if module.val_acc_best.update_called else None,
         "model_megabytes": module.model_megabytes(),
+        "activation_memory": activation_memory,
         "epochs": trainer.current_epoch,
         "checkpoint": best or last or None,
         "run_dir": str(run_dir),

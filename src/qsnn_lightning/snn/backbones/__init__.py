@@ -24,6 +24,7 @@ def build_model(
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (3, 32, 32),
     compile: bool = False,
+    activation_memory: str = "full",
 ) -> SpikingBackbone:
     """Build the backbone ``spec.arch`` at precision ``spec.bits`` (e.g. ``"1w2u"``, ``"32w32u"``)
     with ``spec.timesteps`` steps, for ``num_classes`` classes and ``input_shape`` (C, H, W) inputs.
@@ -31,12 +32,20 @@ def build_model(
     ``spec.standardize`` is WS-DR's weight standardization (Eq. 14): ``"layer"`` (paper),
     ``"channel"`` (authors' release) or ``"none"`` (plain Q-SNN); ``spec.neuron`` and the other
     neuron options reach every LIF layer (:mod:`qsnn_lightning.snn.neurons`); ``compile``
-    (``speed.compile``) compiles the neuron and binary quantizer kernels. Raises ValueError with
-    a one-line message for an unknown name or a bad setting.
+    (``speed.compile``) compiles the neuron and binary quantizer kernels; ``activation_memory``
+    (``speed.activation_memory``: ``"full"`` or ``"lean"``, snn/lean.py) what a training step keeps
+    for the backward pass. Raises ValueError with a one-line message for an unknown name, a bad
+    setting, or a layer the lean path cannot recompute.
     """
     if spec.arch not in BACKBONES:
         raise ValueError(f"unknown architecture {spec.arch!r}; registered: {', '.join(sorted(BACKBONES))}")
     factory = LayerFactory(spec, compile=compile)
-    return BACKBONES[spec.arch](factory, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=spec.timesteps)
+    model = BACKBONES[spec.arch](
+        factory, num_classes=num_classes, input_shape=tuple(input_shape), timesteps=spec.timesteps,
+        activation_memory=activation_memory,
+    )
+    if activation_memory == "lean":
+        model.check_recomputable()
+    return model
 
 __all__ = ["BACKBONES", "ModelSpec", "SpikingBackbone", "build_model"]

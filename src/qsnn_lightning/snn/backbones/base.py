@@ -1,9 +1,11 @@
-"""What every backbone shares: direct encoding of static images and per-batch state reset."""
+"""What every backbone shares: direct encoding of static images, per-batch state reset, and the
+chain of segments the lean path recomputes (snn/lean.py)."""
 
 import torch
 from torch import nn
 
 from ..layers import LayerFactory
+from ..lean import ACTIVATION_MEMORY_MODES, Segment, lean_blockers, run_segments
 from ..neurons import reset_states
 
 
@@ -15,12 +17,24 @@ class SpikingBackbone(nn.Module):
     DataModules batch them (frame t is presented at step t, never repeated). Every forward pass
     starts from a cleared membrane state, so batches never share state. The prediction is the
     time mean of the logits.
+
+    A backbone is a chain of :meth:`segments` followed by its :meth:`classify` head.
+    ``activation_memory`` (``speed.activation_memory``) chooses how a training step keeps what
+    the backward pass needs: ``"full"`` (autograd keeps every layer's tensors) or ``"lean"``
+    (each segment keeps its bit-packed input and is recomputed in the backward pass: the same
+    gradients, a fraction of the memory). Evaluation runs the same segments either way.
     """
 
-    def __init__(self, factory: LayerFactory, timesteps: int, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(
+        self, factory: LayerFactory, timesteps: int, input_shape: tuple[int, int, int], num_classes: int,
+        activation_memory: str = "full",
+    ):
         super().__init__()
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if activation_memory not in ACTIVATION_MEMORY_MODES:
+            raise ValueError(f"activation_memory must be one of {ACTIVATION_MEMORY_MODES}, got {activation_memory!r}")
+        self.activation_memory = activation_memory
         self.precision = factory.precision
         self.input_quant = factory.input_quant()
         self.timesteps = timesteps
@@ -44,9 +58,34 @@ class SpikingBackbone(nn.Module):
             return stem(x.transpose(0, 1))
         raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got shape {tuple(x.shape)}")
 
+    def check_recomputable(self) -> None:
+        """Raise ValueError (one line) naming the layers the lean path cannot recompute."""
+        blockers = lean_blockers(self)
+        if blockers:
+            raise ValueError(f"speed.activation_memory=lean cannot recompute {', '.join(blockers)}; "
+                             "use speed.activation_memory=full")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reset_states(self)
-        return self.forward_steps(x)
+        lean = self.activation_memory == "lean" and self.training and torch.is_grad_enabled()
+        return self.classify(run_segments(self.segments(), x, lean))
 
-    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
+    def stem_segment(self, stem: nn.Module, stem_lif: nn.Module, pools: "list[nn.Module]" = ()) -> Segment:
+        """The input quantizer, the stem conv-BN, its LIF and the ``pools`` after it, on images or
+        frames (:meth:`encode`)."""
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            x = stem_lif(self.encode(stem, x))
+            for pool in pools:
+                x = pool(x)
+            return x
+
+        return Segment((self.input_quant, stem, stem_lif, *pools), input_levels=None, run=run)
+
+    def segments(self) -> list[Segment]:
+        """The chain from the input to the last spiking layer's output ``[T, B, ...]``."""
+        raise NotImplementedError
+
+    def classify(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, B, classes]`` from the last segment's output."""
         raise NotImplementedError

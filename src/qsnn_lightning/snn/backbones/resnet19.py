@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..layers import LayerFactory
+from ..lean import Segment
 from .base import SpikingBackbone
 
 
@@ -36,8 +37,9 @@ class ResNet19(SpikingBackbone):
         widths: tuple[int, ...] = (128, 256, 512),
         blocks: tuple[int, ...] = (3, 3, 2),
         strides: tuple[int, ...] = (1, 2, 2),
+        activation_memory: str = "full",
     ):
-        super().__init__(factory, timesteps, input_shape, num_classes)
+        super().__init__(factory, timesteps, input_shape, num_classes, activation_memory)
         self.stem = factory.conv_bn(input_shape[0], widths[0], 3, edge=True)
         self.stem_lif = factory.lif()
         stages, cin = [], widths[0]
@@ -48,6 +50,9 @@ class ResNet19(SpikingBackbone):
         self.blocks = nn.Sequential(*stages)
         self.fc = factory.classifier(cin, num_classes)
 
-    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
-        spikes = self.blocks(self.stem_lif(self.encode(self.stem, x)))
+    def segments(self) -> list[Segment]:
+        """The stem, then one segment per residual block."""
+        return [self.stem_segment(self.stem, self.stem_lif), *(Segment((block,)) for block in self.blocks)]
+
+    def classify(self, spikes: torch.Tensor) -> torch.Tensor:
         return self.fc(spikes.mean(dim=(-2, -1)))  # global average pooling, then [T, B, classes]

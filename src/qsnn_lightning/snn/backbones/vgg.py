@@ -5,7 +5,8 @@ conv widths and pools ("P")."""
 import torch
 from torch import nn
 
-from ..layers import LayerFactory, MultiStep
+from ..layers import AvgPool, LayerFactory, MultiStep
+from ..lean import Segment, chain_segments, leading_pools, levels_after
 from .base import SpikingBackbone
 
 POOL = "P"
@@ -40,8 +41,9 @@ class VGG(SpikingBackbone):
         input_shape: tuple[int, int, int] = (3, 32, 32),
         timesteps: int = 2,
         head: str = "gap",
+        activation_memory: str = "full",
     ):
-        super().__init__(factory, timesteps, input_shape, num_classes)
+        super().__init__(factory, timesteps, input_shape, num_classes, activation_memory)
         if head not in self.HEADS:
             raise ValueError(f"head must be one of {self.HEADS}, got {head!r}")
         channels, height, width = input_shape
@@ -54,7 +56,7 @@ class VGG(SpikingBackbone):
         layers, cin = [], config[0]
         for previous, item in zip(config, config[1:]):
             if item == POOL:
-                layers.append(MultiStep(nn.AvgPool2d(2)))
+                layers.append(MultiStep(AvgPool(2)))
                 height, width = height // 2, width // 2
             else:
                 layers += [factory.conv_bn(cin, item, 3, spikes_in=previous != POOL), factory.lif()]
@@ -63,7 +65,12 @@ class VGG(SpikingBackbone):
         features = cin if head == "gap" else cin * height * width
         self.fc = factory.classifier(features, num_classes)
 
-    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
-        spikes = self.features(self.stem_lif(self.encode(self.stem, x)))
+    def segments(self) -> list[Segment]:
+        """The stem, then one ``conv-BN-LIF [pool]`` block per conv."""
+        pools = leading_pools(self.features)
+        stem = self.stem_segment(self.stem, self.stem_lif, pools)
+        return [stem, *chain_segments(self.features[len(pools):], levels_after(stem.modules))]
+
+    def classify(self, spikes: torch.Tensor) -> torch.Tensor:
         pooled = spikes.mean(dim=(-2, -1)) if self.head == "gap" else spikes.flatten(2)
         return self.fc(pooled)
