@@ -6,10 +6,22 @@ import torch
 from torch import nn
 
 from qsnn_lightning.snn.backbones import build_model
-from qsnn_lightning.snn.layers import AvgPool, MultiStep
-from qsnn_lightning.snn.lean import chain_segments, lean_blockers, pack_input, pack_spikes, unpack_input, unpack_spikes
+from qsnn_lightning.snn.layers import AvgPool, BatchNorm, MultiStep, normalize
+from qsnn_lightning.snn.lean import lean_blockers
+from qsnn_lightning.snn.lean_block import chunkable, uses_chunks
 from qsnn_lightning.snn.losses import WSDRLoss
 from qsnn_lightning.snn.neurons import LIF, spiking_layers
+from qsnn_lightning.snn.quant import BinaryWeight
+from qsnn_lightning.snn.segments import (
+    chain_segments,
+    pack_codes,
+    pack_input,
+    pack_spikes,
+    unpack_codes,
+    unpack_input,
+    unpack_rows,
+    unpack_spikes,
+)
 from qsnn_lightning.snn.spec import ModelSpec
 
 
@@ -50,11 +62,11 @@ def test_vggsnn_is_cut_into_conv_bn_lif_pool_blocks_with_spike_or_count_inputs()
     model = build_model(ModelSpec(arch="vggsnn"), input_shape=(2, 32, 32))
     segments = model.segments()
     assert [s.input_levels for s in segments] == [None, 1, 4, 1, 4, 1, 4, 1]
-    assert _kinds(segments[0]) == ["InputQuant", "QConv2d", "LIF"]
+    assert _kinds(segments[0]) == ["QConv2d", "LIF"]
     assert _kinds(segments[1]) == ["QConv2d", "LIF", "AvgPool"] and _kinds(segments[2]) == ["QConv2d", "LIF"]
     assert _kinds(segments[-1]) == ["QConv2d", "LIF", "AvgPool"]  # the final pooling before the classifier
     fmnist = build_model(ModelSpec(arch="fmnistnet"), input_shape=(1, 28, 28)).segments()
-    assert _kinds(fmnist[0]) == ["InputQuant", "QConv2d", "LIF", "AvgPool"] and fmnist[1].input_levels == 4
+    assert _kinds(fmnist[0]) == ["QConv2d", "LIF", "AvgPool"] and fmnist[1].input_levels == 4
     resnet = build_model(ModelSpec(arch="resnet19"), input_shape=(3, 16, 16)).segments()
     assert len(resnet) == 1 + 8 and all(s.input_levels == 1 for s in resnet[1:])
     pools = chain_segments(nn.Sequential(MultiStep(AvgPool(2)), MultiStep(AvgPool(2)), LIF()), input_levels=1)
@@ -84,17 +96,39 @@ def _train(arch, bits, scale, shape, events, mode, steps=3, compile=False, neuro
     return model, opt, records
 
 
-def _assert_same_training(full, lean):
+def _assert_same_training(full, lean, exact: bool):
+    """The same logits, losses and firing rates at every step (bit for bit), and weights, buffers
+    and optimizer state within 1e-5 (1e-4 relative where the value is large; ``exact``: equal).
+
+    Not exact, a binary layer's latent weight whose standardized value lies within rounding of
+    the straight-through window's edge (|w_hat| = ste_window) can have its gradient passed on
+    one path and stopped on the other once the weights differ by rounding (from the second
+    step on): up to one binary weight in 10,000 (and at least one) may differ more, with its
+    optimizer state."""
     (model_a, opt_a, rec_a), (model_b, opt_b, rec_b) = full, lean
     for (logits_a, loss_a, rates_a), (logits_b, loss_b, rates_b) in zip(rec_a, rec_b):
         assert torch.equal(logits_a, logits_b) and torch.equal(loss_a, loss_b) and torch.equal(rates_a, rates_b)
+    binary = {id(m.weight) for m in model_a.modules() if isinstance(getattr(m, "weight_quant", None), BinaryWeight)}
+    names = {id(p): name for name, p in model_a.named_parameters()}
+    binary_names = {names[key] for key in binary}
     state_a, state_b = model_a.state_dict(), model_b.state_dict()  # weights, BatchNorm statistics, running alpha_u
     assert state_a.keys() == state_b.keys()
     for key in state_a:
-        torch.testing.assert_close(state_b[key], state_a[key], rtol=0, atol=1e-5, msg=key)
-    for group_a, group_b in zip(opt_a.state.values(), opt_b.state.values()):
-        for key in group_a:
-            torch.testing.assert_close(group_b[key], group_a[key], rtol=0, atol=1e-5, msg=key)
+        _assert_close(state_b[key], state_a[key], exact, key, key in binary_names)
+    parameters_a = [p for group in opt_a.param_groups for p in group["params"]]
+    parameters_b = [p for group in opt_b.param_groups for p in group["params"]]
+    for parameter_a, parameter_b in zip(parameters_a, parameters_b):
+        for key in opt_a.state[parameter_a]:
+            _assert_close(opt_b.state[parameter_b][key], opt_a.state[parameter_a][key], exact, key, id(parameter_a) in binary)
+
+
+def _assert_close(actual, expected, exact: bool, name: str, binary: bool):
+    if exact or actual.dtype not in (torch.float32, torch.float64):
+        assert torch.equal(actual, expected), name
+        return
+    off = (actual - expected).abs() > 1e-5 + 1e-4 * expected.abs()
+    allowed = 1 + expected.numel() // 10_000 if binary else 0
+    assert int(off.sum()) <= allowed, (name, int(off.sum()), float((actual - expected).abs().max()))
 
 
 BACKBONE_CASES = [
@@ -109,21 +143,29 @@ PRECISION_CASES = [("1w2u", "max"), ("1w4u", "threshold"), ("1w8u", "learned"), 
 def test_three_steps_of_lean_training_equal_the_full_path(arch, shape, events, bits, scale):
     if arch == "vgg16" and (bits, scale) != ("1w4u", "threshold"):
         pytest.skip("one precision for the largest backbone")  # the others run on every backbone
+    # ResNet19's residual blocks are recomputed by autograd (bit for bit); VGG blocks in chunks of
+    # time steps, whose gradient sums run in another order
+    exact = arch == "resnet19"
     full = _train(arch, bits, scale, shape, events, "full")
-    _assert_same_training(full, _train(arch, bits, scale, shape, events, "lean"))
+    _assert_same_training(full, _train(arch, bits, scale, shape, events, "lean"), exact)
+    if not exact:  # one step from the same weights: every value within 1e-5, binary weights included
+        one_step = [_train(arch, bits, scale, shape, events, mode, steps=1) for mode in ("full", "lean")]
+        state_a, state_b = (model.state_dict() for model, _, _ in one_step)
+        for key in state_a:
+            torch.testing.assert_close(state_b[key], state_a[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
 def test_lean_training_with_adam_and_the_reference_neuron_equals_the_full_path():
     for neuron, optimizer in (("reference", "sgd"), ("fused", "adam")):
         args = ("vggsnn", "1w4u", "learned", (2, 16, 16), True)
         _assert_same_training(_train(*args, "full", neuron=neuron, optimizer=optimizer),
-                              _train(*args, "lean", neuron=neuron, optimizer=optimizer))
+                              _train(*args, "lean", neuron=neuron, optimizer=optimizer), exact=neuron == "reference")
 
 
 @pytest.mark.slow
 def test_lean_training_with_compiled_kernels_equals_the_full_path():
     args = ("fmnistnet", "1w2u", "max", (1, 28, 28), False)
-    _assert_same_training(_train(*args, "full", compile=True), _train(*args, "lean", compile=True))
+    _assert_same_training(_train(*args, "full", compile=True), _train(*args, "lean", compile=True), exact=False)
 
 
 def test_side_effects_happen_once_per_step():
@@ -131,32 +173,37 @@ def test_side_effects_happen_once_per_step():
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert {int(bn.num_batches_tracked) for bn in bns} == {2}
     assert {int(lif.membrane_quant.num_steps_tracked) for lif in spiking_layers(model)} == {2 * 3}  # T = 3 per step
-    assert all(lif.firing_rate.grad_fn is not None and lif.v.grad_fn is None for lif in spiking_layers(model))
+    # the rates keep their gradient for the WS-DR loss; no state is carried out of a training batch
+    assert all(lif.firing_rate.grad_fn is not None and lif.v is None for lif in spiking_layers(model))
 
 
-def test_lean_keeps_a_bit_per_spike_between_the_passes():
+def test_lean_keeps_bits_between_the_passes():
+    """Bytes alive after the forward pass, beyond the input frames: the full path's saved
+    tensors against the lean path's packed spikes, pooled counts and k-bit membrane levels."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
     model = build_model(ModelSpec(arch="vggsnn", bits="1w4u", timesteps=4), input_shape=(2, 32, 32), num_classes=5).train()
     x = (torch.rand(2, 4, 2, 32, 32) > 0.8).float()
 
-    def saved(mode):
-        model.activation_memory, seen = mode, {}
+    def kept(mode):
+        model.activation_memory = mode
+        tracker = MemTracker()
+        with tracker:
+            logits = model(x)
+        del logits  # the firing rates keep the graph, and what it holds for the backward pass
+        current = tracker.get_tracker_snapshot("current")[torch.device("cpu")]
+        return sum(count for kind, count in current.items() if str(kind).endswith("ACT"))
 
-        def keep(tensor):
-            seen[tensor.untyped_storage()._cdata] = tensor
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-            model(x)
-        parameters = {p.untyped_storage()._cdata for p in model.parameters()}
-        return [t for key, t in seen.items() if key not in parameters]
-
-    full, lean = (sum(t.untyped_storage().nbytes() for t in saved(mode)) for mode in ("full", "lean"))
-    floats = sorted(t.numel() for t in saved("lean") if t.dtype != torch.uint8)
-    # the classifier's per-channel weight scale, its input and the frames: nothing else in float
-    assert floats == [5, 4 * 2 * 512 * 2 * 2, x.numel()]
-    # bits: the spikes of the stem and of the unpooled blocks; the pooled counts, 4 bits each
-    bits = 64 * 32**2 + 256 * 16**2 + 512 * 8**2 + 512 * 4**2 + 4 * (128 * 16**2 + 256 * 8**2 + 512 * 4**2)
-    assert lean == sum(floats) * 4 + 2 * 4 * bits // 8 and lean < full / 50, (full, lean)
+    full, lean = kept("full"), kept("lean")
+    steps, batch = 4, 2
+    # the spikes of the stem and of the unpooled blocks, 1 bit each; pooled counts, 4 bits each
+    inputs = (64 * 32**2 + 256 * 16**2 + 512 * 8**2 + 512 * 4**2 + 4 * (128 * 16**2 + 256 * 8**2 + 512 * 4**2)) // 8
+    # every block's stored membranes but the last step's, 4 bits each (k = 4: 15 codes)
+    neurons = 64 * 32**2 + 128 * 32**2 + 256 * 16**2 * 2 + 512 * 8**2 * 2 + 512 * 4**2 * 2
+    membranes = (steps - 1) * batch * neurons // 2
+    classifier_input = steps * batch * 512 * 2 * 2 * 4
+    assert lean <= steps * batch * inputs + membranes + 2 * classifier_input + 64 * 1024, (full, lean)
+    assert lean < full / 15, (full, lean)
 
 
 def test_layers_that_cannot_be_recomputed_are_named():
@@ -169,3 +216,66 @@ def test_layers_that_cannot_be_recomputed_are_named():
         model.check_recomputable()
     with pytest.raises(ValueError, match="activation_memory must be one of"):
         build_model(ModelSpec(), activation_memory="maybe")
+
+
+def test_batchnorm_normalizes_a_chunk_as_the_whole_and_trains_as_torchs():
+    torch.manual_seed(0)
+    y = torch.randn(48, 16, 6, 6) * 3 + 1
+    ours, torchs = BatchNorm(16), nn.BatchNorm2d(16)
+    with torch.no_grad():
+        for bn in (ours, torchs):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.normal_()
+    torchs.load_state_dict(ours.state_dict())
+    inputs = [y.clone().requires_grad_() for _ in range(2)]
+    out_ours, out_torchs = ours(inputs[0]), torchs(inputs[1])
+    torch.testing.assert_close(out_ours, out_torchs, rtol=0, atol=2e-6)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(ours, name), getattr(torchs, name)), name
+    grad = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad(out_ours, (inputs[0], ours.weight, ours.bias), grad),
+                    torch.autograd.grad(out_torchs, (inputs[1], torchs.weight, torchs.bias), grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    mean, var = y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=False)
+    whole = normalize(ours, y, mean, var)
+    assert torch.equal(torch.cat([normalize(ours, part, mean, var) for part in y.split(8)]), whole)
+
+
+def test_rows_and_codes_unpack_without_the_rest():
+    spikes = (torch.rand(5, 3, 8, 4, 4) > 0.5).float()  # [T, B, C, H, W]: 384 values a step
+    packed = pack_input(spikes, 1)
+    row = 3 * 8 * 4 * 4
+    assert torch.equal(unpack_rows(packed, 1, row, 2, 4, torch.float32), spikes[2:4].flatten())
+    pooled = nn.functional.avg_pool2d(spikes.flatten(0, 1), 2).view(5, 3, 8, 2, 2)
+    assert torch.equal(unpack_rows(pack_input(pooled, 4), 4, 3 * 8 * 4, 1, 5, torch.float32), pooled[1:5].flatten())
+    codes = torch.randint(0, 15, (11,), dtype=torch.uint8)
+    assert pack_codes(codes, 14).numel() == 6 and torch.equal(unpack_codes(pack_codes(codes, 14), 14, 11), codes)
+    assert torch.equal(unpack_codes(pack_codes(codes, 254), 254, 11), codes)
+
+
+def test_vggsnn_runs_as_one_chunked_chain_after_a_chunked_stem():
+    model = build_model(ModelSpec(arch="vggsnn"), input_shape=(2, 32, 32), activation_memory="lean").train()
+    x = (torch.rand(2, 2, 2, 32, 32) > 0.8).float()
+    frames = model.present(x)
+    assert all(uses_chunks(segment, frames) for segment in model.segments())
+    assert not uses_chunks(model.segments(static=True)[0], frames)  # a static image's stem: recomputed by autograd
+    resnet = build_model(ModelSpec(arch="resnet19"), input_shape=(3, 16, 16))
+    assert not any(chunkable(segment) for segment in resnet.segments()[1:])
+
+
+def test_the_papers_dvs_gesture_step_fits_a_24_gb_card_on_the_lean_path():
+    """VGGSNN, 2x128x128, T = 16, batch 64 (dvsgesture_1w4u): the largest total of activations
+    and temporaries alive in a training step, tracked on fake tensors (no memory used)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = build_model(ModelSpec(arch="vggsnn", bits="1w4u", timesteps=16), num_classes=11,
+                            input_shape=(2, 128, 128), activation_memory="lean").train()
+        tracker = MemTracker()
+        tracker.track_external(model)
+        with tracker:
+            logits = model(torch.zeros(64, 16, 2, 128, 128))
+            WSDRLoss()(logits, torch.zeros(64, dtype=torch.long), [lif.firing_rate for lif in spiking_layers(model)]).total.backward()
+    peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
+    assert peak < 20e9, peak  # the full path: 66.8 GB

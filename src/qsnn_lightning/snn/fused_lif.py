@@ -46,7 +46,12 @@ def fire(v: torch.Tensor, x: torch.Tensor, tau: float, theta: float):
 
 def store(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
     """Eq. 8-10: the k-bit membrane ``alpha_u / n * round(n clip(r / alpha_u, -1, 1))``."""
-    return alpha / levels * integer_levels(r, alpha, levels)
+    return stored_value(integer_levels(r, alpha, levels), alpha, levels)
+
+
+def stored_value(level: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """Eq. 8: the membrane stored at an integer ``level`` in [-n, n]: ``alpha_u / n * level``."""
+    return alpha / levels * level
 
 
 def step_backward(u: torch.Tensor, grad_s: torch.Tensor, grad_v: "torch.Tensor | None", tau: float, theta: float, beta: float,
@@ -101,19 +106,20 @@ def forward_steps(
 
 def backward_steps(
     charged: torch.Tensor, grad_spikes: torch.Tensor, tau: float, theta: float, beta: float, squash: bool = False,
-    alpha: "torch.Tensor | None" = None, levels: int = 1,
+    alpha: "torch.Tensor | None" = None, levels: int = 1, grad_v: "torch.Tensor | None" = None,
 ):
-    """``(dL/dx, dL/dalpha_u)``: dL/dx (``[T, N]``) from the membranes before reset and the
-    gradients of the spikes (both ``[T, N]``), last step first; dL/dalpha_u for a learned scale
-    ``alpha`` (else None)."""
-    grads, grad_v = torch.empty_like(charged), None
+    """``(dL/dx, dL/dalpha_u, dL/dv[-1])``: dL/dx (``[T, N]``) from the membranes before reset and
+    the gradients of the spikes (both ``[T, N]``), last step first; dL/dalpha_u for a learned
+    scale ``alpha`` (else None); the gradient of the state the steps started from. ``grad_v``:
+    dL/dv of the last step's stored membrane, from the steps after these (None: there are none)."""
+    grads = torch.empty_like(charged)
     grad_alpha = None if alpha is None else torch.zeros_like(alpha)  # one step: the stored membrane has no gradient
     for step in reversed(range(len(charged))):
         grad_u, grad_v, step_alpha = step_backward(charged[step], grad_spikes[step], grad_v, tau, theta, beta, squash, alpha, levels)
         if step_alpha is not None:
             grad_alpha = grad_alpha + step_alpha
         grads[step] = grad_u
-    return grads, grad_alpha
+    return grads, grad_alpha, grad_v
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class FusedLIF(torch.autograd.Function):
     def backward(ctx, grad_spikes, _grad_v):
         tau, theta, beta, kernels, squash, levels = ctx.constants
         charged, alpha = ctx.saved_tensors
-        grads, grad_alpha = kernels.backward_steps(
+        grads, grad_alpha, _ = kernels.backward_steps(
             charged, grad_spikes.reshape(charged.shape), tau, theta, beta, squash, alpha, levels or 1,
         )
         return grads.view(grad_spikes.shape), None, grad_alpha, None, None, None, None, None, None

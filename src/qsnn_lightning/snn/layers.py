@@ -119,6 +119,58 @@ class QLinear(_QuantizedWeightLayer, nn.Linear):
         return rows.t() @ x.flatten(0, -2), grad_bias
 
 
+def batch_statistics(bn: nn.BatchNorm2d, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, var)`` of ``y`` over batch and space (biased var), folding them into ``bn``'s
+    running statistics as ``nn.BatchNorm2d`` does in training (momentum, or the cumulative
+    average when it is None; unbiased var in the running estimate)."""
+    bn.num_batches_tracked.add_(1)
+    momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    return torch.batch_norm_update_stats(y, bn.running_mean, bn.running_var, momentum)
+
+
+def normalize(bn: nn.BatchNorm2d, y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """``(y - mean) / sqrt(var + eps) * weight + bias`` by aten's inference kernel: element by
+    element, so a slice of ``y`` gives the same values as the whole."""
+    return nn.functional.batch_norm(y, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+class _BatchNormTraining(torch.autograd.Function):
+    """BatchNorm in training: batch statistics (:func:`batch_statistics`), :func:`normalize`,
+    and aten's training backward with them. Keeps ``y`` and the two statistics."""
+
+    @staticmethod
+    def forward(ctx, y, weight, bias, bn: nn.BatchNorm2d):
+        mean, var = batch_statistics(bn, y)
+        ctx.eps = bn.eps
+        ctx.save_for_backward(y, weight, mean, inverse_std(var, bn.eps))
+        return normalize(bn, y, mean, var)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        y, weight, mean, invstd = ctx.saved_tensors
+        grad_y, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad_out, y, weight, None, None, mean, invstd, True, ctx.eps, list(ctx.needs_input_grad[:3]),
+        )
+        return grad_y, grad_weight, grad_bias, None
+
+
+def inverse_std(var: torch.Tensor, eps: float) -> torch.Tensor:
+    """``1 / sqrt(var + eps)``."""
+    return torch.sqrt(var + eps).reciprocal()
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training forward takes the statistics and normalizes in two
+    separate aten calls (:func:`batch_statistics`, :func:`normalize`), so that the lean path can
+    normalize time step by time step and get the very values of a pass over all steps. Eval
+    mode, and inputs other than float32 (autocast), are ``nn.BatchNorm2d``'s own."""
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.track_running_stats and self.affine and y.dtype == torch.float32):
+            return super().forward(y)
+        return _BatchNormTraining.apply(y, self.weight, self.bias, self)
+
+
 class _ShapeOnlyAvgPool(torch.autograd.Function):
     """Average pooling that keeps only its input's shape for the backward pass (the gradient of
     an average does not depend on the values averaged); values and gradients are aten's."""
@@ -193,7 +245,7 @@ class LayerFactory:
             weight_quant=self.precision.weight_quant(edge, self.spec.standardize, self.compile, self.spec.ste_window),
             binary_input=spikes_in,
         )
-        return MultiStep(conv, nn.BatchNorm2d(cout))
+        return MultiStep(conv, BatchNorm(cout))
 
     def classifier(self, features: int, classes: int) -> QLinear:
         """The last layer (8-bit in a Q-SNN), with bias."""

@@ -4,8 +4,8 @@ A backbone is a chain of segments (the stem with its LIF; a ``conv-BN-LIF [pool]
 residual block), each a pure function of its input once its side effects are set apart. The
 full path keeps, between the passes, every tensor autograd saves in every segment (VGGSNN at
 2x128x128: 74.3 MB per sample and time step). The lean path keeps each segment's input alone,
-in its true width (spikes 1 bit, 2x2-pooled spike counts k / 4 as the byte k), and runs the
-segment again in the backward pass::
+in its true width (snn/segments.py: spikes 1 bit, 2x2-pooled spike counts 4 bits), and runs
+the segment again in the backward pass::
 
     forward:   y_s = f_s(x_s)               without autograd; keep pack(x_s)
     backward:  y_s = f_s(unpack(pack(x_s)))  with autograd: the same operations on the same values
@@ -19,147 +19,31 @@ state (as the forward pass did) and leaves the forward pass's state and firing r
 The firing rates f_l of Eq. 15 are outputs of the segment, so the WS-DR loss (Eq. 16) reaches
 the recomputed spikes through them.
 
+A ``conv-BN-LIF [pool]`` block (the VGG backbones, the stem on event frames) runs as a
+:class:`~qsnn_lightning.snn.lean_block.ChunkedChain` instead, with the blocks after it, working
+through time in chunks of steps so that its largest tensors are chunk-sized; other segments (a
+residual block, the stem of a static image, autocast) are recomputed by autograd as above.
+
 Only deterministic layers can be recomputed: :func:`lean_blockers` names any other leaf layer.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .layers import AvgPool, MultiStep, QConv2d, QLinear
-from .neurons import LIF, spiking_layers
+from .lean_block import ChunkedChain, uses_chunks
+from .neurons import LIF
 from .quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant
+from .segments import Segment, pack_input, unpack_input
 
 ACTIVATION_MEMORY_MODES = ("full", "lean")
 RECOMPUTABLE = (
     QConv2d, QLinear, nn.modules.batchnorm._BatchNorm, LIF, MembraneQuant, BinaryWeight, IntWeight, FullPrecisionWeight,
     AvgPool, nn.AvgPool2d, nn.Identity, nn.Sequential, MultiStep,
 )  # deterministic: the same input gives the same output, with no randomness to replay
-_BIT_WEIGHTS = 2 ** torch.arange(8, dtype=torch.uint8)
-
-
-def pack_spikes(spikes: torch.Tensor) -> torch.Tensor:
-    """Spikes (0 and 1 of any dtype) as bits, 8 to a byte: ``[ceil(n / 8)]`` uint8."""
-    flat = spikes.reshape(-1).to(torch.uint8)
-    padded = nn.functional.pad(flat, (0, -flat.numel() % 8))
-    return (padded.view(-1, 8) * _BIT_WEIGHTS.to(spikes.device)).sum(1, dtype=torch.uint8)
-
-
-def unpack_spikes(packed: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """The inverse of :func:`pack_spikes`: a tensor of ``shape`` and ``dtype``."""
-    bits = packed.unsqueeze(1).bitwise_and(_BIT_WEIGHTS.to(packed.device)).ne(0)
-    return bits.view(-1)[: shape.numel()].view(shape).to(dtype)
-
-
-def pack_input(x: torch.Tensor, levels: "int | None") -> torch.Tensor:
-    """What a segment keeps of its input: spikes bit-packed (``levels`` 1), pooled spike counts
-    ``k / levels`` as k, two to a byte up to 15 levels (2x2 pooling: 4 bits a pooled value, as
-    many as its four spikes), else a byte each; any other input (``levels`` None) as it is."""
-    if levels is None:
-        return x.detach()
-    if levels == 1:
-        return pack_spikes(x)
-    counts = torch.round(x.reshape(-1) * levels).to(torch.uint8)
-    if levels > 15:
-        return counts
-    pairs = nn.functional.pad(counts, (0, counts.numel() % 2)).view(-1, 2)
-    return pairs[:, 0] | pairs[:, 1] << 4
-
-
-def unpack_input(kept: torch.Tensor, levels: "int | None", shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """The input again from :func:`pack_input`, bit for bit (k / levels is exact for a power of two)."""
-    if levels is None:
-        return kept
-    if levels == 1:
-        return unpack_spikes(kept, shape, dtype)
-    counts = kept if levels > 15 else torch.stack((kept & 15, kept >> 4), dim=1).view(-1)
-    return (counts[: shape.numel()].to(dtype) / levels).view(shape)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Layers run one after the other on a ``[T, B, ...]`` input (``run`` when the segment is
-    not a plain chain). ``input_levels``: the input holds k / input_levels for integers k in
-    [0, input_levels] (1: spikes; 4: 2x2-pooled spikes; at most 128, a power of two) or None
-    (any value: the stem's input)."""
-
-    modules: tuple[nn.Module, ...]
-    input_levels: "int | None" = 1
-    run: "Callable[[torch.Tensor], torch.Tensor] | None" = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.run is not None:
-            return self.run(x)
-        for module in self.modules:
-            x = module(x)
-        return x
-
-    @property
-    def lifs(self) -> list[LIF]:
-        return [lif for module in self.modules for lif in spiking_layers(module)]
-
-    @property
-    def parameters(self) -> list[nn.Parameter]:
-        unique = {id(p): p for module in self.modules for p in module.parameters() if p.requires_grad}
-        return list(unique.values())
-
-
-def _pool_area(layer: nn.Module) -> "int | None":
-    """The area of a spike-count pooling (:class:`~qsnn_lightning.snn.layers.AvgPool` in a
-    MultiStep, the backbones' pooling), None for any other layer."""
-    pool = layer[0] if isinstance(layer, MultiStep) and len(layer) == 1 else layer
-    return pool.area if isinstance(pool, AvgPool) else None
-
-
-def chain_segments(layers: nn.Sequential, input_levels: "int | None" = 1) -> list[Segment]:
-    """``layers`` (whose input holds ``input_levels``) cut into ``conv-BN-LIF [pool]`` blocks:
-    a block ends after a LIF layer and the poolings right after it, so the next block's input
-    is spikes or pooled spike counts (a count fits a byte while the pooled area is at most 128,
-    a power of two so that k / area is exact)."""
-    segments, current, levels = [], [], input_levels
-    for layer in layers:
-        if _pool_area(layer) is None and _ends_block(current):
-            segments.append(Segment(tuple(current), levels))
-            current, levels = [], levels_after(current)
-        current.append(layer)
-    if current:
-        segments.append(Segment(tuple(current), levels))
-    return segments
-
-
-def leading_pools(layers: nn.Sequential) -> list[nn.Module]:
-    """The poolings ``layers`` start with (they belong with the block before them)."""
-    pools = []
-    for layer in layers:
-        if _pool_area(layer) is None:
-            break
-        pools.append(layer)
-    return pools
-
-
-def levels_after(layers: "list[nn.Module] | tuple[nn.Module, ...]") -> "int | None":
-    """``input_levels`` of what layers ending in a LIF layer and poolings put out."""
-    levels = 1
-    for layer in reversed(layers):
-        if isinstance(layer, LIF):
-            break
-        levels *= _pool_area(layer)
-    return levels if levels <= 128 and levels & (levels - 1) == 0 else None
-
-
-def _ends_block(layers: list[nn.Module]) -> bool:
-    """Whether ``layers`` end with a LIF layer and nothing but poolings after it."""
-    for layer in reversed(layers):
-        if isinstance(layer, LIF):
-            return True
-        if _pool_area(layer) is None:
-            return False
-    return False
-
-
 def lean_blockers(model: nn.Module) -> list[str]:
     """Names of the leaf layers of ``model`` the lean path cannot recompute exactly."""
     return [
@@ -169,14 +53,26 @@ def lean_blockers(model: nn.Module) -> list[str]:
 
 
 def run_segments(segments: list[Segment], x: torch.Tensor, lean: bool) -> torch.Tensor:
-    """``x`` through every segment, recomputing each in the backward pass when ``lean``."""
-    for segment in segments:
+    """``x`` through every segment; with ``lean``, consecutive ``conv-BN-LIF [pool]`` blocks as one
+    :class:`~qsnn_lightning.snn.lean_block.ChunkedChain`, other segments recomputed by autograd."""
+    index = 0
+    while index < len(segments):
+        segment = segments[index]
         if not lean:
-            x = segment(x)
+            x, index = segment(x), index + 1
             continue
-        x, *rates = _Recomputed.apply(segment, x, *segment.parameters)
-        for lif, rate in zip(segment.lifs, rates):
+        chain = []
+        while index + len(chain) < len(segments) and uses_chunks(segments[index + len(chain)], x):
+            chain.append(segments[index + len(chain)])
+        if chain:
+            parameters = [p for part in chain for p in part.parameters]
+            x, *rates = ChunkedChain.apply(tuple(chain), x, *parameters)
+        else:
+            chain = [segment]
+            x, *rates = _Recomputed.apply(segment, x, *segment.parameters)
+        for lif, rate in zip((lif for part in chain for lif in part.lifs), rates):
             lif.firing_rate = rate  # f_l of Eq. 15 with its gradient (the forward pass ran without autograd)
+        index += len(chain)
     return x
 
 

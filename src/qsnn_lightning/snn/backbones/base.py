@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from ..layers import LayerFactory
-from ..lean import ACTIVATION_MEMORY_MODES, Segment, lean_blockers, run_segments
+from ..lean import ACTIVATION_MEMORY_MODES, lean_blockers, run_segments
 from ..neurons import reset_states
+from ..segments import Segment
 
 
 class SpikingBackbone(nn.Module):
@@ -41,21 +42,16 @@ class SpikingBackbone(nn.Module):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
 
-    def encode(self, stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Input currents of the first spiking layer, ``[T, B, ...]``, from 8-bit input pixels.
-
-        A static image gives the same current at every step, so the stem runs once and its
-        output is repeated over T (identical to running it T times, BatchNorm statistics
-        included). Event frames ``[B, T, C, H, W]`` are put time-major and each step gets its own.
-        """
+    def present(self, x: torch.Tensor) -> torch.Tensor:
+        """The 8-bit input (Eq. 8 on the pixels): static images ``[B, C, H, W]`` as they are, event
+        frames ``[B, T, C, H, W]`` time-major, ``[T, B, C, H, W]`` (frame t at step t, never repeated)."""
         x = self.input_quant(x)
         if x.dim() == 4:
-            current = stem(x.unsqueeze(0))
-            return current.expand(self.timesteps, *current.shape[1:])
+            return x
         if x.dim() == 5:
             if x.shape[1] != self.timesteps:
                 raise ValueError(f"got {x.shape[1]} frames per sample for a model of T = {self.timesteps}")
-            return stem(x.transpose(0, 1))
+            return x.transpose(0, 1)
         raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got shape {tuple(x.shape)}")
 
     def check_recomputable(self) -> None:
@@ -68,22 +64,28 @@ class SpikingBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reset_states(self)
         lean = self.activation_memory == "lean" and self.training and torch.is_grad_enabled()
-        return self.classify(run_segments(self.segments(), x, lean))
+        x = self.present(x)
+        return self.classify(run_segments(self.segments(static=x.dim() == 4), x, lean))
 
-    def stem_segment(self, stem: nn.Module, stem_lif: nn.Module, pools: "list[nn.Module]" = ()) -> Segment:
-        """The input quantizer, the stem conv-BN, its LIF and the ``pools`` after it, on images or
-        frames (:meth:`encode`)."""
+    def stem_segment(self, stem: nn.Module, stem_lif: nn.Module, pools: "list[nn.Module]" = (), static: bool = False) -> Segment:
+        """The stem conv-BN, its LIF and the ``pools`` after it. A ``static`` image gives the same
+        current at every step, so the stem runs once and its output is repeated over T
+        (identical to running it T times, BatchNorm statistics included)."""
+        if not static:
+            return Segment((stem, stem_lif, *pools), input_levels=None)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            x = stem_lif(self.encode(stem, x))
+        def run(image: torch.Tensor) -> torch.Tensor:
+            current = stem(image.unsqueeze(0))
+            x = stem_lif(current.expand(self.timesteps, *current.shape[1:]))
             for pool in pools:
                 x = pool(x)
             return x
 
-        return Segment((self.input_quant, stem, stem_lif, *pools), input_levels=None, run=run)
+        return Segment((stem, stem_lif, *pools), input_levels=None, run=run)
 
-    def segments(self) -> list[Segment]:
-        """The chain from the input to the last spiking layer's output ``[T, B, ...]``."""
+    def segments(self, static: bool = False) -> list[Segment]:
+        """The chain from the input (:meth:`present`; ``static``: an image) to the last spiking
+        layer's output ``[T, B, ...]``."""
         raise NotImplementedError
 
     def classify(self, spikes: torch.Tensor) -> torch.Tensor:

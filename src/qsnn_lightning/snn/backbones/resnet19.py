@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..layers import LayerFactory
-from ..lean import Segment
+from ..segments import Segment
 from .base import SpikingBackbone
 
 
@@ -50,9 +50,9 @@ class ResNet19(SpikingBackbone):
         self.blocks = nn.Sequential(*stages)
         self.fc = factory.classifier(cin, num_classes)
 
-    def segments(self) -> list[Segment]:
+    def segments(self, static: bool = False) -> list[Segment]:
         """The stem, then one segment per residual block."""
-        return [self.stem_segment(self.stem, self.stem_lif), *(Segment((block,)) for block in self.blocks)]
+        return [self.stem_segment(self.stem, self.stem_lif, static=static), *(Segment((block,)) for block in self.blocks)]
 
     def classify(self, spikes: torch.Tensor) -> torch.Tensor:
         return self.fc(spikes.mean(dim=(-2, -1)))  # global average pooling, then [T, B, classes]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..layers import AvgPool, LayerFactory, MultiStep
-from ..lean import Segment, chain_segments, leading_pools, levels_after
+from ..segments import Segment, chain_segments, leading_pools, levels_after
 from .base import SpikingBackbone
 
 POOL = "P"
@@ -65,10 +65,10 @@ class VGG(SpikingBackbone):
         features = cin if head == "gap" else cin * height * width
         self.fc = factory.classifier(features, num_classes)
 
-    def segments(self) -> list[Segment]:
+    def segments(self, static: bool = False) -> list[Segment]:
         """The stem, then one ``conv-BN-LIF [pool]`` block per conv."""
         pools = leading_pools(self.features)
-        stem = self.stem_segment(self.stem, self.stem_lif, pools)
+        stem = self.stem_segment(self.stem, self.stem_lif, pools, static)
         return [stem, *chain_segments(self.features[len(pools):], levels_after(stem.modules))]
 
     def classify(self, spikes: torch.Tensor) -> torch.Tensor:
