@@ -115,7 +115,8 @@ def test_checkpoints_of_earlier_versions_move_speed_options_out_of_trainer():
     del saved["speed"]
     saved["trainer"].update(compile=True, channels_last=True, reuse_freed_memory=False)
     restored = restore_config(saved)
-    assert dict(restored.speed) == {"compile": True, "channels_last": True, "reuse_freed_memory": False}
+    assert dict(restored.speed) == {"compile": True, "channels_last": True, "reuse_freed_memory": False,
+                                    "activation_memory": "auto"}  # an option they did not have: its default
     assert "compile" not in restored.trainer
 
 

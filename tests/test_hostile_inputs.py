@@ -167,7 +167,7 @@ def test_a_run_that_fails_after_its_folder_was_made_leaves_nothing_or_is_marked(
     from qsnn_lightning.training import train as driver
     from qsnn_lightning.training.config import load_config
 
-    def crash_after_a_checkpoint(cfg, run_dir, datamodule):
+    def crash_after_a_checkpoint(cfg, run_dir, datamodule, activation_memory):
         (run_dir / "checkpoints").mkdir()
         (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"epoch 0")
         raise RuntimeError("the machine went away")

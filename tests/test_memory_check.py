@@ -1,7 +1,6 @@
 """The memory check of ``qsnn train``: the estimate against hand counts and a measured peak, and the
 one-line refusal (exit 2, no run directory) when a step cannot fit in the free memory."""
 
-import logging
 import os
 import subprocess
 import sys
@@ -208,38 +207,37 @@ def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path,
 
 
 # --- speed.activation_memory: which path a run takes ------------------------------------------
-def test_auto_takes_the_lean_path_where_only_it_fits_and_logs_why(monkeypatch, caplog):
+def test_auto_takes_the_lean_path_where_only_it_fits_and_says_why(monkeypatch):
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=64", "data.batch_size=8", *QUIET])
     datamodule = make_datamodule(cfg)
     full, lean = (estimate_step(cfg, datamodule, mode).need(8) for mode in ("full", "lean"))
     assert lean < full
     monkeypatch.setenv(AVAILABLE_ENV, str((full + lean) // 2))
-    with caplog.at_level(logging.INFO):
-        assert choose_activation_memory(cfg, datamodule) == "lean"
-    assert "speed.activation_memory=auto: lean (the full path needs about" in caplog.text
+    mode, why = choose_activation_memory(cfg, datamodule)
+    assert mode == "lean" and why.startswith("speed.activation_memory=auto: lean (the full path needs about")
     cfg.speed.activation_memory = "full"
     with pytest.raises(MemoryEstimateError, match="needs about"):
         choose_activation_memory(cfg, datamodule)
     cfg.speed.activation_memory = "auto"
     monkeypatch.setenv(AVAILABLE_ENV, str(full + 1))
-    assert choose_activation_memory(cfg, datamodule) == "full"
+    assert choose_activation_memory(cfg, datamodule)[0] == "full"
     monkeypatch.setenv(AVAILABLE_ENV, str(lean // 2))
     with pytest.raises(MemoryEstimateError, match="speed.activation_memory=lean needs about"):
         choose_activation_memory(cfg, datamodule)
     cfg.check_memory = False
-    assert choose_activation_memory(cfg, datamodule) == "full"
+    assert choose_activation_memory(cfg, datamodule) == ("full", "speed.activation_memory=auto: full (check_memory=false: "
+                                                                  "nothing was estimated)")
 
 
-def test_lean_on_a_model_it_cannot_recompute_is_one_line_and_auto_falls_back(monkeypatch, caplog):
+def test_lean_on_a_model_it_cannot_recompute_is_one_line_and_auto_falls_back(monkeypatch):
     cfg = load_config("fmnist_1w2u", ["speed.activation_memory=lean", "check_memory=false"])
     datamodule = make_datamodule(cfg)
     monkeypatch.setattr(memory_check, "_lean_blockers", lambda cfg, datamodule: ["features.1 (Dropout)"])
     with pytest.raises(ConfigError, match=r"^speed.activation_memory=lean cannot recompute features.1 \(Dropout\); use "):
         choose_activation_memory(cfg, datamodule)
     cfg.speed.activation_memory = "auto"
-    with caplog.at_level(logging.INFO):
-        assert choose_activation_memory(cfg, datamodule) == "full"
-    assert "auto: full (the lean path cannot recompute features.1 (Dropout))" in caplog.text
+    assert choose_activation_memory(cfg, datamodule) == (
+        "full", "speed.activation_memory=auto: full (the lean path cannot recompute features.1 (Dropout))")
 
 
 def test_a_bad_activation_memory_value_is_one_line():

@@ -182,13 +182,7 @@ class _ShapeOnlyAvgPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        pool = ctx.pool
-        shape_only = grad_out.new_empty(()).expand(ctx.shape)  # aten reads the input's sizes, never its values
-        grad = torch.ops.aten.avg_pool2d_backward(
-            grad_out, shape_only, _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding), pool.ceil_mode,
-            pool.count_include_pad, pool.divisor_override,
-        )
-        return grad, None
+        return ctx.pool.input_grad(grad_out, ctx.shape), None
 
 
 class AvgPool(nn.AvgPool2d):
@@ -199,6 +193,14 @@ class AvgPool(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _ShapeOnlyAvgPool.apply(x, self) if torch.is_grad_enabled() else self.pool(x)
+
+    def input_grad(self, grad_out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """dL/dx of an input of ``shape`` from dL/d(output), by aten, which reads the input's
+        sizes and never its values."""
+        return torch.ops.aten.avg_pool2d_backward(
+            grad_out, grad_out.new_empty(()).expand(shape), _pair(self.kernel_size), _pair(self.stride),
+            _pair(self.padding), self.ceil_mode, self.count_include_pad, self.divisor_override,
+        )
 
     @property
     def area(self) -> int:

@@ -32,13 +32,12 @@ Gradients differ from the full path's only in the order of these sums (about 1e-
 from dataclasses import dataclass
 
 import torch
-from torch.nn.modules.utils import _pair
 
 from . import fused_lif
 from .layers import AvgPool, BatchNorm, MultiStep, QConv2d, batch_statistics, inverse_std, normalize
 from .neurons import LIF
 from .quant import FullPrecisionWeight
-from .segments import Segment, levels_after, pack_codes, pack_input, unpack_codes, unpack_input, unpack_rows
+from .segments import Segment, levels_after, pack_codes, pack_input, unpack_codes, unpack_rows
 
 CHUNK_BYTES = 64 * 2**20  # a chunk holds whole steps, about this many bytes per float tensor (at least one step)
 CHANNELS = (1, -1, 1, 1)
@@ -205,11 +204,7 @@ def _spike_grad(block: _Block, grad_out, grad_rate, start: int, stop: int) -> to
             shapes.append(shape)
             shape = pool[0].pool(torch.empty(shape, device="meta")).shape
         for pool, shape in zip(reversed(pools), reversed(shapes)):
-            pool = pool[0]
-            grad = torch.ops.aten.avg_pool2d_backward(
-                grad, grad.new_empty(()).expand(shape), _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding),
-                pool.ceil_mode, pool.count_include_pad, pool.divisor_override,
-            )
+            grad = pool[0].input_grad(grad, shape)
     if grad_rate is not None:
         grad = grad + grad_rate / (block.source.shape[0] * batch * block.step_shape.numel())
     return grad
@@ -302,7 +297,7 @@ class ChunkedChain(torch.autograd.Function):
                 source = _Source(block.out_shape, levels, kept=out)
         first = blocks[0].source
         ctx.blocks, ctx.parameters = blocks, parameters
-        ctx.save_for_backward(pack_input(x, first.levels) if first.levels is not None else x)
+        ctx.save_for_backward(pack_input(x, first.levels))
         ctx.set_materialize_grads(False)
         return (out, *rates)
 
@@ -311,10 +306,8 @@ class ChunkedChain(torch.autograd.Function):
         blocks = ctx.blocks
         (kept,) = ctx.saved_tensors
         first = blocks[0].source
-        if first.levels is not None:
-            blocks[0].source = _Source(first.shape, first.levels, kept=kept)
-        else:
-            blocks[0].source = _Source(first.shape, None, values=unpack_input(kept, None, first.shape, kept.dtype))
+        packed = first.levels is not None
+        blocks[0].source = _Source(first.shape, first.levels, kept=kept if packed else None, values=None if packed else kept)
         grads, carried = {}, [None if grad_out is None else grad_out.flatten(0, 1)]
         del grad_out
         for index in reversed(range(len(blocks))):

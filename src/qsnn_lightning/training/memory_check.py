@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, MemoryEstimateError
@@ -254,25 +253,27 @@ def resident_bytes() -> int:
 
 
 # --- the check -------------------------------------------------------------------------------
-def choose_activation_memory(cfg: DictConfig, datamodule) -> str:
-    """The path a run of ``cfg`` trains with, ``"full"`` or ``"lean"``, from
-    ``speed.activation_memory``: ``auto`` takes the full path where it fits and the lean one
-    where only that fits (:func:`check_memory`; with ``check_memory=false`` nothing is estimated and
-    auto keeps the full path). Raises ConfigError (one line) for ``lean`` on a model it cannot
-    recompute, :class:`MemoryEstimateError` when no allowed path fits."""
+def choose_activation_memory(cfg: DictConfig, datamodule) -> tuple[str, "str | None"]:
+    """``(path, why)``: the path a run of ``cfg`` trains with, ``"full"`` or ``"lean"``, from
+    ``speed.activation_memory``, and for ``auto`` the line the run logs to say which and why:
+    ``auto`` takes the full path where it fits and the lean one where only that fits
+    (:func:`check_memory`; with ``check_memory=false`` nothing is estimated and auto keeps the
+    full path). Raises ConfigError (one line) for ``lean`` on a model it cannot recompute,
+    :class:`MemoryEstimateError` when no allowed path fits."""
     requested = cfg.speed.activation_memory
     blockers = _lean_blockers(cfg, datamodule)
     if requested == "lean" and blockers:
         raise ConfigError(f"speed.activation_memory=lean cannot recompute {blockers[0]}; use speed.activation_memory=full")
-    modes = ["full", "lean"] if requested == "auto" else [requested]
-    if blockers and requested == "auto":
-        rank_zero_info(f"speed.activation_memory=auto: full (the lean path cannot recompute {blockers[0]})")
-        modes = ["full"]
+    if requested != "auto":
+        return (check_memory(cfg, datamodule, [requested]) if cfg.check_memory else requested), None
+    if blockers:
+        full = check_memory(cfg, datamodule, ["full"]) if cfg.check_memory else "full"
+        return full, f"speed.activation_memory=auto: full (the lean path cannot recompute {blockers[0]})"
     if not cfg.check_memory:
-        if requested == "auto":
-            rank_zero_info("speed.activation_memory=auto: full (check_memory=false: nothing was estimated)")
-        return modes[0]
-    return check_memory(cfg, datamodule, modes)
+        return "full", "speed.activation_memory=auto: full (check_memory=false: nothing was estimated)"
+    needs: dict = {}
+    mode = check_memory(cfg, datamodule, ["full", "lean"], needs)
+    return mode, _choice_line(mode, needs)
 
 
 def _lean_blockers(cfg: DictConfig, datamodule) -> list[str]:
@@ -281,27 +282,28 @@ def _lean_blockers(cfg: DictConfig, datamodule) -> list[str]:
     return lean_blockers(_probe_module(cfg, datamodule, 1).model)
 
 
-def check_memory(cfg: DictConfig, datamodule, modes: "list[str]" = ("full",)) -> str:
+def check_memory(cfg: DictConfig, datamodule, modes: "list[str]" = ("full",), needs: "dict | None" = None) -> str:
     """The first of ``modes`` (``"full"``, ``"lean"``) whose training step of ``cfg`` at
     ``data.batch_size`` fits in the free memory of its device (the first when that cannot be
-    measured); raise :class:`MemoryEstimateError` when none does."""
+    measured); raise :class:`MemoryEstimateError` when none does. ``needs`` (a dict) gets the
+    bytes each mode tried needs and ``"available"``."""
+    needs = {} if needs is None else needs
     device = training_device(cfg.trainer.accelerator)
     count = device_count(OmegaConf.to_container(cfg.trainer)["devices"], device) if device else 1
     available = available_bytes(device, tuple(range(count)) if device == "cuda" else (0,)) if device else None
     if available is None:
         return modes[0]
-    batch, needs, estimates = cfg.data.batch_size, {}, {}
+    batch, estimates = cfg.data.batch_size, {}
+    needs["available"] = available
     for mode in modes:
         estimate = estimate_step(cfg, datamodule, mode)
         if device == "cpu" and count > 1:  # CPU processes share the host
             estimate = StepEstimate(estimate.state, estimate.fixed, estimate.per_sample, count, resident_bytes())
         needs[mode], estimates[mode] = estimate.need(batch), estimate
         if needs[mode] <= available:
-            if len(modes) > 1:
-                rank_zero_info(_choice_line(mode, needs, available))
             return mode
     where = f"{count} {device} processes" if count > 1 and device == "cpu" else device
-    paths = "; speed.activation_memory=lean needs about {:.1f} GB".format(needs["lean"] / GB) if len(needs) > 1 else ""
+    paths = "; speed.activation_memory=lean needs about {:.1f} GB".format(needs["lean"] / GB) if len(modes) > 1 else ""
     start = (f"{cfg.name} at data.batch_size={batch} needs about {needs[modes[0]] / GB:.1f} GB for a training step"
              f"{paths} but {available / GB:.1f} GB is free ({where})")
     best = max(modes, key=lambda mode: (estimates[mode].largest_batch(available), -estimates[mode].need(1)))
@@ -314,8 +316,11 @@ def check_memory(cfg: DictConfig, datamodule, modes: "list[str]" = ("full",)) ->
     raise MemoryEstimateError(f"{start}; {fix} (check_memory=false skips this check)")
 
 
-def _choice_line(mode: str, needs: dict, available: int) -> str:
+def _choice_line(mode: str, needs: dict) -> str:
     """The log line of ``auto``'s choice: the path and why."""
+    if "full" not in needs:
+        return f"speed.activation_memory=auto: {mode} (the free memory could not be measured)"
+    available = needs["available"]
     full = f"the full path needs about {needs['full'] / GB:.1f} GB"
     if mode == "full":
         return f"speed.activation_memory=auto: full ({full}, {available / GB:.1f} GB is free)"

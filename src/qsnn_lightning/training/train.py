@@ -25,6 +25,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
@@ -178,8 +179,10 @@ def train(cfg: DictConfig) -> dict:
     datamodule = _ready_datamodule(cfg, stage=None)
     from .memory_check import choose_activation_memory
 
-    activation_memory = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
+    activation_memory, why = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
+    if why:
+        rank_zero_info(why)  # which path auto chose, once the run is under way
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
     os.environ[ACTIVATION_MEMORY_ENV] = activation_memory
     try:
