@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .layers import AvgPool, MultiStep, QConv2d, QLinear
+from .layers import AvgPool, QConv2d, QLinear
 from .lean_block import ChunkedChain, uses_chunks
 from .neurons import LIF
 from .quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant
@@ -42,8 +42,8 @@ from .segments import Segment, pack_input, unpack_input
 ACTIVATION_MEMORY_MODES = ("full", "lean")
 RECOMPUTABLE = (
     QConv2d, QLinear, nn.modules.batchnorm._BatchNorm, LIF, MembraneQuant, BinaryWeight, IntWeight, FullPrecisionWeight,
-    AvgPool, nn.AvgPool2d, nn.Identity, nn.Sequential, MultiStep,
-)  # deterministic: the same input gives the same output, with no randomness to replay
+    AvgPool, nn.AvgPool2d, nn.Identity,
+)  # deterministic leaf layers: the same input gives the same output, with no randomness to replay
 def lean_blockers(model: nn.Module) -> list[str]:
     """Names of the leaf layers of ``model`` the lean path cannot recompute exactly."""
     return [

@@ -94,7 +94,7 @@ class _Block:
     var: torch.Tensor
     scales: "torch.Tensor | None"  # alpha_u of every step
     membranes: list  # the kept stored membrane of every step but the last
-    chunk: int
+    chunks: list  # (start, stop) of every chunk of steps
     step_shape: torch.Size  # the conv output of one step and sample: [C, H, W]
     out_shape: torch.Size  # the block's output (after the poolings), [T, B, ...]
 
@@ -113,9 +113,10 @@ def _quantized_weight(conv: QConv2d, stats=None):
     return conv.weight_quant.requantize(conv.weight, stats), stats
 
 
-def _chunks(steps: int, batch: int, step_shape: torch.Size) -> tuple[int, list[tuple[int, int]]]:
+def _chunks(steps: int, batch: int, step_shape: torch.Size) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the chunks of whole steps, each about CHUNK_BYTES a float tensor."""
     chunk = max(1, CHUNK_BYTES // max(batch * step_shape.numel() * 4, 1))
-    return chunk, [(start, min(start + chunk, steps)) for start in range(0, steps, chunk)]
+    return [(start, min(start + chunk, steps)) for start in range(0, steps, chunk)]
 
 
 def _conv_all_steps(conv: QConv2d, quantized, source: _Source, chunks) -> torch.Tensor:
@@ -156,7 +157,7 @@ def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None")
     quant, spec = lif.membrane_quant, lif.spec
     quantized, stats = _quantized_weight(conv)
     step_shape = conv.op(source.rows(0, 1)[:1], quantized, conv.bias).shape[1:]
-    chunk, chunks = _chunks(steps, batch, step_shape)
+    chunks = _chunks(steps, batch, step_shape)
     y = _conv_all_steps(conv, quantized, source, chunks)
     mean, var = batch_statistics(bn, y)
     levels = quant.levels if quant.enabled else None
@@ -181,12 +182,9 @@ def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None")
         quant.track(scales)
     rate = spiked.to(torch.float32) / (steps * batch * step_shape.numel())  # f_l of Eq. 15, as out.mean()
     lif.v, lif.firing_rate = None, rate  # no state to carry: every training forward starts cleared
-    out_shape = torch.Size((steps, *outputs[0].shape[1:])) if pack_levels is None else None
-    out = torch.cat(outputs)
-    if out_shape is None:
-        out_shape = torch.Size((steps, batch, *pooled.shape[2:]))
-    kept = _Block(segment, source, stats, mean, var, scales, membranes, chunk, step_shape, out_shape)
-    return out, rate, kept
+    out_shape = torch.Size((steps, batch, *pooled.shape[2:]))
+    kept = _Block(segment, source, stats, mean, var, scales, membranes, chunks, step_shape, out_shape)
+    return torch.cat(outputs), rate, kept
 
 
 def _spike_grad(block: _Block, grad_out, grad_rate, start: int, stop: int) -> torch.Tensor:
@@ -246,7 +244,7 @@ def _backward_block(block: _Block, grad_out, grad_rate, input_grad: bool):
         quantized, _ = _quantized_weight(conv, block.stats)
     with torch.enable_grad():
         alpha = quant.learned_alpha(torch.empty((batch, *block.step_shape), device="meta"))
-    chunks = [(start, min(start + block.chunk, steps)) for start in range(0, steps, block.chunk)][::-1]
+    chunks = block.chunks[::-1]
     mean = block.mean.view(CHANNELS)
     sums = torch.zeros(2, block.step_shape[0], dtype=torch.float64, device=mean.device)
     grad_v, grad_alpha = None, None
