@@ -279,3 +279,32 @@ def test_the_papers_dvs_gesture_step_fits_a_24_gb_card_on_the_lean_path():
             WSDRLoss()(logits, torch.zeros(64, dtype=torch.long), [lif.firing_rate for lif in spiking_layers(model)]).total.backward()
     peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
     assert peak < 20e9, peak  # the full path: 66.8 GB
+
+
+@pytest.mark.parametrize("bits, scale", [("1w2u", "max"), ("1w4u", "learned"), ("32w32u", "max")])
+def test_lean_evaluation_in_chunks_of_steps_gives_the_full_paths_values(bits, scale, monkeypatch):
+    """Eval mode without autograd: logits, firing rates and membrane level counts equal the
+    full path's, with chunks of one step (CHUNK_BYTES shrunk) and of several."""
+    from qsnn_lightning.snn import lean
+
+    trained, _, _ = _train("vggsnn", bits, scale, (2, 32, 32), True, "full", steps=2)  # BatchNorm and alpha_u statistics
+    models = {"full": trained}
+    models["lean"] = build_model(ModelSpec(arch="vggsnn", bits=bits, timesteps=3, membrane_scale=scale),
+                                 num_classes=5, input_shape=(2, 32, 32), activation_memory="lean")
+    models["lean"].load_state_dict(trained.state_dict())
+    x = (torch.rand(4, 3, 2, 32, 32, generator=torch.Generator().manual_seed(2)) > 0.8).float()
+    results = {}
+    for chunk_bytes in (1, 4 * 64 * 32 * 32 * 4 * 2):  # one step, then two steps a chunk
+        monkeypatch.setattr(lean, "CHUNK_BYTES", chunk_bytes)
+        for mode, model in models.items():
+            model.eval()
+            for lif in spiking_layers(model):
+                lif.count_levels(True)
+            with torch.inference_mode():
+                logits = model(x)
+            results[mode] = (logits, [lif.firing_rate for lif in spiking_layers(model)],
+                             [lif.level_counts for lif in spiking_layers(model)])
+        (logits_a, rates_a, counts_a), (logits_b, rates_b, counts_b) = results["full"], results["lean"]
+        assert torch.equal(logits_a, logits_b)
+        torch.testing.assert_close(torch.stack(rates_b), torch.stack(rates_a), rtol=1e-6, atol=0)
+        assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(counts_a, counts_b))

@@ -24,6 +24,11 @@ A ``conv-BN-LIF [pool]`` block (the VGG backbones, the stem on event frames) run
 through time in chunks of steps so that its largest tensors are chunk-sized; other segments (a
 residual block, the stem of a static image, autocast) are recomputed by autograd as above.
 
+Evaluation on the lean path (eval mode, no autograd) runs the same chains through time in
+chunks too, each layer as itself: BatchNorm normalizes with its running statistics, element by
+element, and every LIF carries its state from one chunk to the next, so the values are the
+whole pass's while only a chunk of steps is alive (:func:`_infer_in_chunks`).
+
 Only deterministic layers can be recomputed: :func:`lean_blockers` names any other leaf layer.
 """
 
@@ -34,7 +39,7 @@ import torch
 from torch import nn
 
 from .layers import AvgPool, QConv2d, QLinear
-from .lean_block import ChunkedChain, uses_chunks
+from .lean_block import CHUNK_BYTES, ChunkedChain, uses_chunks
 from .neurons import LIF
 from .quant import BinaryWeight, FullPrecisionWeight, IntWeight, MembraneQuant
 from .segments import Segment, pack_input, unpack_input
@@ -52,9 +57,10 @@ def lean_blockers(model: nn.Module) -> list[str]:
     ]
 
 
-def run_segments(segments: list[Segment], x: torch.Tensor, lean: bool) -> torch.Tensor:
+def run_segments(segments: list[Segment], x: torch.Tensor, lean: bool, training: bool = True) -> torch.Tensor:
     """``x`` through every segment; with ``lean``, consecutive ``conv-BN-LIF [pool]`` blocks as one
-    :class:`~qsnn_lightning.snn.lean_block.ChunkedChain`, other segments recomputed by autograd."""
+    :class:`~qsnn_lightning.snn.lean_block.ChunkedChain` (``training``) or chunk of steps by chunk
+    (evaluation, :func:`_infer_in_chunks`); other segments recomputed by autograd in training."""
     index = 0
     while index < len(segments):
         segment = segments[index]
@@ -64,6 +70,9 @@ def run_segments(segments: list[Segment], x: torch.Tensor, lean: bool) -> torch.
         chain = []
         while index + len(chain) < len(segments) and uses_chunks(segments[index + len(chain)], x):
             chain.append(segments[index + len(chain)])
+        if not training:
+            x, index = (_infer_in_chunks(chain, x), index + len(chain)) if chain else (segment(x), index + 1)
+            continue
         if chain:
             parameters = [p for part in chain for p in part.parameters]
             x, *rates = ChunkedChain.apply(tuple(chain), x, *parameters)
@@ -74,6 +83,28 @@ def run_segments(segments: list[Segment], x: torch.Tensor, lean: bool) -> torch.
             lif.firing_rate = rate  # f_l of Eq. 15 with its gradient (the forward pass ran without autograd)
         index += len(chain)
     return x
+
+
+def _infer_in_chunks(chain: list[Segment], x: torch.Tensor) -> torch.Tensor:
+    """``chain`` on ``x`` (eval mode, no autograd) chunk of steps by chunk: the first step alone,
+    then chunks whose widest tensor holds about CHUNK_BYTES; each LIF's firing rate (Eq. 15)
+    is the mean over all steps, and level counting (count_levels) sees every step."""
+    steps, outputs, widest, start, chunk = x.shape[0], [], 1, 0, 1
+    lifs = [lif for part in chain for lif in part.lifs]
+    spikes = [0.0] * len(lifs)
+    while start < steps:
+        y = x[start: start + chunk]
+        for module in (module for part in chain for module in part.modules):  # chunkable: plain chains
+            y = module(y)
+            widest = max(widest, y[0].numel())
+        for index, lif in enumerate(lifs):
+            spikes[index] += lif.firing_rate * len(y)  # the chunk's mean, weighted by its steps
+        outputs.append(y)
+        start += len(y)
+        chunk = max(1, CHUNK_BYTES // (widest * x.element_size()))
+    for lif, total in zip(lifs, spikes):
+        lif.firing_rate = total / steps
+    return torch.cat(outputs)
 
 
 @contextmanager

@@ -23,7 +23,8 @@ class SpikingBackbone(nn.Module):
     ``activation_memory`` (``speed.activation_memory``) chooses how a training step keeps what
     the backward pass needs: ``"full"`` (autograd keeps every layer's tensors) or ``"lean"``
     (each segment keeps its bit-packed input and is recomputed in the backward pass: the same
-    gradients, a fraction of the memory). Evaluation runs the same segments either way.
+    gradients, a fraction of the memory); on ``"lean"``, evaluation without autograd runs the
+    ``conv-BN-LIF`` chains chunk of time steps by chunk (the same values).
     """
 
     def __init__(
@@ -63,9 +64,10 @@ class SpikingBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reset_states(self)
-        lean = self.activation_memory == "lean" and self.training and torch.is_grad_enabled()
+        training, inference = self.training and torch.is_grad_enabled(), not (self.training or torch.is_grad_enabled())
+        lean = self.activation_memory == "lean" and (training or inference)
         x = self.present(x)
-        return self.classify(run_segments(self.segments(static=x.dim() == 4), x, lean))
+        return self.classify(run_segments(self.segments(static=x.dim() == 4), x, lean, training))
 
     def stem_segment(self, stem: nn.Module, stem_lif: nn.Module, pools: "list[nn.Module]" = (), static: bool = False) -> Segment:
         """The stem conv-BN, its LIF and the ``pools`` after it. A ``static`` image gives the same
