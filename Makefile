@@ -57,8 +57,9 @@ test-full: $(STAMP) data ## run every test, slow ones included
 lint: $(STAMP) ## ruff (configured in pyproject.toml) over the package, tests and benchmarks
 	$(BIN)/ruff check .
 
-footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10)
+footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, VGG16, VGGSNN on CIFAR-10) and a training step's memory beside it
 	$(BIN)/qsnn footprint --arch resnet19,vgg16,vggsnn --dataset cifar10 --bits 32w32u,1w8u,1w4u,1w2u --batch 1,64,256
+	$(BIN)/qsnn footprint --training --timesteps 2 --arch resnet19,vgg16,vggsnn --dataset cifar10 --bits 32w32u,1w8u,1w4u,1w2u --batch 1,64,256
 
 bench: $(STAMP) ## training throughput and peak memory beside SpikingJelly and snnTorch (installs .[bench]); options in BENCH_ARGS="--quick --device cuda --json FILE"
 	$(BIN)/pip install --quiet -e '.[bench]'

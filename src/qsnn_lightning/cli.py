@@ -14,6 +14,7 @@ from .errors import QSNNError, UsageError, one_line
 from .snn.backbones import BACKBONES
 from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.precision import Precision
+from .snn.training_memory import format_training_table, training_memory_table, training_rows_as_dicts
 from .training.config import DEFAULT_EXPERIMENT
 
 USAGE_ERROR = 2
@@ -41,6 +42,8 @@ def _positive_ints(text: str, what: str, largest: int = 2**31 - 1) -> list[int]:
 
 
 def run_footprint(args: argparse.Namespace) -> None:
+    """``qsnn footprint``: Table 2's inference footprint, or with ``--training`` the memory of one
+    training step on the full and the lean path (snn/training_memory.py)."""
     archs = _csv(args.arch)
     unknown = [arch for arch in archs if arch not in BACKBONES]
     if unknown or not archs:
@@ -53,7 +56,15 @@ def run_footprint(args: argparse.Namespace) -> None:
     if not precisions:
         raise UsageError("--bits needs at least one bit width, e.g. 1w2u")
     batches = _positive_ints(args.batch, "--batch")
+    (timesteps,) = _positive_ints(str(args.timesteps), "--timesteps", largest=1024)
     try:
+        if args.training:
+            from .data import EVENT_DATASETS
+
+            rows = training_memory_table(archs, info.input_shape, info.num_classes, precisions, batches, timesteps,
+                                         events=args.dataset in EVENT_DATASETS)
+            print(json.dumps(training_rows_as_dicts(rows), indent=2) if args.json else format_training_table(rows))
+            return
         rows = footprint_table(archs, info.input_shape, info.num_classes, precisions, batches)
     except ValueError as error:  # e.g. an input too small for the architecture
         raise UsageError(str(error)) from None
@@ -158,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     footprint.add_argument("--dataset", default="cifar10", help="dataset whose input shape and classes to use")
     footprint.add_argument("--bits", default="32w32u,1w8u,1w4u,1w2u", help="comma-separated bit widths <W>w<K>u")
     footprint.add_argument("--batch", default="1,64,256", help="comma-separated batch sizes")
+    footprint.add_argument("--training", action="store_true",
+                           help="the memory of one training step instead, on the full and the lean path (speed.activation_memory)")
+    footprint.add_argument("--timesteps", default="2", help="time steps T of the training step (--training; default 2, the paper's CIFAR)")
     footprint.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     footprint.set_defaults(run=run_footprint)
     return parser

@@ -95,18 +95,25 @@ def footprint_table(
     return rows
 
 
-def format_table(rows: list[Footprint]) -> str:
-    """Table 2's layout: a row per (batch, bits), a column per arch, ``MB (-reduction%)``."""
+def table_lines(rows: list, cell) -> list[str]:
+    """Table 2's layout: a row per (batch, bits), a column per arch, ``cell(row)`` in each."""
     archs = list(dict.fromkeys(row.arch for row in rows))
-    cells = {(row.batch, row.bits, row.arch): f"{row.megabytes:.2f} (-{row.reduction_pct:.2f}%)" for row in rows}
+    cells = {(row.batch, row.bits, row.arch): cell(row) for row in rows}
     keys = list(dict.fromkeys((row.batch, row.bits) for row in rows))
     width = max(len(text) for text in [*cells.values(), *archs]) + 2
     lines = [f"{'batch':<7}{'bits':<9}" + "".join(f"{arch:>{width}}" for arch in archs)]
     for batch, bits in keys:
         lines.append(f"{batch:<7}{bits:<9}" + "".join(f"{cells[(batch, bits, arch)]:>{width}}" for arch in archs))
+    return lines
+
+
+def format_table(rows: list[Footprint]) -> str:
+    """Table 2: ``MB (-reduction%)`` per (batch, bits) and arch, then the model sizes."""
+    lines = table_lines(rows, lambda row: f"{row.megabytes:.2f} (-{row.reduction_pct:.2f}%)")
+    first_batch = rows[0].batch
     lines.append("")
     lines.append("model size (MB): " + ", ".join(
-        f"{row.arch} {row.bits} {row.model_megabytes:.2f}" for row in rows if row.batch == keys[0][0]
+        f"{row.arch} {row.bits} {row.model_megabytes:.2f}" for row in rows if row.batch == first_batch
     ))
     return "\n".join(lines)
 

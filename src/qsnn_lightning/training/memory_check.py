@@ -56,6 +56,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, MemoryEstimateError
+from ..snn.training_memory import peak_activation_bytes
 
 AVAILABLE_ENV = "QSNN_MEMORY_AVAILABLE_BYTES"
 SAFETY = 1.2  # calibrated, see the module docstring
@@ -102,18 +103,7 @@ def peak_bytes(module, batch) -> int:
     """The largest total of activations and temporaries alive at once during
     ``module.model_step(batch)`` and its backward pass (parameters, buffers and gradients left
     out), tracked storage by storage by torch's MemTracker."""
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    tracker = MemTracker()
-    tracker.track_external(module)
-    with tracker:
-        parts, _, _ = module.model_step(batch)
-        parts.total.backward()
-    kept = {"Parameter", "Buffer", "Gradient"}
-    return sum(
-        count for device in tracker.get_tracker_snapshot("peak").values() for kind, count in device.items()
-        if kind != "Total" and str(getattr(kind, "value", kind)) not in kept
-    )
+    return peak_activation_bytes(lambda: module.model_step(batch)[0].total, module)
 
 
 def optimizer_copies(cfg: DictConfig) -> int:
