@@ -1,6 +1,6 @@
 """Full against lean training memory (``speed.activation_memory``), side by side in one run.
 
-    python benchmarks/activation_memory.py [--batches 2 4 8] [--steps 2] [--rounds 1] [--size 128] [--skip-measure]
+    python benchmarks/activation_memory.py [--batches 2 4 8] [--steps 2] [--rounds 1] [--size 128] [--device cpu|cuda] [--skip-measure]
 
 1. The estimate (training/memory_check.py: tensor by tensor on fake tensors, no memory) of one
    training step of every Table 1 network at its paper batch, full and lean.
@@ -8,7 +8,8 @@
    interleaved, each in a fresh process: the measured peak RSS increase of ``--steps`` SGD steps
    (VmHWM after clearing it), the estimate (raw: state + peak activations + input; need: with
    SAFETY and OVERHEAD), and seconds per step (the last step; the first pays for first-touch
-   allocation). Then lean / full for memory and time.
+   allocation). Then lean / full for memory and time. With ``--device cuda`` the peak is
+   ``torch.cuda.max_memory_allocated`` over the steps, less what was allocated before them.
 """
 
 import argparse
@@ -34,27 +35,36 @@ MEASURE = textwrap.dedent("""
     from qsnn_lightning.training.host_memory import reuse_freed_memory
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
     from qsnn_lightning.training.train import make_module
-    mode, batch, steps, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    mode, batch, steps, size, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     reuse_freed_memory()  # as qsnn train does
     cfg = load_config("dvsgesture_1w4u", [f"data.batch_size={batch}", f"data.events.resize={size}"])
     datamodule = make_datamodule(cfg)
     estimate = estimate_step(cfg, datamodule, mode)
-    module = make_module(cfg, datamodule, mode).train()
+    module = make_module(cfg, datamodule, mode).train().to(device)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
     torch.manual_seed(0)
     frames, labels = probe_batch(datamodule, batch, cfg.model.timesteps)
-    frames = (torch.rand_like(frames) > 0.9).float()  # event counts of a sparse sensor
-    Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current
-    before, seconds = resident_bytes(), []
+    frames, labels = (torch.rand_like(frames) > 0.9).float().to(device), labels.to(device)  # a sparse sensor's events
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current
+    before, seconds = torch.cuda.memory_allocated() if cuda else resident_bytes(), []
     for _ in range(steps):
         start = time.perf_counter()
         parts, _, _ = module.model_step((frames, labels))
         parts.total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
-    status = Path("/proc/self/status").read_text().splitlines()
-    peak = int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * 1024
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        status = Path("/proc/self/status").read_text().splitlines()
+        peak = int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * 1024
     print(json.dumps({"increase": peak - before, "raw": estimate.raw(batch), "need": estimate.need(batch),
                       "seconds": seconds[-1]}))
 """)
@@ -76,8 +86,9 @@ def table1_estimates() -> list[dict]:
     return rows
 
 
-def measure(mode: str, batch: int, steps: int, size: int) -> dict:
-    result = subprocess.run([sys.executable, "-c", MEASURE, mode, str(batch), str(steps), str(size)],
+def measure(mode: str, batch: int, steps: int, size: int, device: str) -> dict:
+    """One fresh process's peak increase, estimate and seconds per step (module docstring, part 2)."""
+    result = subprocess.run([sys.executable, "-c", MEASURE, mode, str(batch), str(steps), str(size), device],
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -88,6 +99,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="repeat every (batch, mode) run, interleaved")
     parser.add_argument("--size", type=int, default=128, help="frame side of dvsgesture_1w4u (128: the paper's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: peak of torch.cuda.max_memory_allocated")
     parser.add_argument("--skip-measure", action="store_true", help="only the estimates of part 1")
     args = parser.parse_args()
 
@@ -98,7 +110,8 @@ def main() -> None:
               f"{row['lean'] / GB:>8.2f} {row['lean'] / row['full']:>9.2f}")
     if args.skip_measure:
         return
-    print(f"\n2. dvsgesture_1w4u at 2x{args.size}x{args.size}, T = 16, measured (peak RSS increase) against the estimate, "
+    print(f"\n2. dvsgesture_1w4u at 2x{args.size}x{args.size}, T = 16, measured on {args.device} "
+          f"({'peak RSS' if args.device == 'cpu' else 'max_memory_allocated'} increase) against the estimate, "
           f"{args.steps} SGD steps, {args.rounds} round(s)")
     print(f"{'batch':>5} {'mode':<5} {'peak GB':>8} {'raw GB':>7} {'peak/raw':>8} {'need GB':>8} {'s/step':>7}")
     results: dict = {}
@@ -106,7 +119,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for batch in args.batches:
             for mode in ("full", "lean"):
-                run = measure(mode, batch, args.steps, args.size)
+                run = measure(mode, batch, args.steps, args.size, args.device)
                 results.setdefault((batch, mode), []).append(run)
                 print(f"{batch:>5} {mode:<5} {run['increase'] / GB:>8.2f} {run['raw'] / GB:>7.2f} "
                       f"{run['increase'] / run['raw']:>8.2f} {run['need'] / GB:>8.2f} {run['seconds']:>7.1f}", flush=True)
