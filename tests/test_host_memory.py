@@ -45,3 +45,30 @@ def test_reused_memory_removes_most_page_faults_of_a_qsnn_training_step():
     default, reused = fewest_faults_of_a_step("default"), fewest_faults_of_a_step("reuse")
     assert default > 2000  # the temporaries of every step come back as fresh pages
     assert reused < default / 3
+
+
+FREED = """
+import sys, torch
+from pathlib import Path
+from qsnn_lightning.training.host_memory import return_freed_memory
+def resident():
+    return next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:"))
+if sys.argv[1] == "return":
+    assert return_freed_memory()
+torch.ones(4 * 2**20).sum()  # 16 MiB, mmapped and freed: glibc's default raises its mmap threshold above 8 MiB
+before = resident()
+kept = [torch.ones(2 * 2**20) for _ in range(64)]  # 64 blocks of 8 MiB, then the first 63 freed (the last one pins the heap's top)
+del kept[:-1]
+print((resident() - before) / 2**20)
+"""
+
+
+def test_returned_memory_leaves_the_resident_set_when_freed():
+    """return_freed_memory (the lean path's setting): freed 8 MiB blocks go back to the kernel;
+    under glibc's default, once its threshold has risen, they stay in the heap."""
+    def resident_growth(mode):
+        result = subprocess.run([sys.executable, "-c", FREED, mode], capture_output=True, text=True, check=True)
+        return float(result.stdout.split()[-1])
+
+    assert resident_growth("default") > 400  # MiB: most of the 504 MiB freed stays resident
+    assert resident_growth("return") < 50

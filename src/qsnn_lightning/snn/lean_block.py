@@ -308,13 +308,13 @@ class ChunkedChain(torch.autograd.Function):
         blocks[0].source = _Source(first.shape, first.levels, kept=kept if packed else None, values=None if packed else kept)
         grads, carried = {}, [None if grad_out is None else grad_out.flatten(0, 1)]
         del grad_out
+        ctx.blocks = None  # each block's kept state (membrane levels, packed input) goes once its backward is done
         for index in reversed(range(len(blocks))):
             needs_input = index > 0 or ctx.needs_input_grad[1]
-            grad, block_grads = _backward_block(blocks[index], carried.pop(), grad_rates[index], needs_input)
+            grad, block_grads = _backward_block(blocks.pop(), carried.pop(), grad_rates[index], needs_input)
             carried.append(grad)  # the only reference: freed once the block before has read it
             del grad
             grads.update(block_grads)
         grad_x = carried.pop()
         grad_x = None if grad_x is None else grad_x.view(first.shape)
-        ctx.blocks = None
         return (None, grad_x, *(grads.get(id(p)) for p in ctx.parameters))

@@ -90,7 +90,7 @@ class SpeedConfig:
 
     compile: bool = False  # compile the neuron step functions with torch.compile (one-time cost)
     channels_last: bool = False  # NHWC convolutions (usually faster on GPUs with bf16/fp16)
-    reuse_freed_memory: bool = True  # glibc keeps freed blocks for the next step (host_memory.py)
+    reuse_freed_memory: bool = True  # glibc keeps freed blocks for the next step, full path only (host_memory.py)
     activation_memory: str = "auto"  # full | lean (recompute in backward, same gradients) | auto: lean where full does not fit
 
 

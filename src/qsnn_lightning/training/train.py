@@ -35,7 +35,7 @@ from .callbacks import SpikeMonitor, default_monitors
 from .checkpoint import check_resumable, module_from_checkpoint, read_checkpoint
 from .config import restore_config
 from .epoch_test import WithEpochTest
-from .host_memory import reuse_freed_memory
+from .host_memory import return_freed_memory, reuse_freed_memory
 from .module import QSNNClassifier
 from .random_state import RandomStateCheckpoint
 
@@ -209,7 +209,9 @@ def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule, activation_memory: str) -> dict:
-    if cfg.speed.reuse_freed_memory:
+    if activation_memory == "lean":
+        return_freed_memory()  # the lean path's point is a small resident set (host_memory.py)
+    elif cfg.speed.reuse_freed_memory:
         reuse_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg, datamodule, activation_memory)
