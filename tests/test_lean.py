@@ -14,6 +14,7 @@ from qsnn_lightning.snn.neurons import LIF, spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
 from qsnn_lightning.snn.segments import (
     chain_segments,
+    levels_after,
     pack_codes,
     pack_input,
     pack_spikes,
@@ -72,6 +73,14 @@ def test_vggsnn_is_cut_into_conv_bn_lif_pool_blocks_with_spike_or_count_inputs()
     pools = chain_segments(nn.Sequential(MultiStep(AvgPool(2)), MultiStep(AvgPool(2)), LIF()), input_levels=1)
     assert [s.input_levels for s in pools] == [1]
 
+
+
+def test_levels_after_counts_pooled_spikes_and_nothing_else():
+    """What a block puts out: spikes (1 level), pooled counts (levels = area), or values that are
+    no counts (None), e.g. after a peer library's neuron, as benchmarks/peers.py builds."""
+    pool = MultiStep(AvgPool(2))
+    assert levels_after([LIF()]) == 1 and levels_after([LIF(), pool]) == 4 and levels_after([LIF(), pool, pool]) == 16
+    assert levels_after([LIF(), nn.ReLU()]) is None and levels_after([nn.ReLU(), pool]) is None
 
 def _train(arch, bits, scale, shape, events, mode, steps=3, compile=False, neuron="fused", optimizer="sgd"):
     torch.manual_seed(0)

@@ -138,12 +138,16 @@ def leading_pools(layers: nn.Sequential) -> list[nn.Module]:
 
 
 def levels_after(layers: "list[nn.Module] | tuple[nn.Module, ...]") -> "int | None":
-    """``input_levels`` of what layers ending in a LIF layer and poolings put out."""
+    """``input_levels`` of what layers ending in a LIF layer and poolings put out; None where
+    they end in anything else (a peer library's neuron, a ReLU): its values are not counts."""
     levels = 1
     for layer in reversed(layers):
         if isinstance(layer, LIF):
             break
-        levels *= _pool_area(layer)
+        area = _pool_area(layer)
+        if area is None:
+            return None
+        levels *= area
     return levels if levels <= 128 and levels & (levels - 1) == 0 else None
 
 
