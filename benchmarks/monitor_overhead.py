@@ -15,9 +15,9 @@ import time
 import lightning as L
 
 from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.callbacks import default_monitors
 from qsnn_lightning.training.config import load_config
-from qsnn_lightning.training.train import make_module
 
 
 def images_per_second(cfg, monitors: bool, batches: int) -> float:

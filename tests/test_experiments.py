@@ -13,8 +13,9 @@ from dataset_files import (
     write_tiny_imagenet,
 )
 from qsnn_lightning.data import EVENT_DATASETS, dataset_info, make_datamodule
+from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.config import experiment_names, load_config
-from qsnn_lightning.training.train import make_module, train
+from qsnn_lightning.training.train import train
 
 WRITERS = {
     "fashionmnist": lambda root: write_fashion_mnist(root, train=16, test=8),

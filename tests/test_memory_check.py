@@ -14,6 +14,7 @@ from dataset_files import write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.data import make_datamodule
 from qsnn_lightning.errors import ConfigError, MemoryEstimateError
 from qsnn_lightning.training import memory_check
+from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.memory_check import (
     AVAILABLE_ENV,
@@ -27,7 +28,7 @@ from qsnn_lightning.training.memory_check import (
     sensible_batch,
     training_device,
 )
-from qsnn_lightning.training.train import make_module, train
+from qsnn_lightning.training.train import train
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 QUIET = ["data.download=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
@@ -88,7 +89,7 @@ MEASURE_STEP = textwrap.dedent("""
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
     from qsnn_lightning.training.host_memory import reuse_freed_memory
-    from qsnn_lightning.training.train import make_module
+    from qsnn_lightning.training.build import make_module
     reuse_freed_memory()  # as qsnn train does (speed.reuse_freed_memory), which the calibration assumed
     torch.set_num_threads(1)  # one malloc arena: the peak must not depend on how busy the machine is
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=32", "model.timesteps=8", "data.batch_size=4"])

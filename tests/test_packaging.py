@@ -68,26 +68,3 @@ def test_installed_wheel_trains_packaged_and_own_experiments_from_an_empty_folde
     bad = run_installed(site, work, "train", "bad.yaml")
     assert bad.returncode == 2 and bad.stderr.startswith("qsnn: error: unknown config key 'model.depth'")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (work / "runs" / "bad").exists()
-
-
-def imported_after(statement: str) -> set[str]:
-    """The modules a fresh interpreter holds after ``statement``."""
-    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(json.loads(result.stdout.splitlines()[-1]))
-
-
-def test_the_spiking_core_needs_only_torch():
-    modules = imported_after(
-        "import qsnn_lightning.snn.backbones, qsnn_lightning.snn.footprint, qsnn_lightning.snn.losses, "
-        "qsnn_lightning.snn.fused_lif"
-    )
-    assert "torch" in modules
-    assert not {"lightning", "pytorch_lightning", "omegaconf", "torchvision", "torchmetrics"} & modules
-    assert not any(name.startswith(("qsnn_lightning.training", "qsnn_lightning.data")) for name in modules)
-
-
-def test_the_exporter_does_not_import_the_training_driver():
-    modules = imported_after("import qsnn_lightning.export.writer")
-    assert "qsnn_lightning.training.checkpoint" in modules
-    assert "qsnn_lightning.training.train" not in modules and "qsnn_lightning.training.sweep" not in modules

@@ -11,9 +11,9 @@ from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.neurons import spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
 from qsnn_lightning.snn.spec import ModelSpec, NeuronOptions, NeuronSpec
+from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.config import ModelConfig, _choices, load_config
 from qsnn_lightning.training.module import QSNNClassifier
-from qsnn_lightning.training.train import make_module
 
 FMNIST = SimpleNamespace(num_classes=10, input_shape=(1, 28, 28))  # what make_module reads of a DataModule
 

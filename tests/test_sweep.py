@@ -51,9 +51,9 @@ def test_lambda_k_is_the_grid_of_the_issue_on_a_real_experiment():
 def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_path, tiny_budget, monkeypatch):
     sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml")))
     assert sweep.fixed == ("logger=wandb", "model.timesteps=1")
-    from qsnn_lightning.training import train as training
+    from qsnn_lightning.training import sweep as sweeping
 
-    real_train, calls = training.train, []
+    real_train, calls = sweeping.train, []
 
     def interrupted_at_third_point(cfg):
         calls.append((cfg.loss.lam, cfg.model.bits, cfg.logger, cfg.model.timesteps))
@@ -61,14 +61,14 @@ def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_
             raise KeyboardInterrupt
         return real_train(cfg)
 
-    monkeypatch.setattr(training, "train", interrupted_at_third_point)
+    monkeypatch.setattr(sweeping, "train", interrupted_at_third_point)
     with pytest.raises(KeyboardInterrupt):
         run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
     # grid order, the command's fixed overrides applied, logging CSV locally
     assert calls == [(0.0, "1w2u", "csv", 1), (0.0, "1w4u", "csv", 1), (0.01, "1w2u", "csv", 1)]
 
     calls.clear()
-    monkeypatch.setattr(training, "train", lambda cfg: calls.append((cfg.loss.lam, cfg.model.bits)) or real_train(cfg))
+    monkeypatch.setattr(sweeping, "train", lambda cfg: calls.append((cfg.loss.lam, cfg.model.bits)) or real_train(cfg))
     rows = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
     assert calls == [(0.01, "1w2u"), (0.01, "1w4u")]  # the two finished points are not rerun
     summary = list(csv.DictReader(open(tmp_path / "sweeps" / "small" / "summary.csv")))
@@ -92,10 +92,10 @@ def test_an_interrupted_point_continues_from_its_last_checkpoint(tmp_path, tiny_
     (row,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
     run_dir = Path(row["run_dir"])
     (run_dir / "results.json").unlink()  # as if stopped after the last epoch's checkpoint
-    from qsnn_lightning.training import train as training
+    from qsnn_lightning.training import sweep as sweeping
 
-    real_train, resumed_from = training.train, []
-    monkeypatch.setattr(training, "train", lambda cfg: resumed_from.append(cfg.ckpt_path) or real_train(cfg))
+    real_train, resumed_from = sweeping.train, []
+    monkeypatch.setattr(sweeping, "train", lambda cfg: resumed_from.append(cfg.ckpt_path) or real_train(cfg))
     (again,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
     assert resumed_from == [str(run_dir / "checkpoints" / "last.ckpt")]
     assert Path(again["run_dir"]) != run_dir and (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -119,7 +119,7 @@ def test_online_sweep_registers_once_and_resumes_with_the_agent(tmp_path, monkey
     import wandb
 
     registered, agents = [], []
-    monkeypatch.setattr("qsnn_lightning.training.train.has_wandb_key", lambda: True)
+    monkeypatch.setattr("qsnn_lightning.training.sweep.has_wandb_key", lambda: True)
     monkeypatch.setattr(wandb, "sweep", lambda sweep, project: registered.append((sweep, project)) or "abc123")
     monkeypatch.setattr(subprocess, "run", lambda command, env: agents.append((command, env)) or subprocess.CompletedProcess(command, 0))
     sweep = load_sweep("lambda_k")

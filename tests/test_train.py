@@ -144,8 +144,8 @@ def test_ddp_on_two_cpu_processes(fmnist_dir, tmp_path):
 def test_batchnorm_is_synchronized_across_gpu_processes_only(tmp_path):
     from lightning.pytorch.plugins import TorchSyncBatchNorm
 
+    from qsnn_lightning.training.build import make_trainer, synchronizes_batchnorm
     from qsnn_lightning.training.config import load_config
-    from qsnn_lightning.training.train import make_trainer, synchronizes_batchnorm
 
     assert synchronizes_batchnorm("gpu") and synchronizes_batchnorm("cuda") and not synchronizes_batchnorm("cpu")
     assert synchronizes_batchnorm("auto") == torch.cuda.is_available()
@@ -172,8 +172,9 @@ def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
 def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp_path):
     from qsnn_lightning.data import make_datamodule
     from qsnn_lightning.snn.neurons import spiking_layers
+    from qsnn_lightning.training.build import make_module
     from qsnn_lightning.training.config import load_config
-    from qsnn_lightning.training.train import make_module, train
+    from qsnn_lightning.training.train import train
 
     options = ["speed.channels_last=true", "model.neuron=reference", "speed.compile=true"]
     cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", *options])
@@ -191,8 +192,8 @@ def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp
     from lightning.pytorch.callbacks import Callback
 
     from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.training.build import make_module, make_trainer
     from qsnn_lightning.training.config import load_config
-    from qsnn_lightning.training.train import make_module, make_trainer
 
     last = finished_run[0] / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)

@@ -8,14 +8,19 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
+from .data import EVENT_DATASETS
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line
+from .export import export_checkpoint
 from .snn.backbones import BACKBONES
 from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.precision import Precision
 from .snn.training_memory import format_training_table, training_memory_table, training_rows_as_dicts
-from .training.config import DEFAULT_EXPERIMENT
+from .training.config import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, experiment_names, load_config
+from .training.sweep import SUMMARY, load_sweep, run_local, run_wandb
+from .training.train import evaluate_checkpoint, summary, train
 
 USAGE_ERROR = 2
 
@@ -24,6 +29,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line (with a pointer to --help) instead of usage + message."""
 
     def error(self, message: str):
+        """Raise the message as a :class:`UsageError`: one line, exit status 2."""
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -59,8 +65,6 @@ def run_footprint(args: argparse.Namespace) -> None:
     (timesteps,) = _positive_ints(str(args.timesteps), "--timesteps", largest=1024)
     try:
         if args.training:
-            from .data import EVENT_DATASETS
-
             rows = training_memory_table(archs, info.input_shape, info.num_classes, precisions, batches, timesteps,
                                          events=args.dataset in EVENT_DATASETS)
             print(json.dumps(training_rows_as_dicts(rows), indent=2) if args.json else format_training_table(rows))
@@ -72,9 +76,7 @@ def run_footprint(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .training.config import load_config
-    from .training.train import summary, train
-
+    """``qsnn train EXP [key=value ...]``: train, then print the test accuracy and the run directory."""
     experiment, overrides = args.experiment, list(args.overrides)
     if "=" in experiment:  # `qsnn train key=value ...`: the default experiment with overrides
         experiment, overrides = DEFAULT_EXPERIMENT, [experiment, *overrides]
@@ -84,8 +86,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_experiments(args: argparse.Namespace) -> None:
-    from .training.config import EXPERIMENTS_DIR, experiment_names, load_config
-
+    """``qsnn experiments``: one line per packaged experiment (dataset, arch, bits, T, epochs)."""
     rows = [("experiment", "dataset", "arch", "bits", "T", "epochs")]
     for name in experiment_names():
         cfg = load_config(name)
@@ -98,17 +99,13 @@ def run_experiments(args: argparse.Namespace) -> None:
 
 
 def run_test(args: argparse.Namespace) -> None:
-    from .training.train import evaluate_checkpoint
-
+    """``qsnn test CKPT [key=value ...]``: the checkpoint's test accuracy on its experiment's test split, as JSON."""
     results = evaluate_checkpoint(args.checkpoint, args.overrides)
     print(json.dumps(results, indent=2))
 
 
 def run_sweep(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from .training.sweep import SUMMARY, load_sweep, run_local, run_wandb
-
+    """``qsnn sweep NAME``: the grid on W&B, or with ``--local`` here, point by point, with a summary."""
     sweep = load_sweep(args.sweep)
     if not args.local:
         run_wandb(sweep, args.overrides, Path(args.dir))
@@ -118,16 +115,16 @@ def run_sweep(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from .export import export_checkpoint
-
+    """``qsnn export CKPT --out DIR``: the C runtime folder; prints the model's bytes (and the Cortex-M4's flash and RAM)."""
     info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
-    summary = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
+    line = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
     if "flash_bytes" in info:
-        summary += f"; Cortex-M4 flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
-    print(summary)
+        line += f"; Cortex-M4 flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
+    print(line)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``qsnn`` parser: one subcommand each, its handler in ``args.run``."""
     parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
@@ -191,6 +188,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``qsnn`` command; the exit status: 0, or 2 with one line for any user error."""
     try:
         args = parse_arguments(argv)
         args.run(args)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode  # torch-private (2.14.1): shapes and dtypes, no data
 
 from .backbones import build_model
 from .footprint import table_lines
@@ -43,8 +44,6 @@ def peak_activation_bytes(step: Callable[[], torch.Tensor], tracked: nn.Module) 
 
 def training_step_bytes(model: nn.Module, inputs: torch.Size) -> int:
     """Bytes of one SGD training step of ``model`` on a batch shaped ``inputs`` (module docstring)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     loss_fn = WSDRLoss()
 
     def step() -> torch.Tensor:
@@ -60,6 +59,9 @@ def training_step_bytes(model: nn.Module, inputs: torch.Size) -> int:
 
 @dataclass(frozen=True)
 class TrainingMemory:
+    """One entry of ``qsnn footprint --training``: a training step's gigabytes on the full and the lean path per
+    (arch, bits, batch) at T time steps."""
+
     arch: str
     bits: str
     batch: int
@@ -94,4 +96,5 @@ def format_training_table(rows: list[TrainingMemory]) -> str:
 
 
 def training_rows_as_dicts(rows: list[TrainingMemory]) -> list[dict]:
+    """The rows as plain dicts, for JSON output."""
     return [asdict(row) for row in rows]

@@ -54,9 +54,13 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode  # private in torch 2.14.1, as snn/training_memory.py says
 
+from ..data import EventDataModule
 from ..errors import ConfigError, MemoryEstimateError
+from ..snn.lean import lean_blockers
 from ..snn.training_memory import peak_activation_bytes
+from .build import make_module
 
 AVAILABLE_ENV = "QSNN_MEMORY_AVAILABLE_BYTES"
 SAFETY = 1.2  # calibrated, see the module docstring
@@ -80,6 +84,7 @@ class StepEstimate:
         return self.state + self.fixed + batch * self.per_sample
 
     def need(self, batch: int) -> int:
+        """Bytes a step at ``batch`` needs: N processes' SAFETY-scaled steps plus the others' resident sets."""
         step = SAFETY * self.raw(batch) + OVERHEAD
         return int(self.processes * step + (self.processes - 1) * self.resident)
 
@@ -115,8 +120,6 @@ def optimizer_copies(cfg: DictConfig) -> int:
 
 def probe_batch(datamodule, batch: int, steps: int):
     """Zeros shaped as the DataModule batches them: ``[B, C, H, W]`` images, ``[B, T, C, H, W]`` frames."""
-    from ..data import EventDataModule
-
     shape = tuple(datamodule.input_shape)
     if isinstance(datamodule, EventDataModule):
         shape = (steps, *shape)
@@ -124,8 +127,6 @@ def probe_batch(datamodule, batch: int, steps: int):
 
 
 def _probe_module(cfg: DictConfig, datamodule, steps: int, activation_memory: str = "full"):
-    from .train import make_module
-
     # eager kernels: compiled ones run on fake tensors read no data and can crash (the run's own
     # kernels save the same tensors for the backward pass)
     probe = OmegaConf.merge(cfg, {"model": {"timesteps": steps}, "speed": {"compile": False}})
@@ -134,8 +135,6 @@ def _probe_module(cfg: DictConfig, datamodule, steps: int, activation_memory: st
 
 def fake_peak_bytes(module, datamodule, batch: int, steps: int) -> int:
     """:func:`peak_bytes` on fake tensors (shapes and dtypes, no data): no memory, no arithmetic."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     with FakeTensorMode(allow_non_fake_inputs=True):
         return peak_bytes(module, probe_batch(datamodule, batch, steps))
 
@@ -267,8 +266,6 @@ def choose_activation_memory(cfg: DictConfig, datamodule) -> tuple[str, "str | N
 
 
 def _lean_blockers(cfg: DictConfig, datamodule) -> list[str]:
-    from ..snn.lean import lean_blockers
-
     return lean_blockers(_probe_module(cfg, datamodule, 1).model)
 
 
@@ -319,6 +316,4 @@ def _choice_line(mode: str, needs: dict) -> str:
 
 
 def _is_event_data(datamodule) -> bool:
-    from ..data import EventDataModule
-
     return isinstance(datamodule, EventDataModule)

@@ -29,7 +29,10 @@ from ..errors import SweepError, first_line
 from ..files import atomic_open
 from ..snn.losses import hidden_layers
 from ..snn.precision import Precision
+from .analysis import stored_level_statistics
+from .build import has_wandb_key
 from .config import EXPERIMENTS_DIR, load_config
+from .train import train
 
 SWEEPS_DIR = EXPERIMENTS_DIR / "sweeps"
 POINT_ARGUMENTS = "${args_no_hyphens}"  # where W&B puts a point's key=value arguments in the command
@@ -54,6 +57,7 @@ class Sweep:
 
 
 def sweep_names(directory: Path = SWEEPS_DIR) -> list[str]:
+    """The packaged sweeps' names."""
     return sorted(path.stem for path in directory.glob("*.yaml"))
 
 
@@ -85,10 +89,12 @@ def load_sweep(name: str, directory: Path = SWEEPS_DIR) -> Sweep:
 
 
 def point_overrides(point: dict[str, Any]) -> list[str]:
+    """A grid point as ``key=value`` overrides."""
     return [f"{key}={value}" for key, value in point.items()]
 
 
 def point_directory_name(point: dict[str, Any]) -> str:
+    """The folder of a grid point's runs: its overrides joined by ``__`` (no ``/``)."""
     return "__".join(point_overrides(point)).replace("/", "_")
 
 
@@ -127,8 +133,6 @@ def _interrupted_checkpoint(point_dir: Path) -> Path | None:
 def run_local(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/sweeps"), log=print) -> list[dict]:
     """Run every grid point not finished yet, then write the summary CSV and plot; returns the
     summary rows. All points' configurations are validated before the first run starts."""
-    from .train import train
-
     overrides = list(overrides)
     sweep_dir = root / sweep.name
     points = sweep.points()
@@ -158,8 +162,6 @@ def summary_row(point: dict[str, Any], results: dict) -> dict:
     """One line of the summary: the point, k, accuracies, the mean hidden-layer firing rate (the
     layers Eq. 15 regularizes) and what the stored membranes held (share not at level 0, level
     entropy), from the last validation epoch."""
-    from .analysis import stored_level_statistics  # late: analysis reads checkpoints with torch and lightning
-
     rates = list(results.get("val_firing_rates", {}).values())
     hidden = hidden_layers(rates)
     return {
@@ -174,6 +176,7 @@ def summary_row(point: dict[str, Any], results: dict) -> dict:
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
+    """``summary.csv``: one row per point, written atomically."""
     with atomic_open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -184,7 +187,7 @@ def plot_summary(rows: list[dict], parameters: list[str], sweep_dir: Path) -> Pa
     """Test accuracy and hidden firing rate against the first parameter, one line per value of the
     others; a symmetric-log axis when the values include 0 (lambda = 0), one tick per value when
     they are names (``model.membrane_scale``)."""
-    import matplotlib
+    import matplotlib  # on demand: pyplot only once the Agg backend is chosen, and only to draw
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -227,14 +230,12 @@ def plot_summary(rows: list[dict], parameters: list[str], sweep_dir: Path) -> Pa
 def run_wandb(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/sweeps"), log=print) -> str:
     """Register the sweep with W&B (once; its id is kept in ``<root>/<sweep>/wandb_sweep_id`` so a
     rerun resumes it) and run an agent on it; returns the sweep id. Needs an API key."""
-    from .train import has_wandb_key
-
     if not has_wandb_key():
         raise SweepError(
             "W&B sweeps need an API key and network: run `wandb login` (or set WANDB_API_KEY), "
             "or run the same grid offline with LOCAL=1 (qsnn sweep NAME --local)"
         )
-    import wandb
+    import wandb  # on demand: only an online sweep needs it, and importing it takes seconds
 
     project = load_config(sweep.experiment, list(overrides)).wandb_project
     sweep_dir = root / sweep.name

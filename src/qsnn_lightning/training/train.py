@@ -1,5 +1,5 @@
-"""Run an experiment: build DataModule, QSNNClassifier and Trainer from a validated config,
-fit, test the kept weights and write ``results.json``; or test a saved checkpoint.
+"""Run an experiment: DataModule, QSNNClassifier and Trainer built from a validated config
+(``build.py``), fit, test the kept weights and write ``results.json``; or test a saved checkpoint.
 
 A run writes to ``<run_dir>/<experiment>/<timestamp>/``: ``config.yaml``, ``checkpoints/``
 (``best.ckpt`` by ``val/acc`` when there is a validation split, ``last.ckpt``), ``metrics.csv``, and
@@ -13,56 +13,29 @@ epoch's firing rate per layer.
 
 import contextlib
 import json
-import logging
-import netrc
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import make_datamodule
 from ..errors import ConfigError, one_line
-from .callbacks import SpikeMonitor, default_monitors
+from .build import BEST_MONITOR, check_trainer_settings, make_module, make_trainer, ready_datamodule
+from .callbacks import SpikeMonitor
 from .checkpoint import check_resumable, module_from_checkpoint, read_checkpoint
 from .config import restore_config
 from .epoch_test import WithEpochTest
 from .host_memory import return_freed_memory, reuse_freed_memory
-from .module import QSNNClassifier
-from .random_state import RandomStateCheckpoint
+from .memory_check import choose_activation_memory
 
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
 ACTIVATION_MEMORY_ENV = "QSNN_ACTIVATION_MEMORY"  # the path the launcher chose, for the processes it starts
-BEST_MONITOR = "val/acc"  # what best.ckpt is chosen by
-
-
-def make_module(cfg: DictConfig, datamodule, activation_memory: str = "full") -> QSNNClassifier:
-    """The QSNNClassifier of ``cfg`` for ``datamodule``; ``activation_memory`` is the path chosen
-    for ``speed.activation_memory`` (``"full"`` or ``"lean"``, training/memory_check.py)."""
-    loss, optim = cfg.loss, cfg.optim
-    return QSNNClassifier(
-        OmegaConf.to_object(cfg.model), num_classes=datamodule.num_classes,
-        input_shape=tuple(datamodule.input_shape), compile=cfg.speed.compile, channels_last=cfg.speed.channels_last,
-        activation_memory=activation_memory,
-        lam=loss.lam, spike_reduction=loss.reduction, optimizer=optim.name, lr=optim.lr, momentum=optim.momentum,
-        weight_decay=optim.weight_decay, experiment=OmegaConf.to_container(cfg, resolve=True),
-    )
-
-
-def _ready_datamodule(cfg: DictConfig, stage: str | None):
-    """A DataModule whose files are found (downloaded if allowed) and read for ``stage``."""
-    datamodule = make_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup(stage)
-    return datamodule
 
 
 def _new_run_directory(cfg: DictConfig) -> Path:
@@ -81,76 +54,6 @@ def _new_run_directory(cfg: DictConfig) -> Path:
     except OSError as error:
         raise ConfigError(f"cannot create the run folder under run_dir={cfg.run_dir}: {one_line(error)}; "
                           "choose a writable folder with run_dir=...") from None
-
-
-def synchronizes_batchnorm(accelerator: str) -> bool:
-    """Whether multi-process runs on ``accelerator`` use SyncBatchNorm: yes on CUDA GPUs;
-    PyTorch's SyncBatchNorm has no CPU implementation, so CPU processes keep local statistics."""
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def has_wandb_key() -> bool:
-    """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it), read without
-    contacting the server."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_logger(cfg: DictConfig, run_dir: Path):
-    """Weights & Biases: online with an API key (``WANDB_API_KEY`` or ``wandb login``), otherwise
-    offline, so no network call can block the run; ``wandb sync <run dir>/wandb/offline-run-*``
-    uploads it later. Metrics, the config and the figures are logged, and online the checkpoints
-    as artifacts (Lightning cannot log artifacts offline: they stay in ``checkpoints/``)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    online = has_wandb_key() and os.environ.get("WANDB_MODE") != "offline"
-    return WandbLogger(
-        project=cfg.wandb_project, name=f"{cfg.name}-{run_dir.name}", save_dir=str(run_dir), offline=not online,
-        log_model=online, config=OmegaConf.to_container(cfg, resolve=True),
-    )
-
-
-def check_trainer_settings(cfg: DictConfig) -> None:
-    """Build a throwaway Trainer from ``trainer.*`` so that what Lightning refuses (an unknown
-    accelerator, devices or strategy, negative limits) is one line before anything is written."""
-    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    quiet = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # the throwaway Trainer's "GPU available: ..." lines
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=scratch, **settings)
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
-        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
-    finally:
-        quiet.setLevel(level)
-
-
-def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_settings.setdefault("sync_batchnorm", synchronizes_batchnorm(trainer_settings.get("accelerator", "auto")))
-    loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
-    if cfg.logger == "tensorboard":
-        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""))
-    elif cfg.logger == "wandb":
-        loggers.append(wandb_logger(cfg, run_dir))
-    # Lightning's save_last only refreshes last.ckpt when the best improves; resuming after a
-    # crash needs the latest epoch, so a second checkpoint without a monitor keeps it.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-    checkpoints = [last]
-    if cfg.data.val_fraction > 0:  # without a validation split there is no best checkpoint to choose
-        checkpoints.insert(0, ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=BEST_MONITOR, mode="max", auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ))
-    return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[*checkpoints, RandomStateCheckpoint(), *default_monitors()],
-        **trainer_settings,
-    )
 
 
 def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
@@ -176,9 +79,7 @@ def train(cfg: DictConfig) -> dict:
     check_trainer_settings(cfg)
     if cfg.ckpt_path:
         check_resumable(cfg, read_checkpoint(cfg.ckpt_path))
-    datamodule = _ready_datamodule(cfg, stage=None)
-    from .memory_check import choose_activation_memory
-
+    datamodule = ready_datamodule(cfg, stage=None)
     activation_memory, why = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
     if why:
@@ -273,7 +174,7 @@ def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     ``data.data_dir=...``) adjust the saved configuration."""
     checkpoint = read_checkpoint(path)
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
-    datamodule = _ready_datamodule(cfg, stage="test")
+    datamodule = ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
     settings = {key: cfg.trainer[key] for key in ("accelerator", "precision", "limit_test_batches") if key in cfg.trainer}
     trainer = L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
