@@ -1,6 +1,7 @@
 """Full against lean training memory (``speed.activation_memory``), side by side in one run.
 
-    python benchmarks/activation_memory.py [--batches 2 4 8] [--steps 2] [--rounds 1] [--size 128] [--device cpu|cuda] [--skip-measure]
+    python benchmarks/activation_memory.py [--batches 2 4 8] [--steps 2] [--rounds 1] [--size 128] [--device cpu|cuda]
+        [--freed reuse|return] [--no-huge-pages] [--skip-measure]
 
 1. The estimate (training/memory_check.py: tensor by tensor on fake tensors, no memory) of one
    training step of every Table 1 network at its paper batch, full and lean.
@@ -10,14 +11,20 @@
    SAFETY and OVERHEAD), and seconds per step (the last step; the first pays for first-touch
    allocation). Then lean / full for memory and time. With ``--device cuda`` the peak is
    ``torch.cuda.max_memory_allocated`` over the steps, less what was allocated before them.
+   Host memory as ``qsnn train`` sets it (training/host_memory.py): freed blocks reused and
+   torch's large tensors on huge pages by default; ``--freed return`` and ``--no-huge-pages``
+   measure the alternatives.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+
+from qsnn_lightning.training.host_memory import HUGE_PAGES_ENV
 
 TABLE1 = (  # experiment, paper batch (the files' own), network
     ("cifar10_1w2u", "ResNet19, CIFAR-10, T = 2"),
@@ -32,11 +39,11 @@ MEASURE = textwrap.dedent("""
     from pathlib import Path
     from qsnn_lightning.data import make_datamodule
     from qsnn_lightning.training.config import load_config
-    from qsnn_lightning.training.host_memory import reuse_freed_memory
+    from qsnn_lightning.training.host_memory import return_freed_memory, reuse_freed_memory
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
-    from qsnn_lightning.training.train import make_module
+    from qsnn_lightning.training.build import make_module
     mode, batch, steps, size, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    reuse_freed_memory()  # as qsnn train does
+    reuse_freed_memory() if sys.argv[6] == "reuse" else return_freed_memory()  # as qsnn train does (speed.reuse_freed_memory)
     cfg = load_config("dvsgesture_1w4u", [f"data.batch_size={batch}", f"data.events.resize={size}"])
     datamodule = make_datamodule(cfg)
     estimate = estimate_step(cfg, datamodule, mode)
@@ -86,10 +93,11 @@ def table1_estimates() -> list[dict]:
     return rows
 
 
-def measure(mode: str, batch: int, steps: int, size: int, device: str) -> dict:
+def measure(mode: str, batch: int, steps: int, size: int, device: str, freed: str = "reuse", huge_pages: bool = True) -> dict:
     """One fresh process's peak increase, estimate and seconds per step (module docstring, part 2)."""
-    result = subprocess.run([sys.executable, "-c", MEASURE, mode, str(batch), str(steps), str(size), device],
-                            capture_output=True, text=True, check=True)
+    env = {**os.environ, HUGE_PAGES_ENV: "1" if huge_pages else "0"}  # qsnn sets 1 before torch is imported
+    result = subprocess.run([sys.executable, "-c", MEASURE, mode, str(batch), str(steps), str(size), device, freed],
+                            capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -101,6 +109,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="frame side of dvsgesture_1w4u (128: the paper's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: peak of torch.cuda.max_memory_allocated")
     parser.add_argument("--skip-measure", action="store_true", help="only the estimates of part 1")
+    parser.add_argument("--freed", choices=("reuse", "return"), default="reuse",
+                        help="freed host memory kept for the next step (speed.reuse_freed_memory=true, the default) or returned")
+    parser.add_argument("--no-huge-pages", action="store_true", help="torch's allocations on 4 KiB pages (qsnn uses huge pages)")
     args = parser.parse_args()
 
     print("1. One training step at the paper's batch, estimated (GB: parameters, gradients, optimizer state, peak activations, input)")
@@ -112,14 +123,15 @@ def main() -> None:
         return
     print(f"\n2. dvsgesture_1w4u at 2x{args.size}x{args.size}, T = 16, measured on {args.device} "
           f"({'peak RSS' if args.device == 'cpu' else 'max_memory_allocated'} increase) against the estimate, "
-          f"{args.steps} SGD steps, {args.rounds} round(s)")
+          f"{args.steps} SGD steps, {args.rounds} round(s), freed memory {args.freed}d, "
+          f"huge pages {'off' if args.no_huge_pages else 'on'}")
     print(f"{'batch':>5} {'mode':<5} {'peak GB':>8} {'raw GB':>7} {'peak/raw':>8} {'need GB':>8} {'s/step':>7}")
     results: dict = {}
     started = time.time()
     for _ in range(args.rounds):
         for batch in args.batches:
             for mode in ("full", "lean"):
-                run = measure(mode, batch, args.steps, args.size, args.device)
+                run = measure(mode, batch, args.steps, args.size, args.device, args.freed, not args.no_huge_pages)
                 results.setdefault((batch, mode), []).append(run)
                 print(f"{batch:>5} {mode:<5} {run['increase'] / GB:>8.2f} {run['raw'] / GB:>7.2f} "
                       f"{run['increase'] / run['raw']:>8.2f} {run['need'] / GB:>8.2f} {run['seconds']:>7.1f}", flush=True)

@@ -1,5 +1,6 @@
-"""reuse_freed_memory: a training step stops faulting its temporaries back in (real subprocesses,
-since allocator settings are process-wide).
+"""host_memory: a training step stops faulting its temporaries back in, freed memory can leave
+the resident set, and qsnn's large tensors lie on huge pages (real subprocesses, since allocator
+settings are process-wide).
 
 Each step's minor faults are counted on their own and the fewest of six steps is compared. A CI
 run that averaged three steps saw 3,073 faults per step with reuse (about 1 on an idle machine)
@@ -7,8 +8,12 @@ and failed; with both cores kept busy, single reused steps fault 2,305 or 4,608 
 then, and 0 or 1 otherwise, so the quietest step measures what the allocator setting does.
 """
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 STEPS = """
 import resource, sys, torch
@@ -72,3 +77,32 @@ def test_returned_memory_leaves_the_resident_set_when_freed():
 
     assert resident_growth("default") > 400  # MiB: most of the 504 MiB freed stays resident
     assert resident_growth("return") < 50
+
+
+HUGE = """
+import sys
+from pathlib import Path
+import qsnn_lightning.cli  # sets the switch before it imports torch
+import torch
+block = torch.ones(64 * 2**20 // 4)  # 64 MB, every page touched
+rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()
+print(next(int(line.split()[1]) for line in rollup if line.startswith("AnonHugePages:")) * 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").is_file()
+                    or "[never]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(),
+                    reason="the kernel has no transparent huge pages")
+def test_qsnn_puts_large_tensors_on_huge_pages():
+    """qsnn's process: a 64 MB tensor lies on 2 MB pages (use_huge_pages); without the switch,
+    with THP in madvise mode, it does not."""
+    def huge_bytes(switch):
+        env = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
+        if switch is not None:
+            env["THP_MEM_ALLOC_ENABLE"] = switch
+        result = subprocess.run([sys.executable, "-c", HUGE], capture_output=True, text=True, check=True, env=env)
+        return int(result.stdout.split()[-1])
+
+    assert huge_bytes(None) >= 32 * 2**20  # most of the block
+    if "[madvise]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
+        assert huge_bytes("0") < 8 * 2**20  # the user's own setting wins, and without it no huge pages

@@ -10,6 +10,10 @@ import os
 import sys
 from pathlib import Path
 
+from .training.host_memory import use_huge_pages
+
+use_huge_pages()  # before torch is imported below: PyTorch reads the setting at its first allocation
+
 from .data import EVENT_DATASETS
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line

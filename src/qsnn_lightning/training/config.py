@@ -35,12 +35,16 @@ ModelConfig = ModelSpec
 
 @dataclass
 class LossConfig:
+    """``loss``: the WS-DR objective (Eq. 15-16)."""
+
     lam: float = 1e-3  # lambda of Eq. 16; 0 switches the spike term off
     reduction: str = "sum"  # Eq. 15 sums over hidden layers; "mean" as in the authors' release
 
 
 @dataclass
 class OptimConfig:
+    """``optim``: the optimizer and its cosine schedule."""
+
     name: str = "sgd"  # sgd (momentum) | adam; cosine decay over trainer.max_epochs
     lr: float = 0.1
     momentum: float = 0.9
@@ -62,6 +66,8 @@ class EventConfig:
 
 @dataclass
 class DataConfig:
+    """``data``: the dataset, where it lives and how it is loaded and split."""
+
     name: str = "fashionmnist"
     data_dir: str | None = None
     batch_size: int = 128
@@ -90,12 +96,14 @@ class SpeedConfig:
 
     compile: bool = False  # compile the neuron step functions with torch.compile (one-time cost)
     channels_last: bool = False  # NHWC convolutions (usually faster on GPUs with bf16/fp16)
-    reuse_freed_memory: bool = True  # glibc keeps freed blocks for the next step, full path only (host_memory.py)
+    reuse_freed_memory: bool = True  # keep freed blocks for the next step (faster); false: return them (smaller peak)
     activation_memory: str = "auto"  # full | lean (recompute in backward, same gradients) | auto: lean where full does not fit
 
 
 @dataclass
 class ExperimentConfig:
+    """An experiment: the schema every YAML file and ``key=value`` override is checked against."""
+
     name: str = DEFAULT_EXPERIMENT
     seed: int = 42
     run_dir: str = "runs"
@@ -114,7 +122,7 @@ class ExperimentConfig:
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    from ..data import DATAMODULES  # late: the data package imports torchvision
+    from ..data import DATAMODULES  # on demand: the data package loads torchvision and Lightning, which reading a config does not need
     from ..data.frames import RESIZE_MODES, SPLITS
 
     return {
@@ -183,6 +191,7 @@ def _leaves(node, prefix: str = ""):
 
 
 def experiment_names(directory: Path = EXPERIMENTS_DIR) -> list[str]:
+    """The packaged experiments' names (``base`` is not one)."""
     return sorted(path.stem for path in directory.glob("*.yaml") if path.stem != "base")
 
 

@@ -110,10 +110,10 @@ def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule, activation_memory: str) -> dict:
-    if activation_memory == "lean":
-        return_freed_memory()  # the lean path's point is a small resident set (host_memory.py)
-    elif cfg.speed.reuse_freed_memory:
+    if cfg.speed.reuse_freed_memory:
         reuse_freed_memory()
+    else:
+        return_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg, datamodule, activation_memory)
     trainer = make_trainer(cfg, run_dir)

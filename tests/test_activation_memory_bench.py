@@ -1,0 +1,27 @@
+"""benchmarks/activation_memory.py run as a user runs it, on small frames (no timing asserts)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "activation_memory.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [(), ("--freed", "return", "--no-huge-pages")])
+def test_estimates_and_measured_steps_of_both_paths(options):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--batches", "1", "--steps", "1", "--size", "16", *options],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for experiment in ("cifar10_1w2u", "tinyimagenet_1w2u", "dvsgesture_1w4u", "dvscifar10_1w2u"):
+        assert experiment in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["1"] and len(line.split()) == 7]
+    assert [row[1] for row in rows] == ["full", "lean"]
+    for row in rows:
+        peak, raw = float(row[2]), float(row[3])
+        assert 0 < raw and 0 <= peak < 2  # GB at 2x16x16, batch 1
+    assert ("freed memory returned, huge pages off" if options else "freed memory reused, huge pages on") in out
+    assert "batch 1: peak RSS" in out
