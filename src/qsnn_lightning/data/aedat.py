@@ -34,6 +34,7 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("p", bool), ("t", np.
 
 
 def corrupt(path: Path, detail: str) -> DatasetCorruptError:
+    """The :class:`DatasetCorruptError` to raise for ``path``: corrupt or truncated, ``detail``, extract it again."""
     return DatasetCorruptError(f"AEDAT file {path} is corrupt or truncated: {detail}; delete it and extract it again")
 
 

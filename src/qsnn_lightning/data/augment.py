@@ -22,10 +22,12 @@ class RandomRoll(torch.nn.Module):
         self.max_shift = max_shift
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` rolled along H and W by one draw of the two shifts (the same for every frame and polarity)."""
         shifts = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
         return torch.roll(frames, shifts=shifts, dims=(-2, -1))
 
     def extra_repr(self) -> str:
+        """``max_shift=<n>`` in the module's repr."""
         return f"max_shift={self.max_shift}"
 
 

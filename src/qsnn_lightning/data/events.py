@@ -63,6 +63,7 @@ class TonicSource:
         return len(self.indices)
 
     def read(self, index: int) -> np.ndarray:
+        """The events of sample ``index`` (in name order), as tonic's dataset reads them."""
         events, _ = self.dataset[self.indices[index]]
         return events
 
@@ -133,6 +134,7 @@ class EventDataModule(StaticImageDataModule):
 
     # --- frames ---------------------------------------------------------------------------
     def source(self, train: bool) -> EventSource:
+        """The training (``train=True``) or test split's events: ``_event_source(train)``, made once and kept."""
         if train not in self._sources:
             self._sources[train] = self._event_source(train)
         return self._sources[train]
@@ -153,6 +155,7 @@ class EventDataModule(StaticImageDataModule):
         return CachedFrames(self.cache, self.source(train))
 
     def eval_transform(self):
+        """Per-sample normalization to [0, 1] (:func:`normalize_frames`), nothing else."""
         return normalize_frames
 
     def train_transform(self):
@@ -223,6 +226,7 @@ class IBMGestureSource:
         return self._last[1]
 
     def read(self, index: int) -> np.ndarray:
+        """The events of sample ``index``: those of its .aedat file with ``start <= t < end``."""
         file, start, end = self.cuts[index]
         events = self.events(file)
         first, stop = np.searchsorted(events["t"], [start, end], side="left")
@@ -311,10 +315,13 @@ class DVSGestureDataModule(EventDataModule):
 
     @property
     def data_version(self) -> str:
+        """The frame cache's data version: ``original_version`` for the original archive, ``""`` for tonic's copy."""
         return self.original_version if self.original else ""
 
     @property
     def setup_hint(self) -> str:
+        """How to get the files (the end of the not-found message): the original archive's steps, or tonic's copy's
+        followed by the original's (the paper's split)."""
         if self.original:
             return self.original_hint
         return f"{self.tonic_hint}; or, for the paper's 1,176 / 288 split, {self.original_hint}"

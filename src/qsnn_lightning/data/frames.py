@@ -154,7 +154,8 @@ class EventSource(Protocol):
     names: Sequence[str]
     labels: Sequence[int]
 
-    def read(self, index: int) -> np.ndarray: ...
+    def read(self, index: int) -> np.ndarray:
+        """The events of sample ``index``: a structured array with fields x, y, p, t, sorted by t."""
 
 
 class FrameCache:
@@ -169,6 +170,7 @@ class FrameCache:
         self.directory = Path(root) / settings.key()
 
     def path(self, name: str) -> Path:
+        """The cache file of the sample named ``name``: ``<directory>/<name>.npz``."""
         return self.directory / f"{name}.npz"
 
     def intact(self, path: Path) -> bool:

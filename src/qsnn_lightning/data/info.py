@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A dataset's input shape ``(C, H, W)`` as the model sees it, and its number of classes."""
+
     input_shape: tuple[int, int, int]
     num_classes: int
 
@@ -21,6 +23,7 @@ DATASETS = {
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of dataset ``name``; raises ValueError listing the known names."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]

@@ -137,6 +137,7 @@ class SimulatedSource:
             ) from None
 
     def read(self, index: int) -> np.ndarray:
+        """The events of sample ``index``: ``events[offsets[index]:offsets[index + 1]]``, read through the memory map."""
         return np.asarray(self.events[self.offsets[index]: self.offsets[index + 1]])
 
 

@@ -301,12 +301,15 @@ class StaticImageDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Batches of the training part, reshuffled every epoch (``setup`` must have run)."""
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Batches of the validation part held out of the training split, in order."""
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        """Batches of the test split, in order."""
         return self._loader(self.test_set, shuffle=False)
 
 

@@ -59,6 +59,8 @@ def _literal(ctype: str, value) -> str:
 
 
 def c_array(ctype: str, name: str, values, per_line: int = 12) -> str:
+    """``static const <ctype> <name>[N] = {...};`` of ``values`` flattened, ``per_line`` literals to a line
+    (``u`` suffix on unsigned types, ``INT32_MIN`` for -2^31)."""
     flat = [_literal(ctype, v) for v in np.asarray(values).reshape(-1)]
     rows = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
     body = ",\n    ".join(rows)
@@ -66,6 +68,8 @@ def c_array(ctype: str, name: str, values, per_line: int = 12) -> str:
 
 
 def model_header(model: IntegerModel, memory: MemoryPlan) -> str:
+    """``qsnn_model.h``: the model's sizes as ``QSNN_*`` macros: input and sample shape, stages, arena and state words
+    of ``memory``, and the worst cases the runtime sizes its buffers by (active inputs, chunks, taps, window words)."""
     channels, height, width = model.input_shape
     maps = model.maps()
     convs = [layer for layer in model.layers if isinstance(layer, ConvLayer)]
@@ -174,6 +178,8 @@ def host_source(model: IntegerModel) -> str:
 
 
 def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
+    """``qsnn_model.c``: the const arrays (:func:`model_arrays`), the map table (shape, planes, arena offset), the stage
+    table (stem, conv with its LIF constants and residual, pool), the head, then :func:`host_source`."""
     map_rows = [f"    {{ {info.channels}, {info.height}, {info.width}, {info.planes}, {offset}u }}"
                 for info, offset in zip(model.maps(), memory.map_offsets)]
     arrays = [c_array(C_TYPES[array.dtype.kind, array.dtype.itemsize], name, array)

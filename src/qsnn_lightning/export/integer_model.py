@@ -38,6 +38,7 @@ class MapInfo:
 
     @property
     def planes(self) -> int:
+        """Bit planes of the map's values: 1 for spikes, 3 for pooled counts 0..4."""
         return self.max_value.bit_length()
 
 
@@ -63,6 +64,8 @@ class FoldedLIF:
 
 @dataclass
 class StemLayer:
+    """The stem: 8-bit conv of the int8 input (rows with a negative BN scale negated), folded BN and LIF."""
+
     weight: np.ndarray  # int8 codes [Cout, Cin, k, k], rows of negative BN scale negated
     stride: int
     padding: int
@@ -82,12 +85,16 @@ class ConvResidual:
 
 @dataclass
 class IdentityResidual:
+    """An identity shortcut: the current gains ``R x``, x the block input's spike at the same neuron, ``R = round(2^F / Delta)``."""
+
     source: int  # map index (spikes, same shape as the output)
     scale: int  # R = round(2^F / Delta)
 
 
 @dataclass
 class ConvLayer:
+    """A binary conv of map ``source``, folded BN and LIF, with an optional shortcut into the membrane (ResNet19)."""
+
     source: int  # map index
     negative: np.ndarray  # bool [Cout, Cin, k, k], True = weight -1 (after the sign fold)
     stride: int
@@ -99,12 +106,19 @@ class ConvLayer:
 
 @dataclass
 class PoolLayer:
+    """2x2 average pooling of spike map ``source``, kept as counts 0..4 (the 1/4 is folded into the next layer)."""
+
     source: int
     output: MapInfo
 
 
 @dataclass
 class Head:
+    """The 8-bit classifier on map ``source``, summed over space (``global_pool``) or flattened, on one scale s_max:
+
+        L_j = sum over steps of (sum_i W'_ji feature_i[t] + Bfc_j)      (docs/export.md, "The classifier")
+    """
+
     source: int
     global_pool: bool  # True: sum counts over space; False: flatten (c, y, x)
     weight: np.ndarray  # int8 [classes, features] on the common scale s_max
@@ -114,6 +128,9 @@ class Head:
 
 @dataclass
 class IntegerModel:
+    """The integer model of docs/export.md: the stem, the conv and pool stages in execution order, the head;
+    integers only (``input_alpha`` aside), executed by ``reference.py`` and the generated C."""
+
     timesteps: int
     input_shape: tuple[int, int, int]
     input_alpha: float  # the calibrated input scale: code = round(127 x / input_alpha), x = code * s_in

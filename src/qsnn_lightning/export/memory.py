@@ -11,6 +11,7 @@ WORD_BYTES = 4
 
 
 def words_for(bits: int) -> int:
+    """32-bit words that hold ``bits`` bits: ``ceil(bits / 32)``."""
     return -(-bits // WORD_BITS)
 
 
@@ -40,6 +41,9 @@ def last_reader(model: IntegerModel) -> list[int]:
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """The runtime's RAM in 32-bit words: each map's offset in the spike arena and the arena's size; each spiking
+    layer's offset in the packed membrane state (stem first) and the state's size."""
+
     map_offsets: list[int]  # arena word of each map
     arena_words: int
     state_offsets: list[int]  # state word of each spiking layer (stem first)
@@ -47,10 +51,12 @@ class MemoryPlan:
 
     @property
     def membrane_state_bytes(self) -> int:
+        """Bytes of the packed membrane state kept between steps."""
         return self.state_words * WORD_BYTES
 
     @property
     def arena_bytes(self) -> int:
+        """Bytes of the arena holding one step's spike maps."""
         return self.arena_words * WORD_BYTES
 
 

@@ -78,6 +78,7 @@ def first_test_samples(datamodule, count: int | None = None) -> torch.Tensor:
 
 
 def expected_lines(model: IntegerModel, samples: torch.Tensor) -> list[str]:
+    """``expected.txt``: per sample, the Python integer reference's class then its logits, as the C programs print them."""
     logits = reference.run(model, samples)
     predictions = reference.predict(logits)
     return [" ".join(str(int(v)) for v in (p, *row)) for p, row in zip(predictions, logits)]
@@ -89,6 +90,8 @@ def sample_shape(model: IntegerModel) -> tuple[int, ...]:
 
 
 def manifest(model: IntegerModel, plan: memory.MemoryPlan, hparams: dict, samples: int | None, target: str) -> dict:
+    """``manifest.json``: the model's shapes, bits and every stage's integer constants, its bytes and
+    memory plan, the samples and the target (the Cortex-M4's measured figures are added later)."""
     stages = [{"kind": "stem", "output": asdict(model.stem.output), "fraction_bits": model.stem.lif.fraction_bits,
                "product_shift": model.stem.lif.product_shift, "threshold": model.stem.lif.threshold,
                "levels": model.stem.lif.levels, "membrane_alpha": model.stem.lif.membrane_alpha}]

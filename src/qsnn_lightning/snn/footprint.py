@@ -56,6 +56,9 @@ def spiking_layer_sizes(model: nn.Module, input_shape: tuple[int, int, int]) -> 
 
 @dataclass(frozen=True)
 class Footprint:
+    """One entry of Table 2: footprint (MB) and its reduction (%) against 32w-32u per (arch, bits, batch), and the
+    model size (MB)."""
+
     arch: str
     bits: str
     batch: int
@@ -119,4 +122,5 @@ def format_table(rows: list[Footprint]) -> str:
 
 
 def rows_as_dicts(rows: list[Footprint]) -> list[dict]:
+    """The rows as plain dicts, for JSON output."""
     return [asdict(row) for row in rows]

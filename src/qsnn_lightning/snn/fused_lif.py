@@ -124,6 +124,8 @@ def backward_steps(
 
 @dataclass(frozen=True)
 class Kernels:
+    """The two step loops :class:`FusedLIF` calls, :func:`forward_steps` and :func:`backward_steps`, eager or compiled."""
+
     forward_steps: Callable
     backward_steps: Callable
 
@@ -148,6 +150,8 @@ class FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v, alpha, tau, theta, beta, quant: MembraneQuant, kernels: Kernels, on_store):
+        """``(spikes [T, ...], last stored membrane)`` of the T steps; updates the running scale in training, shows
+        ``on_store`` every stored membrane, and keeps the membranes before reset only when an input needs a gradient."""
         steps = x.shape[0]
         levels = quant.levels if quant.enabled else None
         backward = any(ctx.needs_input_grad[:3])  # the lean path's forward pass keeps nothing (snn/lean.py)
@@ -169,6 +173,7 @@ class FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, _grad_v):
+        """dL/dx, and dL/dalpha_u for a learned scale, by :func:`backward_steps`; None for the initial state and the rest."""
         tau, theta, beta, kernels, squash, levels = ctx.constants
         charged, alpha = ctx.saved_tensors
         grads, grad_alpha, _ = kernels.backward_steps(

@@ -33,6 +33,8 @@ class QuantizedWeightOp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
+        """``layer.op(x, Q(w), bias)``, ``Q(w)`` computed without autograd; saves ``x`` (bool when binary), ``w`` and the
+        quantizer's statistics."""
         with torch.no_grad():
             quantized, stats = layer.weight_quant.quantize(weight)
         device = x.device.type
@@ -46,6 +48,8 @@ class QuantizedWeightOp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        """``(dL/dx, dL/dw, dL/dbias, None)``: dL/dx with ``Q(w)`` recomputed from the statistics, then dL/dQ(w) taken
+        through the quantizer's ``vjp``."""
         x, weight, *stats = ctx.saved_tensors
         layer, quant = ctx.layer, ctx.layer.weight_quant
         if x.dtype == torch.bool:  # read as bytes: uint8 -> float converts several times faster than bool -> float
@@ -80,6 +84,7 @@ class QConv2d(_QuantizedWeightLayer, nn.Conv2d):
         self.binary_input = binary_input
 
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The convolution of ``x`` with ``weight`` and ``bias`` as given (the quantized weight, or ``self.weight`` at 32 bits)."""
         return self._conv_forward(x, weight, bias)
 
     def input_grad(self, grad_out, x, weight):
@@ -106,6 +111,7 @@ class QLinear(_QuantizedWeightLayer, nn.Linear):
         self.binary_input = False  # the classifier reads time-averaged spikes
 
     def op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x W^T + b`` with ``weight`` and ``bias`` as given (the quantized weight, or ``self.weight`` at 32 bits)."""
         return nn.functional.linear(x, weight, bias)
 
     def input_grad(self, grad_out, x, weight):
@@ -166,6 +172,8 @@ class BatchNorm(nn.BatchNorm2d):
     mode, and inputs other than float32 (autocast), are ``nn.BatchNorm2d``'s own."""
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """BatchNorm of ``y``: by :class:`_BatchNormTraining` in training on float32 input (affine, with running
+        statistics), otherwise by ``nn.BatchNorm2d``'s forward."""
         if not (self.training and self.track_running_stats and self.affine and y.dtype == torch.float32):
             return super().forward(y)
         return _BatchNormTraining.apply(y, self.weight, self.bias, self)
@@ -189,9 +197,11 @@ class AvgPool(nn.AvgPool2d):
     """``nn.AvgPool2d`` (stride = kernel) that saves nothing but a shape for the backward pass."""
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The average pooling itself: ``nn.AvgPool2d``'s forward."""
         return super().forward(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` pooled; with autograd on, through :class:`_ShapeOnlyAvgPool`, which keeps only ``x``'s shape."""
         return _ShapeOnlyAvgPool.apply(x, self) if torch.is_grad_enabled() else self.pool(x)
 
     def input_grad(self, grad_out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -213,6 +223,7 @@ class MultiStep(nn.Sequential):
     """Run stateless modules on a ``[T, B, ...]`` sequence by folding T into the batch."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The modules on ``x`` ``[T, B, ...]`` folded to ``[T * B, ...]``; the result unfolded to ``[T, B, ...]``."""
         steps, batch = x.shape[:2]
         return super().forward(x.flatten(0, 1)).unflatten(0, (steps, batch))
 
@@ -235,6 +246,7 @@ class LayerFactory:
 
     @property
     def precision(self) -> Precision:
+        """The bit widths of ``spec.bits``."""
         return self.spec.precision
 
     def conv_bn(

@@ -34,6 +34,8 @@ def spike_regularization(firing_rates: Sequence[torch.Tensor], reduction: str = 
 
 @dataclass(frozen=True)
 class LossParts:
+    """The WS-DR loss of a batch (Eq. 16): ``total = cross_entropy + lambda * spike``, ``spike`` being L_s of Eq. 15."""
+
     total: torch.Tensor
     cross_entropy: torch.Tensor
     spike: torch.Tensor

@@ -78,6 +78,8 @@ class LIF(nn.Module):
         return self.v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Spikes ``[T, B, ...]`` of the input currents ``x`` ``[T, B, ...]`` from the stored state, by the fused or the
+        reference loop; sets ``v`` and ``firing_rate``."""
         spec = self.spec
         if spec.neuron == "reference" or spec.quantize_before_spike:
             out = self._reference_forward(x)
@@ -113,6 +115,7 @@ class LIF(nn.Module):
         self.level_counts = self.level_counts.to(v.device) + torch.bincount(levels.flatten(), minlength=len(self.level_counts))
 
     def extra_repr(self) -> str:
+        """The neuron options of ``spec`` in the module's repr (the membrane bits show in ``membrane_quant``'s)."""
         spec = self.spec
         return (
             f"tau={spec.tau}, theta={spec.theta}, beta={spec.beta}, membrane_scale={spec.membrane_scale}, "

@@ -22,6 +22,8 @@ MEMBRANE_BITS_HELP = "membrane bits k must be 2..16 or 32"
 
 @dataclass(frozen=True)
 class Precision:
+    """Weight bits of the hidden layers and membrane bits k; ``str()`` gives ``<W>w<K>u``."""
+
     weight_bits: int
     membrane_bits: int
 
@@ -45,6 +47,7 @@ class Precision:
 
     @property
     def full_precision(self) -> bool:
+        """True for ``32w32u``, the full-precision baseline."""
         return self.weight_bits == FULL_PRECISION_BITS and self.membrane_bits == FULL_PRECISION_BITS
 
     def weight_quant(

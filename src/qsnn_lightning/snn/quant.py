@@ -51,9 +51,11 @@ class FullPrecisionWeight(nn.Module):
     bits = FULL_PRECISION_BITS
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """``w`` unchanged."""
         return w
 
     def integer_weights(self, w: torch.Tensor):
+        """Raises ValueError: 32w weights have no integer form to export."""
         raise ValueError("full-precision (32w) weights have no integer form; train a 1w model to export")
 
 
@@ -76,17 +78,21 @@ class IntWeight(nn.Module):
         self.qmax = 2 ** (bits - 1) - 1
 
     def scale(self, w: torch.Tensor) -> torch.Tensor:
+        """``scale_c = max|w_c| / qmax`` per output channel (no gradient, never 0), shaped to broadcast over ``w``."""
         return (_per_channel(torch.amax, w.detach().abs()) / self.qmax).clamp_min(torch.finfo(w.dtype).tiny)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """``Q(w) = scale_c * clip(round(w / scale_c))``, the rounding straight-through."""
         scale = self.scale(w)
         return round_clip_ste(w / scale, self.qmax) * scale
 
     def quantize(self, w: torch.Tensor):
+        """``(Q(w), (scale,))``: the quantized weight and the statistics :meth:`requantize` takes."""
         scale = self.scale(w)
         return self.requantize(w, (scale,)), (scale,)
 
     def requantize(self, w: torch.Tensor, stats) -> torch.Tensor:
+        """``Q(w)`` again from the kept ``(scale,)``."""
         (scale,) = stats
         return self.codes(w, scale) * scale
 
@@ -244,6 +250,7 @@ class BinaryWeight(nn.Module):
         self.compile = compile
 
     def kernel(self, function):
+        """``function`` through :func:`compiled` when ``compile``, else as it is."""
         return compiled(function) if self.compile else function
 
     def standardized(self, w: torch.Tensor) -> torch.Tensor:
@@ -252,13 +259,16 @@ class BinaryWeight(nn.Module):
         return (centred / sigma).view_as(w)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """``alpha_w sign(w_hat)`` (Eq. 6-7, 14) as one autograd node whose backward is :meth:`vjp`."""
         return _Binarize.apply(w, self)
 
     def quantize(self, w: torch.Tensor):
+        """``(Q(w), (mu, sigma, alpha_w))`` by :func:`binarize` on the weight as ``[C, fan-in]``."""
         quantized, stats = self.kernel(binarize)(w.flatten(1), self.standardize, self.eps)
         return quantized.view_as(w), stats
 
     def requantize(self, w: torch.Tensor, stats) -> torch.Tensor:
+        """``Q(w)`` again from the kept ``(mu, sigma, alpha_w)`` (:func:`rebinarize`)."""
         return self.kernel(rebinarize)(w.flatten(1), *stats).view_as(w)
 
     def vjp(self, w: torch.Tensor, grad: torch.Tensor, stats) -> torch.Tensor:
@@ -349,6 +359,7 @@ class MembraneQuant(nn.Module):
 
     @property
     def enabled(self) -> bool:
+        """False for ``bits = 32``: the membrane stays in floating point."""
         return self.bits != FULL_PRECISION_BITS
 
     @property
@@ -441,6 +452,7 @@ class MembraneQuant(nn.Module):
         return alpha / self.levels * round_clip_ste(self.levels * u / alpha, self.levels)
 
     def extra_repr(self) -> str:
+        """``bits``, ``momentum`` and the scale mode in the module's repr."""
         return f"bits={self.bits}, momentum={self.momentum}, scale={self.scale_mode}"
 
 

@@ -96,10 +96,12 @@ class Segment:
 
     @property
     def lifs(self) -> list[LIF]:
+        """The LIF layers of the segment's modules, in order."""
         return [lif for module in self.modules for lif in spiking_layers(module)]
 
     @property
     def parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the segment's modules, each once, in order."""
         unique = {id(p): p for module in self.modules for p in module.parameters() if p.requires_grad}
         return list(unique.values())
 

@@ -73,6 +73,7 @@ class ModelSpec(NeuronOptions, BackboneOptions):
 
     @property
     def precision(self) -> Precision:
+        """``bits`` parsed (:meth:`Precision.parse`, which raises ValueError on a malformed value)."""
         return Precision.parse(self.bits)
 
     def neuron_spec(self, compile: bool = False) -> NeuronSpec:

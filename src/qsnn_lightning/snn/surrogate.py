@@ -16,12 +16,14 @@ class TriangleSpike(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, beta: float) -> torch.Tensor:
+        """Eq. 2: 1 where ``x >= 0``, else 0, in ``x``'s dtype; keeps ``x`` for the surrogate."""
         ctx.save_for_backward(x)
         ctx.beta = beta
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
+        """Eq. 5: the incoming gradient times ``max(0, beta - |x|)``; None for ``beta``."""
         (x,) = ctx.saved_tensors
         return grad_output * triangle(x, ctx.beta), None
 

@@ -46,6 +46,7 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The run's ``name`` from its config, else its directory's name."""
         return self.config.get("name", self.path.name)
 
     def layers(self, prefix: str) -> list[str]:

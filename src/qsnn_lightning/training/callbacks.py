@@ -38,6 +38,7 @@ class SpikeMonitor(Callback):
         self.last_rates: dict[str, dict[str, float]] = {}  # split -> layer -> rate, kept after fit
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Find the model's LIF layers and make a running mean of f_l per layer and split, on the module's device."""
         self.layers = {_short_name(name): m for name, m in pl_module.named_modules() if isinstance(m, LIF)}
         self.rates = {
             split: {name: MeanMetric().to(pl_module.device) for name in self.layers} for split in self.SPLITS
@@ -60,16 +61,20 @@ class SpikeMonitor(Callback):
             metric.reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Add the batch's f_l of every layer to the training means, weighted by the batch size."""
         self._update("train", batch)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Add the batch's f_l to the validation means (validation split only, not in the sanity check)."""
         if not trainer.sanity_checking and dataloader_idx == VALIDATION:
             self._update("val", batch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Log the epoch's training firing rates and their entropies, then reset the means."""
         self._log("train", pl_module)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Log the epoch's validation firing rates and their entropies (not after the sanity check)."""
         if not trainer.sanity_checking:
             self._log("val", pl_module)
 
@@ -87,6 +92,7 @@ class WeightSignMonitor(Callback):
 
     @torch.no_grad()
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Log p(+1) of every binary layer's signs and its entropy (Eq. 12)."""
         for name, module in pl_module.named_modules():
             if isinstance(module, (QConv2d, QLinear)) and isinstance(module.weight_quant, BinaryWeight):
                 balance = sign_balance(module)
@@ -118,6 +124,7 @@ class MembraneLevelMonitor(Callback):
                 if isinstance(m, LIF) and m.membrane_quant.enabled}
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        """Start counting levels in every quantized LIF layer, or stop during the sanity check."""
         self.counted = {}
         for layer in self._layers(pl_module).values():
             layer.count_levels(not trainer.sanity_checking)
@@ -130,10 +137,13 @@ class MembraneLevelMonitor(Callback):
                 layer.count_levels(False)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        """Stop counting at the first batch of the test split that follows the validation split."""
         if dataloader_idx != VALIDATION:  # the test split follows the validation split
             self._stop_counting(pl_module)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Log each layer's level entropy and share of levels used (counts summed over processes) and, on rank zero,
+        append the counts to ``membrane_levels.jsonl``."""
         self._stop_counting(pl_module)
         epoch_counts = {}
         for name in self._layers(pl_module):
@@ -155,7 +165,7 @@ class DistributionFigure(Callback):
     """After each validation epoch, a figure in the style of the paper's Figures 2 and 4 for the
     first eight spiking layers: p(s = 1) and p(s = 0) per layer, the sign balance of the binary
     layers, and the share of each membrane level. Saved as ``<run dir>/figures/epoch_NNN.png`` and
-    logged as an image by the loggers that take images (TensorBoard). Reads the monitors' results."""
+    logged as an image by the loggers that take images (TensorBoard, W&B). Reads the monitors' results."""
 
     LAYERS_SHOWN = 8
 
@@ -163,10 +173,11 @@ class DistributionFigure(Callback):
         self.spikes, self.levels = spikes, levels
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Draw, save and log this epoch's figure (rank zero, not in the sanity check, once validation rates exist)."""
         rates = self.spikes.last_rates.get("val", {})
         if trainer.sanity_checking or not trainer.is_global_zero or not rates:
             return
-        import matplotlib
+        import matplotlib  # on demand: pyplot only once the Agg backend is chosen, and only to draw
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt

@@ -22,19 +22,25 @@ class WithEpochTest(L.LightningDataModule):
         self.save_hyperparameters(data.hparams)  # logged with the module's, as the wrapped DataModule's were
 
     def prepare_data(self) -> None:
+        """Run the wrapped DataModule's ``prepare_data``."""
         self.data.prepare_data()
 
     def setup(self, stage: str) -> None:
+        """Set up the wrapped DataModule, every split for ``"fit"`` and ``"validate"`` (the validation loop reads the test split)."""
         self.data.setup(None if stage in ("fit", "validate") else stage)  # the validation loop reads the test split too
 
     def teardown(self, stage: str) -> None:
+        """Run the wrapped DataModule's ``teardown``."""
         self.data.teardown(stage)
 
     def train_dataloader(self):
+        """The wrapped DataModule's training loader."""
         return self.data.train_dataloader()
 
     def val_dataloader(self):
+        """``[validation loader, test loader]``, at dataloader indices :data:`VALIDATION` and :data:`EPOCH_TEST`."""
         return [self.data.val_dataloader(), self.data.test_dataloader()]
 
     def test_dataloader(self):
+        """The wrapped DataModule's test loader."""
         return self.data.test_dataloader()

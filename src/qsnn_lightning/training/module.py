@@ -94,6 +94,7 @@ class QSNNClassifier(L.LightningModule):
         return [layer.firing_rate for layer in spiking_layers(self.model)]
 
     def model_step(self, batch) -> tuple[LossParts, torch.Tensor, torch.Tensor]:
+        """``(loss parts, logits averaged over time [B, classes], targets)`` of one batch; the loss is Eq. 16."""
         inputs, targets = batch
         if self.hparams.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -117,18 +118,23 @@ class QSNNClassifier(L.LightningModule):
         return parts.total
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """The WS-DR loss of a training batch (Eq. 16), after logging it, its parts, accuracy and firing rate."""
         return self._shared_step("train", batch, self.train_metrics)
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Log loss, accuracy and firing rate of a validation batch, or with the ``_epoch`` suffix of a test batch
+        (dataloader :data:`EPOCH_TEST`)."""
         if dataloader_idx == EPOCH_TEST:
             self._shared_step("test", batch, self.epoch_test_metrics, EPOCH_TEST_SUFFIX)
         else:
             self._shared_step("val", batch, self.val_metrics)
 
     def test_step(self, batch, batch_idx: int) -> None:
+        """Log loss, accuracy and firing rate of a test batch."""
         self._shared_step("test", batch, self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
+        """Update ``val/acc_best`` and :attr:`epoch_test_best` with this epoch's accuracies (not after the sanity check)."""
         if self.trainer.sanity_checking:
             return
         if self.val_metrics["acc"].update_called:  # not with val_fraction=0
@@ -140,12 +146,15 @@ class QSNNClassifier(L.LightningModule):
                 self.epoch_test_best = {"acc": accuracy, "epoch": self.current_epoch}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store :attr:`epoch_test_best` in the checkpoint."""
         checkpoint[EPOCH_TEST_BEST_KEY] = self.epoch_test_best
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore :attr:`epoch_test_best` from the checkpoint (None in one saved without it)."""
         self.epoch_test_best = checkpoint.get(EPOCH_TEST_BEST_KEY)  # a resumed run keeps the best of its earlier epochs
 
     def on_train_start(self) -> None:
+        """Reset ``val/acc_best``, so that the sanity check's accuracy does not count."""
         self.val_acc_best.reset()  # sanity checking must not count
 
     def configure_optimizers(self) -> dict[str, Any]:

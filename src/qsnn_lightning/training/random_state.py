@@ -50,12 +50,15 @@ class RandomStateCheckpoint(Callback):
         self.pending: dict | None = None
 
     def state_dict(self) -> dict:
+        """The generators' states (:func:`capture`), saved with the checkpoint."""
         return capture()
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Keep a checkpoint's states until training starts (:meth:`on_train_start` restores them)."""
         self.pending = state_dict
 
     def on_train_start(self, trainer, pl_module) -> None:
+        """Restore the states loaded from a checkpoint, if any, and create the first epoch's train iterator again from them."""
         if self.pending is None:
             return
         restore(self.pending)

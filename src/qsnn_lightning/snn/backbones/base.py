@@ -63,6 +63,8 @@ class SpikingBackbone(nn.Module):
                              "use speed.activation_memory=full")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, B, classes]`` from a cleared state; on ``"lean"`` the segments are recomputed in a
+        training step, or run chunk of steps by chunk in eval without autograd (:func:`~qsnn_lightning.snn.lean.run_segments`)."""
         reset_states(self)
         training, inference = self.training and torch.is_grad_enabled(), not (self.training or torch.is_grad_enabled())
         lean = self.activation_memory == "lean" and (training or inference)

@@ -24,10 +24,14 @@ class BasicBlock(nn.Module):
         self.lif2 = factory.lif()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``lif2(conv2(lif1(conv1(x))) + shortcut(x))`` on spikes ``[T, B, C, H, W]`` (each conv with its BN)."""
         return self.lif2(self.conv2(self.lif1(self.conv1(x))) + self.shortcut(x))
 
 
 class ResNet19(SpikingBackbone):
+    """ResNet19 (module docstring): 8-bit stem conv-BN-LIF, stages of :class:`BasicBlock` given by ``widths``,
+    ``blocks`` and ``strides``, global average pooling, 8-bit fc."""
+
     def __init__(
         self,
         factory: LayerFactory,
@@ -55,4 +59,5 @@ class ResNet19(SpikingBackbone):
         return [self.stem_segment(self.stem, self.stem_lif, static=static), *(Segment((block,)) for block in self.blocks)]
 
     def classify(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, B, classes]``: the fc on the spikes averaged over space."""
         return self.fc(spikes.mean(dim=(-2, -1)))  # global average pooling, then [T, B, classes]

@@ -72,5 +72,6 @@ class VGG(SpikingBackbone):
         return [stem, *chain_segments(self.features[len(pools):], levels_after(stem.modules))]
 
     def classify(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, B, classes]``: the fc on the last spike maps averaged over space (``"gap"``) or flattened."""
         pooled = spikes.mean(dim=(-2, -1)) if self.head == "gap" else spikes.flatten(2)
         return self.fc(pooled)
