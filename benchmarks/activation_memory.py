@@ -123,7 +123,7 @@ def main() -> None:
         return
     print(f"\n2. dvsgesture_1w4u at 2x{args.size}x{args.size}, T = 16, measured on {args.device} "
           f"({'peak RSS' if args.device == 'cpu' else 'max_memory_allocated'} increase) against the estimate, "
-          f"{args.steps} SGD steps, {args.rounds} round(s), freed memory {args.freed}d, "
+          f"{args.steps} SGD steps, {args.rounds} round(s), freed memory {'reused' if args.freed == 'reuse' else 'returned'}, "
           f"huge pages {'off' if args.no_huge_pages else 'on'}")
     print(f"{'batch':>5} {'mode':<5} {'peak GB':>8} {'raw GB':>7} {'peak/raw':>8} {'need GB':>8} {'s/step':>7}")
     results: dict = {}
