@@ -37,7 +37,7 @@ GB = 1e9
 MEASURE = textwrap.dedent("""
     import json, sys, time, torch
     from pathlib import Path
-    from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.host_memory import return_freed_memory, reuse_freed_memory
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
@@ -79,7 +79,7 @@ MEASURE = textwrap.dedent("""
 
 def table1_estimates() -> list[dict]:
     """Estimated bytes of one training step of each Table 1 network at its paper batch."""
-    from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step
 

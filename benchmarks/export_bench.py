@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
+from qsnn_lightning.data import make_data
 from qsnn_lightning.export import fold, quantize_input, reference
 from qsnn_lightning.export.writer import ARM_GCC, QEMU, export_checkpoint, first_test_samples
-from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
 from qsnn_lightning.training.config import restore_config
 
 
@@ -106,10 +106,10 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = read_checkpoint(args.checkpoint)
-    backbone = module_from_checkpoint(checkpoint).model.eval()
-    datamodule = make_datamodule(restore_config(checkpoint["hyper_parameters"]["experiment"]))
-    images = first_test_samples(datamodule, args.images)
-    labels = torch.tensor([datamodule.test_set[i][1] for i in range(len(images))])
+    backbone = backbone_from_checkpoint(checkpoint)[0].eval()
+    data = make_data(restore_config(checkpoint["hyper_parameters"]["experiment"], trainer=False))
+    images = first_test_samples(data, args.images)
+    labels = torch.tensor([data.test_set[i][1] for i in range(len(images))])
     timed_images = images[: args.latency_images]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "export"

@@ -14,7 +14,7 @@ import time
 
 import lightning as L
 
-from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.data.modules import make_datamodule
 from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.callbacks import default_monitors
 from qsnn_lightning.training.config import load_config

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from dataset_files import write_fashion_mnist
-from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.checkpoint import read_checkpoint
+from qsnn_lightning.data.modules import make_datamodule
 from qsnn_lightning.snn.layers import QConv2d, QLinear
 from qsnn_lightning.snn.neurons import LIF, spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
 from qsnn_lightning.training.callbacks import bernoulli_entropy, sign_balance
-from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+from qsnn_lightning.training.checkpoint import module_from_checkpoint
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.train import train
 

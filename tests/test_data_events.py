@@ -24,11 +24,11 @@ from dataset_files import (
     write_fashion_mnist,
 )
 from qsnn_lightning.cli import main
-from qsnn_lightning.data import CIFAR10DVSDataModule, DVSGestureDataModule, NFashionMNISTDataModule
 from qsnn_lightning.data.aedat import read_polarity_events
 from qsnn_lightning.data.augment import RandomRoll, neuromorphic_augmentation
 from qsnn_lightning.data.events import normalize_frames
 from qsnn_lightning.data.frames import FrameSettings, events_to_frames, frame_indices
+from qsnn_lightning.data.modules import CIFAR10DVSDataModule, DVSGestureDataModule, NFashionMNISTDataModule
 from qsnn_lightning.data.nfmnist import SENSOR, saccade_offsets, simulate
 from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
 

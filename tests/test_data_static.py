@@ -22,15 +22,17 @@ from dataset_files import (
     write_tiny_imagenet,
 )
 from qsnn_lightning.data.info import dataset_info
-from qsnn_lightning.data.static import (
-    DEBIAN_FASHION_MNIST_DIR,
+from qsnn_lightning.data.modules import (
     CIFAR10DataModule,
     CIFAR100DataModule,
-    Cutout,
     FashionMNISTDataModule,
-    NormalizedArraySubset,
-    StaticImageDataModule,
     TinyImageNetDataModule,
+)
+from qsnn_lightning.data.static import (
+    DEBIAN_FASHION_MNIST_DIR,
+    Cutout,
+    NormalizedArraySubset,
+    StaticImageData,
     read_idx,
 )
 from qsnn_lightning.errors import DatasetCorruptError, DatasetNotFoundError
@@ -50,10 +52,11 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 def test_attributes_come_from_info_and_hyperparameters_are_saved(datamodule_class, tmp_path):
     datamodule = datamodule_class(data_dir=str(tmp_path), batch_size=7, subset=3)
     info = dataset_info(datamodule_class.name)
-    assert issubclass(datamodule_class, StaticImageDataModule)
+    assert issubclass(datamodule_class, StaticImageData)
     assert (datamodule.num_classes, datamodule.input_shape) == (info.num_classes, info.input_shape)
     assert datamodule.hparams["batch_size"] == 7 and datamodule.hparams["subset"] == 3
     assert datamodule.hparams["val_fraction"] == 0.1 and datamodule.hparams["seed"] == 0
+    assert datamodule.hparams == vars(datamodule.settings) == datamodule.hparams_initial  # Lightning's copy of them
 
 
 @pytest.mark.parametrize("arguments", [{"val_fraction": 1.0}, {"val_fraction": -0.1}, {"batch_size": 0}, {"subset": 0}])

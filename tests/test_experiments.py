@@ -12,7 +12,8 @@ from dataset_files import (
     write_fashion_mnist,
     write_tiny_imagenet,
 )
-from qsnn_lightning.data import EVENT_DATASETS, dataset_info, make_datamodule
+from qsnn_lightning.data import EVENT_DATASETS, dataset_info
+from qsnn_lightning.data.modules import make_datamodule
 from qsnn_lightning.training.build import make_module
 from qsnn_lightning.training.config import experiment_names, load_config
 from qsnn_lightning.training.train import train

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dataset_files import write_dvs_gesture, write_fashion_mnist
+from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
 from qsnn_lightning.cli import main
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
@@ -21,7 +22,6 @@ from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
-from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.train import train
 
@@ -113,8 +113,8 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert [compile_and_run(folder, flags=flags) for flags in RUNTIME_PATHS] == [expected, expected]
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
     # the int32 membranes of the k-bit layers: every level fits its packed field
-    field_bits = {layer.lif.field_bits for layer in fold(module_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
-                                                     .model.eval()).spiking_layers()}
+    backbone, _ = backbone_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
+    field_bits = {layer.lif.field_bits for layer in fold(backbone.eval()).spiking_layers()}
     assert field_bits == {{"1w2u": 2, "1w4u": 4, "1w8u": 8}[bits]}
     # the Makefile's own host build and check agree
     assert subprocess.run(["make", "-s", "-C", str(folder), "check-host"], capture_output=True).returncode == 0
@@ -122,13 +122,12 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
 
 @needs_fmnist
 def test_integer_reference_agrees_with_the_pytorch_model(checkpoints):
-    from qsnn_lightning.data import build_datamodule
+    from qsnn_lightning.data import build_data
     from qsnn_lightning.export.writer import first_test_samples
 
-    backbone = module_from_checkpoint(read_checkpoint(str(checkpoints["1w2u"]))).model.eval()
-    datamodule = build_datamodule("fashionmnist", augment=False, subset=512)
+    backbone = backbone_from_checkpoint(read_checkpoint(str(checkpoints["1w2u"])))[0].eval()
     model = fold(backbone)
-    images = first_test_samples(datamodule, 512)
+    images = first_test_samples(build_data("fashionmnist", augment=False, subset=512), 512)
     codes = quantize_input(images, model)
     with torch.no_grad():
         float_predictions = backbone(images).mean(0).argmax(1)
@@ -204,8 +203,8 @@ def test_reference_rounding_is_half_to_even_like_torch():
     assert reference.round_half_even_shift(torch.tensor([12, 20, -12, -20, -13]), 3).tolist() == [2, 2, -2, -2, -2]
 
 
-@needs_fmnist
 @needs_arm
+@needs_fmnist
 def test_cortex_m4_image_fits_and_prints_the_host_lines(checkpoints, tmp_path):
     result = subprocess.run([QSNN, "export", str(checkpoints["1w2u"]), "--out", str(tmp_path / "m4"),
                              "--target", "cortex-m4", "--samples", "20"], capture_output=True, text=True, timeout=600)
@@ -247,7 +246,7 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
     assert compile_and_run(out, flags=RUNTIME_PATHS[1]) == expected
-    model = fold(module_from_checkpoint(read_checkpoint(checkpoint)).model.eval(), event_frames=True)
+    model = fold(backbone_from_checkpoint(read_checkpoint(checkpoint))[0].eval(), event_frames=True)
     codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
     assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
             zip(reference.predict(reference.run(model, codes)), reference.run(model, codes))] == expected.splitlines()
@@ -269,6 +268,7 @@ def test_refusals_are_one_line_and_leave_nothing_behind(checkpoints, tmp_path, c
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
+    capsys.readouterr()  # what training printed (torch._dynamo's recompile warnings among it) is not the export's
     for args, needle in (
         ([str(full_precision), "--out", str(tmp_path / "a")], "needs 1-bit hidden weights"),
         ([str(no_membrane_quant), "--out", str(tmp_path / "b")], "membrane bits k = 32"),

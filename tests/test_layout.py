@@ -1,5 +1,6 @@
 """The package's layout: imports point one way (no cycle, also through imports inside functions),
-and the spiking core and the exporter load only what they need."""
+and the spiking core and the exporter load only what they need (the exporter neither Lightning
+nor torchmetrics)."""
 
 import ast
 import json
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import qsnn_lightning
+from checkpoint_files import write_untrained_checkpoint
 
 PACKAGE = Path(qsnn_lightning.__file__).parent
 
@@ -73,10 +75,12 @@ def test_imports_have_no_cycle():
 
 
 def test_packages_import_downwards_only():
-    """cli -> training, export -> data, snn -> torch: snn imports none of the others, data neither
-    snn nor training, export not the training driver."""
+    """cli -> training, export -> data, checkpoint -> snn -> torch: snn imports none of the others,
+    data neither snn nor training, the torch-only checkpoint reader only snn, export not the
+    training driver."""
     rules = {"snn": ("data", "training", "export", "cli"), "data": ("snn", "training", "export", "cli"),
-             "training": ("export", "cli"), "export": ("training.train", "training.sweep", "cli")}
+             "checkpoint": ("data", "training", "export", "cli"), "training": ("export", "cli"),
+             "export": ("training.train", "training.sweep", "cli")}
     for module, imports in import_graph().items():
         floor = (module.split(".") + [""])[1]  # "" for the package itself
         for forbidden in rules.get(floor, ()):
@@ -100,7 +104,23 @@ def test_the_spiking_core_needs_only_torch():
     assert not any(name.startswith(("qsnn_lightning.training", "qsnn_lightning.data")) for name in modules)
 
 
+LIGHTNING = {"lightning", "pytorch_lightning", "lightning_fabric", "torchmetrics"}
+
+
 def test_the_exporter_does_not_import_the_training_driver():
     modules = imported_after("import qsnn_lightning.export.writer")
-    assert "qsnn_lightning.training.checkpoint" in modules
-    assert "qsnn_lightning.training.train" not in modules and "qsnn_lightning.training.sweep" not in modules
+    assert {"qsnn_lightning.checkpoint", "qsnn_lightning.data", "qsnn_lightning.training.config"} <= modules
+    training = {"qsnn_lightning.training.checkpoint", "qsnn_lightning.training.module", "qsnn_lightning.data.modules",
+                "qsnn_lightning.training.train", "qsnn_lightning.training.sweep"}
+    assert not (training | LIGHTNING) & modules
+
+
+def test_exporting_a_checkpoint_with_test_samples_loads_neither_lightning_nor_torchmetrics(tmp_path):
+    checkpoint, _ = write_untrained_checkpoint(tmp_path)
+    out = tmp_path / "export"
+    modules = imported_after("from qsnn_lightning.export.writer import export_checkpoint; "
+                             f"export_checkpoint({str(checkpoint)!r}, {str(out)!r}, samples=3)")
+    assert json.loads((out / "manifest.json").read_text())["samples"] == 3
+    assert len((out / "expected.txt").read_text().splitlines()) == 3 and (out / "samples.bin").stat().st_size == 3 * 784
+    assert "qsnn_lightning.data.static" in modules  # the samples were read from the dataset's files
+    assert not LIGHTNING & modules

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dataset_files import write_dvs_gesture, write_fashion_mnist
-from qsnn_lightning.data import make_datamodule
+from qsnn_lightning.data.modules import make_datamodule
 from qsnn_lightning.errors import ConfigError, MemoryEstimateError
 from qsnn_lightning.training import memory_check
 from qsnn_lightning.training.build import make_module
@@ -85,7 +85,7 @@ def test_small_T_probes_scale_to_the_real_T_as_the_real_forward(monkeypatch):
 MEASURE_STEP = textwrap.dedent("""
     import sys, torch
     from pathlib import Path
-    from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step, probe_batch, resident_bytes
     from qsnn_lightning.training.host_memory import reuse_freed_memory

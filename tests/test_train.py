@@ -170,7 +170,7 @@ def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
 
 
 def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp_path):
-    from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.snn.neurons import spiking_layers
     from qsnn_lightning.training.build import make_module
     from qsnn_lightning.training.config import load_config
@@ -191,7 +191,7 @@ def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp
 def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp_path):
     from lightning.pytorch.callbacks import Callback
 
-    from qsnn_lightning.data import make_datamodule
+    from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.training.build import make_module, make_trainer
     from qsnn_lightning.training.config import load_config
 
@@ -264,8 +264,9 @@ def test_checkpoint_holds_the_model_spec_once(finished_run):
 
 
 def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path):
+    from qsnn_lightning.checkpoint import read_checkpoint
     from qsnn_lightning.errors import CheckpointError
-    from qsnn_lightning.training.checkpoint import module_from_checkpoint, read_checkpoint
+    from qsnn_lightning.training.checkpoint import module_from_checkpoint
 
     run_dir, _ = finished_run
     best = run_dir / "checkpoints" / "best.ckpt"

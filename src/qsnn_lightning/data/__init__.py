@@ -1,46 +1,63 @@
-"""Datasets: shapes and class counts (`info`), Lightning DataModules, and the registry."""
+"""Datasets, with torch alone: shapes and class counts (`info`), the dataset classes that find,
+download and read each dataset's files into torch Datasets and DataLoaders, and their registry.
+The Lightning DataModules around them (for training) are in :mod:`.modules`."""
 
 from omegaconf import DictConfig, OmegaConf
 
-from .events import CIFAR10DVSDataModule, DVSGestureDataModule, EventDataModule
+from .events import CIFAR10DVSData, DVSGestureData, EventData
 from .info import DATASETS, dataset_info
-from .nfmnist import NFashionMNISTDataModule
-from .static import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, TinyImageNetDataModule
+from .nfmnist import NFashionMNISTData
+from .static import CIFAR10Data, CIFAR100Data, FashionMNISTData, StaticImageData, TinyImageNetData
 
-DATAMODULES = {
-    "fashionmnist": FashionMNISTDataModule,
-    "cifar10": CIFAR10DataModule,
-    "cifar100": CIFAR100DataModule,
-    "tinyimagenet": TinyImageNetDataModule,
-    "dvsgesture": DVSGestureDataModule,
-    "dvscifar10": CIFAR10DVSDataModule,
-    "nfashionmnist": NFashionMNISTDataModule,
+DATA = {
+    "fashionmnist": FashionMNISTData,
+    "cifar10": CIFAR10Data,
+    "cifar100": CIFAR100Data,
+    "tinyimagenet": TinyImageNetData,
+    "dvsgesture": DVSGestureData,
+    "dvscifar10": CIFAR10DVSData,
+    "nfashionmnist": NFashionMNISTData,
 }
-EVENT_DATASETS = tuple(name for name, datamodule in DATAMODULES.items() if issubclass(datamodule, EventDataModule))
+EVENT_DATASETS = tuple(name for name, data in DATA.items() if issubclass(data, EventData))
 
 
-def build_datamodule(name: str, *, timesteps: int | None = None, events: dict | None = None, **settings):
-    """The DataModule of dataset ``name`` with the given settings (see ``DataConfig``).
+def dataset_arguments(name: str, *, timesteps: int | None = None, events: dict | None = None, **settings) -> dict:
+    """The constructor arguments of dataset ``name``'s class for the given settings (see ``DataConfig``).
 
     Event datasets also take the model's ``timesteps`` (frames per sample) and the ``events``
-    settings (``EventConfig``); static datasets ignore both.
+    settings (``EventConfig``); static datasets ignore both. Raises ValueError for an unknown name.
     """
-    if name not in DATAMODULES:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATAMODULES))}")
+    if name not in DATA:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATA))}")
     if name in EVENT_DATASETS:
         if timesteps is not None:
             settings["timesteps"] = timesteps
         settings.update(events or {})
-    return DATAMODULES[name](**settings)
+    return settings
 
 
-def make_datamodule(cfg: DictConfig):
-    """The DataModule of an experiment configuration (``data`` section, ``seed``, ``model.timesteps``)."""
+def experiment_dataset(cfg: DictConfig) -> tuple[str, dict]:
+    """The dataset of an experiment configuration: its name and its class's constructor arguments
+    (from the ``data`` section, ``seed`` and ``model.timesteps``)."""
     settings = OmegaConf.to_container(cfg.data, resolve=True)
     name = settings.pop("name")
-    return build_datamodule(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
+    return name, dataset_arguments(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
+
+
+def build_data(name: str, **settings) -> StaticImageData:
+    """The torch-only dataset class of ``name`` made with the given settings (see :func:`dataset_arguments`)."""
+    arguments = dataset_arguments(name, **settings)  # first: an unknown name is its ValueError
+    return DATA[name](**arguments)
+
+
+def make_data(cfg: DictConfig) -> StaticImageData:
+    """The torch-only dataset of an experiment configuration: what the exporter reads its test samples from."""
+    name, arguments = experiment_dataset(cfg)
+    return DATA[name](**arguments)
 
 
 __all__ = [
-    "DATAMODULES", "DATASETS", "EVENT_DATASETS", "build_datamodule", "dataset_info", "make_datamodule",
+    "DATA", "DATASETS", "EVENT_DATASETS", "CIFAR10DVSData", "CIFAR10Data", "CIFAR100Data", "DVSGestureData",
+    "EventData", "FashionMNISTData", "NFashionMNISTData", "StaticImageData", "TinyImageNetData", "build_data",
+    "dataset_arguments", "dataset_info", "experiment_dataset", "make_data",
 ]

@@ -1,6 +1,7 @@
-"""Lightning DataModules for event-camera datasets: DVS-Gesture and CIFAR10-DVS.
+"""Event-camera datasets, with torch alone: DVS-Gesture and CIFAR10-DVS (the Lightning
+DataModules around them are in :mod:`.modules`).
 
-Every event DataModule yields ``(frames [B, T, 2, H, W] float32, label int64)`` batches. The
+Every event dataset class yields ``(frames [B, T, 2, H, W] float32, label int64)`` batches. The
 events of a sample are read from their real on-disk layout (by tonic's dataset classes, or for
 IBM's original DVS-Gesture archive by :mod:`.aedat` and the archive's label and trial lists), binned
 into T frames (:mod:`.frames`), cached on disk under ``<data_dir>/frames/``, and normalized
@@ -8,10 +9,12 @@ per sample to ``[0, 1]`` (divided by the sample's largest frame value). Training
 (:mod:`.augment`) when ``augment`` is true; validation and test frames never do.
 
 The shared logic (file checks, downloads in ``prepare_data`` only, the seeded train/validation
-split, ``subset``, the loaders) is :class:`~.static.StaticImageDataModule`'s; ``prepare_data``
+split, ``subset``, the loaders) is :class:`~.static.StaticImageData`'s; ``prepare_data``
 also builds the frame cache of every sample the loaders will use, with a progress bar.
 """
 
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import tonic
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -29,10 +31,26 @@ from .aedat import read_polarity_events
 from .augment import neuromorphic_augmentation
 from .frames import EventSource, FrameCache, FrameSettings
 from .info import dataset_info
-from .static import StaticImageDataModule
+from .static import StaticImageData
 
 ORIGINAL_ARCHIVE = "DvsGesture.tar.gz"
 ORIGINAL_URL = "https://research.ibm.com/interactive/dvsgesture/"
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # a launcher's, read as Lightning reads them
+
+
+def is_rank_zero() -> bool:
+    """Whether this is the first process of its run: rank 0 of torch.distributed's group where one
+    is up, else by the first of ``RANK_VARIABLES`` that is set (a process started alone is rank 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(next((os.environ[name] for name in RANK_VARIABLES if name in os.environ), 0)) == 0
+
+
+def rank_zero_info(message: str) -> None:
+    """Print ``message`` to stderr in the first process of a run only, as Lightning's
+    ``rank_zero_info`` shows it in a run's log, without Lightning."""
+    if is_rank_zero():
+        print(message, file=sys.stderr, flush=True)
 
 
 def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -81,10 +99,10 @@ class CachedFrames(Dataset):
         return torch.from_numpy(self.cache.load(self.source, index)), self.source.labels[index]
 
 
-class EventDataModule(StaticImageDataModule):
+class EventData(StaticImageData):
     """Event frames with the settings of :class:`~.frames.FrameSettings` and NDA.
 
-    Args (besides those of :class:`~.static.StaticImageDataModule`):
+    Args (besides those of :class:`~.static.StaticImageData`):
         timesteps: frames per sample (the model's T).
         split_by: ``"number"`` (equal event counts per frame) or ``"time"`` (equal time bins).
         resize: side of the square frames; ``None`` takes the dataset's size in ``info.py``
@@ -116,6 +134,8 @@ class EventDataModule(StaticImageDataModule):
         **settings,
     ):
         super().__init__(**settings)
+        vars(self.settings).update(timesteps=timesteps, split_by=split_by, resize=resize, resize_mode=resize_mode,
+                                   roll=roll, rotate=rotate, shear=shear, flip=flip)
         side = resize or dataset_info(self.name).input_shape[-1]
         width, height, _ = self.sensor_size
         self.frame_settings = FrameSettings(
@@ -148,7 +168,7 @@ class EventDataModule(StaticImageDataModule):
                 train_indices, val_indices = self._split_indices(len(source.names))
                 used = sorted(train_indices + val_indices)
             else:
-                used = range(len(source.names))[: self.hparams.subset]
+                used = range(len(source.names))[: self.settings.subset]
             self.cache.build(source, used, f"{self.title} {split}")
 
     def _load_source(self, train: bool) -> Dataset:
@@ -160,16 +180,16 @@ class EventDataModule(StaticImageDataModule):
 
     def train_transform(self):
         """Normalization, then NDA (one of roll / rotation / shear, and a flip) when ``augment``."""
-        if not self.hparams.augment:
+        if not self.settings.augment:
             return self.eval_transform()
         nda = neuromorphic_augmentation(
-            self.hparams.roll, self.hparams.rotate, self.hparams.shear, self.hparams.flip
+            self.settings.roll, self.settings.rotate, self.settings.shear, self.settings.flip
         )
         return v2.Compose([normalize_frames, nda])
 
 
 class DVSGesture(tonic.datasets.DVSGesture):
-    """tonic's DVS-Gesture reader over files the DataModule has found (tonic's own check would
+    """tonic's DVS-Gesture reader over files :class:`DVSGestureData` has found (tonic's own check would
     also want the downloaded archives and at least 100 files). Same class name, same folder."""
 
     def _check_exists(self) -> bool:
@@ -177,7 +197,7 @@ class DVSGesture(tonic.datasets.DVSGesture):
 
 
 class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
-    """tonic's CIFAR10-DVS reader over files the DataModule has found (tonic's own check would
+    """tonic's CIFAR10-DVS reader over files :class:`CIFAR10DVSData` has found (tonic's own check would
     also want the downloaded zip and at least 1000 files). Same class name, same folder."""
 
     def _check_exists(self) -> bool:
@@ -277,7 +297,7 @@ def read_gesture_labels(path: Path) -> list[tuple[int, int, int]]:
     return rows
 
 
-class DVSGestureDataModule(EventDataModule):
+class DVSGestureData(EventData):
     """DVS-Gesture (11 classes, 128x128) from either of two layouts in ``data_dir``:
 
     * IBM's original archive (preferred, found by ``DvsGesture/trials_to_train.txt``):
@@ -310,7 +330,7 @@ class DVSGestureDataModule(EventDataModule):
 
     @cached_property
     def original(self) -> bool:
-        """Whether ``data_dir`` holds the original archive (decided once, when the module is made)."""
+        """Whether ``data_dir`` holds the original archive (decided once, when the object is made)."""
         return (self.root / self.original_folder / self.trials[True]).is_file()
 
     @property
@@ -381,7 +401,7 @@ class DVSGestureDataModule(EventDataModule):
         return self._splits[train]
 
 
-class CIFAR10DVSDataModule(EventDataModule):
+class CIFAR10DVSData(EventData):
     """CIFAR10-DVS (10 classes, 128x128 resized to 48x48) in tonic's layout:
     ``<data_dir>/CIFAR10DVS/<class>/*.aedat4``. The dataset has no test split; the first 90% of
     each class's files (sorted by name) train and the last 10% test, 900/100 per class."""

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from ..errors import DatasetCorruptError, one_line
 from ..files import atomic_open
-from .events import EventDataModule
-from .static import FashionMNISTDataModule
+from .events import EventData
+from .static import FashionMNISTData
 
 VERSION = 1  # bump when anything below changes the events
 SENSOR = 34
@@ -141,9 +141,9 @@ class SimulatedSource:
         return np.asarray(self.events[self.offsets[index]: self.offsets[index + 1]])
 
 
-class NFashionMNISTDataModule(EventDataModule):
+class NFashionMNISTData(EventData):
     """N-Fashion-MNIST (10 classes, 34x34): events simulated from Fashion-MNIST (found as
-    :class:`~.static.FashionMNISTDataModule` finds it, in ``data_dir`` first when it is given) and
+    :class:`~.static.FashionMNISTData` finds it, in ``data_dir`` first when it is given) and
     written once below ``data_dir``; then the same frames, cache and NDA as DVS-Gesture."""
 
     name = "nfashionmnist"
@@ -170,7 +170,7 @@ class NFashionMNISTDataModule(EventDataModule):
 
     def _write_events(self) -> None:
         """Find Fashion-MNIST (downloading it if allowed and absent) and simulate the missing splits."""
-        fashion = FashionMNISTDataModule(data_dir=self.hparams.data_dir, download=self.hparams.download)
+        fashion = FashionMNISTData(data_dir=self.settings.data_dir, download=self.settings.download)
         fashion.prepare_data()
         for train, split in self.splits.items():
             if not (self.events_dir / f"{split}_labels.npy").is_file():

@@ -1,6 +1,7 @@
-"""Lightning DataModules for static image datasets: Fashion-MNIST, CIFAR-10/100 and TinyImageNet.
+"""Static image datasets, with torch alone: Fashion-MNIST, CIFAR-10/100 and TinyImageNet (the
+Lightning DataModules around them are in :mod:`.modules`).
 
-Every DataModule yields ordinary ``(image [B, C, H, W] float32, label int64)`` batches; the
+Every dataset class yields ordinary ``(image [B, C, H, W] float32, label int64)`` batches; the
 spiking model repeats the image over its time steps itself. Downloads happen only in
 ``prepare_data``; ``setup`` only reads what is on disk. A dataset that is absent raises
 :class:`DatasetNotFoundError`, an unreadable file raises :class:`DatasetCorruptError`; both carry a
@@ -15,11 +16,11 @@ import gzip
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.error import URLError
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
@@ -156,8 +157,10 @@ class TransformedSubset(Dataset):
         return self.transform(image), int(label)
 
 
-class StaticImageDataModule(LightningDataModule):
-    """Shared logic: file checks, downloads, the seeded train/val split, transforms and loaders.
+class StaticImageData:
+    """Shared logic: file checks, downloads, the seeded train/val split, transforms and loaders,
+    with the hooks of a LightningDataModule (``prepare_data``, ``setup``, ``*_dataloader``) and
+    its constructor arguments in ``settings``; torch only (:mod:`.modules` adds Lightning).
 
     Args:
         data_dir: where the dataset lives or is downloaded to (default ``~/.cache/qsnn_lightning/data``).
@@ -196,14 +199,17 @@ class StaticImageDataModule(LightningDataModule):
         subset: int | None = None,
         pin_memory: bool = False,
     ):
-        super().__init__()
+        super().__init__()  # LightningDataModule's, where :mod:`.modules` adds it
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be >= 1 or None, got {subset}")
-        self.save_hyperparameters()
+        self.settings = SimpleNamespace(
+            data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, val_fraction=val_fraction, seed=seed,
+            download=download, augment=augment, subset=subset, pin_memory=pin_memory,
+        )
         info = dataset_info(self.name)
         self.num_classes = info.num_classes
         self.input_shape = info.input_shape
@@ -229,7 +235,7 @@ class StaticImageDataModule(LightningDataModule):
     def prepare_data(self) -> None:
         """Download missing files when ``download`` is true, then check that all are present."""
         download_failure = None
-        if self.hparams.download and self._missing_files():
+        if self.settings.download and self._missing_files():
             try:
                 self._download()
             except (URLError, OSError, RuntimeError) as error:
@@ -251,21 +257,21 @@ class StaticImageDataModule(LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             source = self._load_source(train=True)
             train_indices, val_indices = self._split_indices(len(source))
-            self.train_set = self._subset(source, train_indices, augment=self.hparams.augment)
+            self.train_set = self._subset(source, train_indices, augment=self.settings.augment)
             self.val_set = self._subset(source, val_indices, augment=False)
         if stage in (None, "test") and self.test_set is None:
             source = self._load_source(train=False)
-            self.test_set = self._subset(source, range(len(source))[: self.hparams.subset], augment=False)
+            self.test_set = self._subset(source, range(len(source))[: self.settings.subset], augment=False)
 
     def _subset(self, source: Dataset, indices: Sequence[int], augment: bool) -> Dataset:
         """The samples of ``source`` at ``indices`` through the training (``augment``) or evaluation transform."""
         return TransformedSubset(source, indices, self.train_transform() if augment else self.eval_transform())
 
     def _split_indices(self, size: int) -> tuple[list[int], list[int]]:
-        generator = torch.Generator().manual_seed(self.hparams.seed)
+        generator = torch.Generator().manual_seed(self.settings.seed)
         permutation = torch.randperm(size, generator=generator).tolist()
-        val_size = round(size * self.hparams.val_fraction)
-        subset = self.hparams.subset
+        val_size = round(size * self.settings.val_fraction)
+        subset = self.settings.subset
         return permutation[val_size:][:subset], permutation[:val_size][:subset]
 
     def eval_transform(self) -> Callable:
@@ -274,7 +280,7 @@ class StaticImageDataModule(LightningDataModule):
 
     def train_transform(self) -> Callable:
         """Random padded crop and horizontal flip, then the evaluation transform (when ``augment``)."""
-        if not self.hparams.augment:
+        if not self.settings.augment:
             return self.eval_transform()
         return transforms.Compose(
             [
@@ -289,14 +295,14 @@ class StaticImageDataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested")
-        workers = self.hparams.num_workers
+        workers = self.settings.num_workers
         return DataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
+            batch_size=self.settings.batch_size,
             shuffle=shuffle,
             drop_last=False,
             num_workers=workers,
-            pin_memory=self.hparams.pin_memory,
+            pin_memory=self.settings.pin_memory,
             persistent_workers=workers > 0,
         )
 
@@ -313,7 +319,7 @@ class StaticImageDataModule(LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
 
-class FashionMNISTDataModule(StaticImageDataModule):
+class FashionMNISTData(StaticImageData):
     """Fashion-MNIST from the original idx files (gzipped or not).
 
     Looked up in ``data_dir`` (directly, or in torchvision's ``FashionMNIST/raw`` below it); without
@@ -337,7 +343,7 @@ class FashionMNISTDataModule(StaticImageDataModule):
 
     def _search_dirs(self) -> list[Path]:
         torchvision_dir = self.root / "FashionMNIST" / "raw"
-        if self.hparams.data_dir:
+        if self.settings.data_dir:
             return [self.root, torchvision_dir]
         return [DEBIAN_FASHION_MNIST_DIR, self.root, torchvision_dir]
 
@@ -378,7 +384,7 @@ class FashionMNISTDataModule(StaticImageDataModule):
         return NormalizedArraySubset(source, indices, self.mean, self.std)
 
 
-class _CIFARDataModule(StaticImageDataModule):
+class _CIFARData(StaticImageData):
     """CIFAR through torchvision (which verifies the md5 of every file) with the AutoAugment + Cutout recipe."""
 
     crop_padding = 4
@@ -409,7 +415,7 @@ class _CIFARDataModule(StaticImageDataModule):
 
     def train_transform(self) -> Callable:
         """RandomCrop(32, padding 4), flip, AutoAugment (CIFAR-10 policy), normalize, Cutout(16)."""
-        if not self.hparams.augment:
+        if not self.settings.augment:
             return self.eval_transform()
         return transforms.Compose(
             [
@@ -423,7 +429,7 @@ class _CIFARDataModule(StaticImageDataModule):
         )
 
 
-class CIFAR10DataModule(_CIFARDataModule):
+class CIFAR10Data(_CIFARData):
     """CIFAR-10 from ``<data_dir>/cifar-10-batches-py`` (torchvision's layout)."""
 
     name = "cifar10"
@@ -437,7 +443,7 @@ class CIFAR10DataModule(_CIFARDataModule):
     )
 
 
-class CIFAR100DataModule(_CIFARDataModule):
+class CIFAR100Data(_CIFARData):
     """CIFAR-100 (fine labels) from ``<data_dir>/cifar-100-python`` (torchvision's layout)."""
 
     name = "cifar100"
@@ -451,7 +457,7 @@ class CIFAR100DataModule(_CIFARDataModule):
     )
 
 
-class TinyImageNetDataModule(StaticImageDataModule):
+class TinyImageNetData(StaticImageData):
     """TinyImageNet from ``<data_dir>/tiny-imagenet-200`` in the layout of the official zip.
 
     Train split: ``train/<wnid>/images/*.JPEG``; test split: the official ``val/images`` labelled by

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import EVENT_DATASETS, make_datamodule
+from ..checkpoint import backbone_from_checkpoint, read_checkpoint
+from ..data import EVENT_DATASETS, StaticImageData, make_data
 from ..errors import one_line
 from ..snn.precision import Precision
-from ..training.checkpoint import module_from_checkpoint, read_checkpoint
 from ..training.config import restore_config
 from . import memory, reference
 from .codegen import model_bytes, model_header, model_source, samples_header
@@ -64,17 +64,17 @@ clean:
 """
 
 
-def first_test_samples(datamodule, count: int | None = None) -> torch.Tensor:
+def first_test_samples(data: StaticImageData, count: int | None = None) -> torch.Tensor:
     """The first ``count`` normalized samples of the dataset's test split: images ``[N, C, H, W]``
     or event frames ``[N, T, C, H, W]``; ``None``: ``DEFAULT_SAMPLES`` or the whole split if smaller."""
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    available = len(datamodule.test_set)
+    data.prepare_data()
+    data.setup("test")
+    available = len(data.test_set)
     count = min(DEFAULT_SAMPLES, available) if count is None else count
     if count > available:
         raise ExportError(f"--samples {count} is more than the {available:,} samples of the test split; use --samples "
                           f"{available} or fewer")
-    return torch.stack([datamodule.test_set[i][0] for i in range(count)])
+    return torch.stack([data.test_set[i][0] for i in range(count)])
 
 
 def expected_lines(model: IntegerModel, samples: torch.Tensor) -> list[str]:
@@ -240,13 +240,15 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
     _refuse_occupied(destination)
     checkpoint = read_checkpoint(checkpoint_path)
     experiment = checkpoint["hyper_parameters"]["experiment"]
-    module = module_from_checkpoint(checkpoint)
-    spec = module.spec
+    backbone, spec = backbone_from_checkpoint(checkpoint)
     if not spec.bits.startswith("1w"):
         raise ExportError(f"a {spec.bits} model cannot be exported: the integer runtime needs 1-bit hidden "
                           "weights (train a 1w model, e.g. fmnist_1w2u)")
-    config = restore_config(experiment, overrides)
-    model = fold(module.model.eval(), event_frames=config.data.name in EVENT_DATASETS)
+    trainer_settings = [item for item in overrides if item.startswith("trainer.")]
+    if trainer_settings:  # not checked against lightning.Trainer, which the exporter does not load
+        raise ExportError(f"{trainer_settings[0]}: an export runs no Trainer, so trainer.* settings do nothing; drop it")
+    config = restore_config(experiment, overrides, trainer=False)
+    model = fold(backbone.eval(), event_frames=config.data.name in EVENT_DATASETS)
     plan = memory.plan(model)
     info = manifest(model, plan, {"arch": spec.arch, "bits": spec.bits, "experiment": experiment}, samples, target)
     if target == "cortex-m4":
@@ -254,11 +256,11 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
         check_samples_fit_cortex_m4(DEFAULT_SAMPLES if samples is None else samples, math.prod(sample_shape(model)))
     inputs = None
     if samples != 0:
-        datamodule = make_datamodule(config)
-        given = (*((datamodule.frame_settings.timesteps,) if model.event_frames else ()), *datamodule.input_shape)
+        data = make_data(config)
+        given = (*((data.frame_settings.timesteps,) if model.event_frames else ()), *data.input_shape)
         if tuple(given) != sample_shape(model):
             raise ExportError(f"the dataset gives samples of shape {list(given)} but the model reads "
                               f"{list(sample_shape(model))}: export with the data settings it was trained with")
-        inputs = quantize_input(first_test_samples(datamodule, samples), model)
+        inputs = quantize_input(first_test_samples(data, samples), model)
         info["samples"] = len(inputs)
     return write_folder(model, plan, inputs, destination, info, target)

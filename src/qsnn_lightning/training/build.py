@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import make_datamodule
+from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from .callbacks import default_monitors
 from .module import QSNNClassifier

@@ -122,7 +122,7 @@ class ExperimentConfig:
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    from ..data import DATAMODULES  # on demand: the data package loads torchvision and Lightning, which reading a config does not need
+    from ..data import DATA  # on demand: the data package loads torchvision and tonic, which reading a config does not need
     from ..data.frames import RESIZE_MODES, SPLITS
 
     return {
@@ -132,7 +132,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "model.membrane_scale": MEMBRANE_SCALES,
         "loss.reduction": REDUCTIONS,
         "optim.name": ("sgd", "adam"),
-        "data.name": tuple(sorted(DATAMODULES)),
+        "data.name": tuple(sorted(DATA)),
         "data.events.split_by": SPLITS,
         "data.events.resize_mode": RESIZE_MODES,
         "logger": ("csv", "tensorboard", "wandb"),
@@ -215,8 +215,9 @@ def _merge(schema: DictConfig, *configs) -> DictConfig:
         raise ConfigError(_describe(error, schema)) from None
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check values the schema's types cannot: choices, bit widths, ranges."""
+def validate(cfg: DictConfig, trainer: bool = True) -> None:
+    """Check values the schema's types cannot: choices, bit widths, ranges, and with ``trainer``
+    the ``trainer`` section against lightning.Trainer's arguments (which loads Lightning)."""
     for key, allowed in _choices().items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -229,7 +230,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"bad value for 'model.input_bits': {cfg.model.input_bits}; allowed: 8 (int8 input pixels, "
                           "what the export reads), 32 (off) or null (8 for quantized weights, 32 for 32w)")
     _check_ranges(cfg)
-    check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if trainer:
+        check_trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
 
 
 def _parse_overrides(overrides) -> DictConfig:
@@ -252,10 +254,12 @@ def _moved_speed_options(saved: dict) -> dict:
     return {**saved, "trainer": trainer, "speed": {**moved, **(saved.get("speed") or {})}}
 
 
-def restore_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
-    """A configuration saved in a checkpoint, with ``key=value`` overrides, validated again."""
+def restore_config(saved: dict, overrides: list[str] = (), trainer: bool = True) -> DictConfig:
+    """A configuration saved in a checkpoint, with ``key=value`` overrides, validated again;
+    ``trainer=False`` leaves the ``trainer`` section unchecked, for a caller that runs no Trainer
+    and must not load Lightning (the exporter)."""
     cfg = _merge(OmegaConf.structured(ExperimentConfig), _moved_speed_options(saved), _parse_overrides(overrides))
-    validate(cfg)
+    validate(cfg, trainer)
     return cfg
 
 

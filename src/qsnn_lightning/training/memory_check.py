@@ -56,7 +56,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode  # private in torch 2.14.1, as snn/training_memory.py says
 
-from ..data import EventDataModule
+from ..data import EventData
 from ..errors import ConfigError, MemoryEstimateError
 from ..snn.lean import lean_blockers
 from ..snn.training_memory import peak_activation_bytes
@@ -121,7 +121,7 @@ def optimizer_copies(cfg: DictConfig) -> int:
 def probe_batch(datamodule, batch: int, steps: int):
     """Zeros shaped as the DataModule batches them: ``[B, C, H, W]`` images, ``[B, T, C, H, W]`` frames."""
     shape = tuple(datamodule.input_shape)
-    if isinstance(datamodule, EventDataModule):
+    if isinstance(datamodule, EventData):
         shape = (steps, *shape)
     return torch.zeros(batch, *shape), torch.zeros(batch, dtype=torch.long)
 
@@ -316,4 +316,4 @@ def _choice_line(mode: str, needs: dict) -> str:
 
 
 def _is_event_data(datamodule) -> bool:
-    return isinstance(datamodule, EventDataModule)
+    return isinstance(datamodule, EventData)

@@ -66,10 +66,8 @@ class QSNNClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(
             self.spec, num_classes=num_classes, input_shape=tuple(input_shape), compile=compile,
-            activation_memory=activation_memory,
+            channels_last=channels_last, activation_memory=activation_memory,
         )
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self.loss_fn = WSDRLoss(lam, spike_reduction)
         self.train_metrics = self._accuracy_metrics(num_classes, "train/")
         self.val_metrics = self._accuracy_metrics(num_classes, "val/")

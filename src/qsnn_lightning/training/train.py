@@ -24,11 +24,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import make_datamodule
+from ..checkpoint import read_checkpoint
+from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from .build import BEST_MONITOR, check_trainer_settings, make_module, make_trainer, ready_datamodule
 from .callbacks import SpikeMonitor
-from .checkpoint import check_resumable, module_from_checkpoint, read_checkpoint
+from .checkpoint import check_resumable, module_from_checkpoint
 from .config import restore_config
 from .epoch_test import WithEpochTest
 from .host_memory import return_freed_memory, reuse_freed_memory

@@ -3,6 +3,8 @@
 
 from functools import partial
 
+import torch
+
 from ..layers import LayerFactory
 from ..spec import ModelSpec
 from .base import SpikingBackbone
@@ -24,6 +26,7 @@ def build_model(
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (3, 32, 32),
     compile: bool = False,
+    channels_last: bool = False,
     activation_memory: str = "full",
 ) -> SpikingBackbone:
     """Build the backbone ``spec.arch`` at precision ``spec.bits`` (e.g. ``"1w2u"``, ``"32w32u"``)
@@ -32,7 +35,8 @@ def build_model(
     ``spec.standardize`` is WS-DR's weight standardization (Eq. 14): ``"layer"`` (paper),
     ``"channel"`` (authors' release) or ``"none"`` (plain Q-SNN); ``spec.neuron`` and the other
     neuron options reach every LIF layer (:mod:`qsnn_lightning.snn.neurons`); ``compile``
-    (``speed.compile``) compiles the neuron and binary quantizer kernels; ``activation_memory``
+    (``speed.compile``) compiles the neuron and binary quantizer kernels; ``channels_last``
+    (``speed.channels_last``) stores the conv weights NHWC; ``activation_memory``
     (``speed.activation_memory``: ``"full"`` or ``"lean"``, snn/lean.py) what a training step keeps
     for the backward pass. Raises ValueError with a one-line message for an unknown name, a bad
     setting, or a layer the lean path cannot recompute.
@@ -46,6 +50,8 @@ def build_model(
     )
     if activation_memory == "lean":
         model.check_recomputable()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     return model
 
 __all__ = ["BACKBONES", "ModelSpec", "SpikingBackbone", "build_model"]
