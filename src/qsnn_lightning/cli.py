@@ -5,6 +5,7 @@ Bad input gets one line naming the problem and the fix, and exit status 2, never
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -103,8 +104,10 @@ def run_experiments(args: argparse.Namespace) -> None:
 
 
 def run_test(args: argparse.Namespace) -> None:
-    """``qsnn test CKPT [key=value ...]``: the checkpoint's test accuracy on its experiment's test split, as JSON."""
-    results = evaluate_checkpoint(args.checkpoint, args.overrides)
+    """``qsnn test CKPT [key=value ...]``: the checkpoint's test accuracy on its experiment's test split, as JSON
+    on stdout (Lightning's progress bar goes to stderr, so ``qsnn test CKPT > results.json`` holds only the JSON)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        results = evaluate_checkpoint(args.checkpoint, args.overrides)
     print(json.dumps(results, indent=2))
 
 

@@ -177,7 +177,8 @@ def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
     datamodule = ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
-    settings = {key: cfg.trainer[key] for key in ("accelerator", "precision", "limit_test_batches") if key in cfg.trainer}
+    kept = ("accelerator", "precision", "limit_test_batches", "enable_progress_bar")
+    settings = {key: cfg.trainer[key] for key in kept if key in cfg.trainer}
     trainer = L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}
