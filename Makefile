@@ -48,10 +48,10 @@ export: $(STAMP) ## export a checkpoint to the C runtime: make export CKPT=runs/
 sweep: $(STAMP) data ## run a packaged sweep (SWEEP=lambda_k) or a sweep file with W&B; LOCAL=1 runs the grid here offline (resumable)
 	$(BIN)/qsnn sweep $(SWEEP) $(if $(filter 1,$(LOCAL)),--local) $(ARGS)
 
-test: $(STAMP) data ## run the default test suite (slow tests excluded); lists the slowest tests
+test: $(STAMP) data ## the fast tier (about a minute): unit tests, one in-process train/test/export path; lists the slowest
 	$(BIN)/pytest -q --durations=15
 
-test-full: $(STAMP) data ## run every test, slow ones included
+test-full: $(STAMP) data ## every test: also training runs, the wheel, the notebook, sanitizers, QEMU, DDP, benchmarks
 	$(BIN)/pytest -q -m '' --durations=30
 
 lint: $(STAMP) ## ruff (configured in pyproject.toml) over the package, tests and benchmarks

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "activation_memory.py"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("options", [(), ("--freed", "return", "--no-huge-pages")])
 def test_estimates_and_measured_steps_of_both_paths(options):
     result = subprocess.run([sys.executable, str(SCRIPT), "--batches", "1", "--steps", "1", "--size", "16", *options],

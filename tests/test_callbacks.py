@@ -27,6 +27,7 @@ def test_bernoulli_entropy_is_eq12():
     assert bernoulli_entropy(0.1) == pytest.approx(-(0.1 * math.log(0.1) + 0.9 * math.log(0.9)))
 
 
+@pytest.mark.slow
 def test_short_run_logs_per_layer_rates_entropies_and_sign_balance(tmp_path):
     data = write_fashion_mnist(tmp_path / "data", train=40, test=16)
     cfg = load_config("fmnist_1w2u", [

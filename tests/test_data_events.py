@@ -442,6 +442,7 @@ def test_original_layout_bad_input_is_one_line_naming_the_file(original_gesture)
     assert "\n" not in message and len(list(datamodule.cache.directory.rglob("*.npz"))) == 6  # the other training samples cached
 
 
+@pytest.mark.slow
 def test_cli_fast_dev_run_trains_on_the_original_archive(original_gesture):
     root, _ = original_gesture
     result = subprocess.run(
@@ -544,6 +545,7 @@ def test_truncated_nfashion_mnist_events_are_one_line_naming_the_file(tmp_path):
     assert str(events_file) in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_stops_with_one_line_on_a_corrupt_event_file_and_keeps_the_cache(gesture):
     root, _ = gesture
     broken = root / "DVSGesture" / "ibmGestureTest" / "user24_fluorescent_led" / "2.npy"
@@ -559,6 +561,7 @@ def test_cli_stops_with_one_line_on_a_corrupt_event_file_and_keeps_the_cache(ges
     assert len(list((root / "frames").rglob("*.npz"))) == 11 and not (root / "runs").exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_the_mcu_experiment_on_area_resized_32x32_frames(gesture):
     root, written = gesture
     runs = root / "runs"

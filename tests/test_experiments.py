@@ -31,14 +31,6 @@ WRITERS = {
 # T on them.
 SMALL_FRAMES = {"vggsnn": ["data.events.resize=16"]}
 EXPERIMENTS = experiment_names()
-# VGGSNN at the DVS rows' T takes ~20-40 s per run on 2 cores: the two rows the issue names and the
-# small dvsgesture_mcu_1w2u run by default, the other six (same datasets, same code path, other
-# bits) with the slow tests.
-DEFAULT_DVS_RUNS = ("dvsgesture_1w4u", "dvscifar10_1w2u", "dvsgesture_mcu_1w2u")
-FAST_DEV_RUNS = [
-    pytest.param(name, marks=pytest.mark.slow) if name.startswith("dvs") and name not in DEFAULT_DVS_RUNS else name
-    for name in EXPERIMENTS
-]
 
 
 def test_every_table_1_row_and_fmnist_experiment_exists():
@@ -85,7 +77,8 @@ def test_experiment_builds_model_and_datamodule(experiment, tmp_path):
     assert module.hparams.experiment["name"] == experiment
 
 
-@pytest.mark.parametrize("experiment", FAST_DEV_RUNS)
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_fast_dev_run(experiment, tmp_path, cifar_without_md5):
     cfg = load_config(experiment)
     data_dir = tmp_path / "data"

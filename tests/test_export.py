@@ -33,10 +33,6 @@ SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recov
 RUNTIME_PATHS = (SANITIZED, [*SANITIZED, "-DQSNN_HOST"])
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
-needs_arm = pytest.mark.skipif(
-    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-    reason="arm-none-eabi-gcc / qemu-system-arm not installed",
-)
 
 
 def briefly_trained(bits: str, runs: Path, extra=()) -> Path:
@@ -102,6 +98,7 @@ def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, flags=S
     return sections
 
 
+@pytest.mark.slow
 @needs_fmnist
 @pytest.mark.parametrize("bits", ["1w2u", "1w4u", "1w8u"])
 def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bits, tmp_path):
@@ -120,6 +117,7 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert subprocess.run(["make", "-s", "-C", str(folder), "check-host"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_integer_reference_agrees_with_the_pytorch_model(checkpoints):
     from qsnn_lightning.data import build_data
@@ -157,6 +155,7 @@ def trained_like(name: str, shape, bits: str, membrane_scale: str = "max"):
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shape, bits, frames, membrane_scale", [
     ("resnet19", (3, 16, 16), "1w2u", False, "max"), ("resnet19", (3, 16, 16), "1w8u", False, "max"),
     ("vggsnn", (2, 32, 32), "1w4u", True, "max"), ("fmnistnet", (2, 34, 34), "1w2u", True, "max"),
@@ -203,7 +202,8 @@ def test_reference_rounding_is_half_to_even_like_torch():
     assert reference.round_half_even_shift(torch.tensor([12, 20, -12, -20, -13]), 3).tolist() == [2, 2, -2, -2, -2]
 
 
-@needs_arm
+@pytest.mark.toolchain
+@pytest.mark.slow
 @needs_fmnist
 def test_cortex_m4_image_fits_and_prints_the_host_lines(checkpoints, tmp_path):
     result = subprocess.run([QSNN, "export", str(checkpoints["1w2u"]), "--out", str(tmp_path / "m4"),
@@ -221,7 +221,8 @@ def test_cortex_m4_image_fits_and_prints_the_host_lines(checkpoints, tmp_path):
     assert qemu.stdout == compile_and_run(tmp_path / "m4") == (tmp_path / "m4" / "expected.txt").read_text()
 
 
-@needs_arm
+@pytest.mark.toolchain
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment, write", [("nfmnist_1w2u", lambda root: write_fashion_mnist(root, train=20, test=10)),
                                                ("dvsgesture_mcu_1w2u", write_dvs_gesture)])
 def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experiment, write, tmp_path, capsys):
@@ -260,6 +261,7 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     assert "but the model reads" in error and len(error.strip().splitlines()) == 1 and not (tmp_path / "wrong").exists()
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_refusals_are_one_line_and_leave_nothing_behind(checkpoints, tmp_path, capsys):
     runs = tmp_path / "runs"
@@ -343,6 +345,7 @@ def test_host_program_refuses_samples_of_the_wrong_size(tmp_path):
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_export_bench_measures_both_sides_on_a_checkpoint(checkpoints, tmp_path):
     figures_file = tmp_path / "figures.json"
@@ -357,6 +360,7 @@ def test_export_bench_measures_both_sides_on_a_checkpoint(checkpoints, tmp_path)
         assert figures["m4_instructions_per_inference"] > 0 and figures["membrane_state_bytes"] == 6272
 
 
+@pytest.mark.slow
 def test_export_memory_reports_the_planned_and_measured_sizes(tmp_path):
     figures_file = tmp_path / "memory.json"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "export_memory.py"), "fmnist_1w2u", "cifar10_1w2u",

@@ -57,6 +57,7 @@ def run_qsnn(*args):
     return subprocess.run([QSNN, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_json_rows():
     result = run_qsnn("footprint", "--arch", "fmnistnet", "--dataset", "fashionmnist",
                       "--bits", "32w32u,1w2u,1w3u", "--batch", "1,8", "--json")
@@ -70,6 +71,7 @@ def test_cli_json_rows():
     assert by_key[("1w2u", 8)]["megabytes"] > by_key[("1w2u", 1)]["megabytes"]
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table():
     result = run_qsnn("footprint", "--arch", "fmnistnet", "--dataset", "fashionmnist", "--bits", "1w2u", "--batch", "1")
     assert result.returncode == 0 and "fmnistnet" in result.stdout and "1w2u" in result.stdout
@@ -95,6 +97,7 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args, needle, capsys):
     assert needle in error and len(error.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_bad_argument_in_a_real_process():
     result = run_qsnn("footprint", "--bits", "1w33u")
     assert result.returncode == 2
@@ -102,6 +105,7 @@ def test_cli_bad_argument_in_a_real_process():
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, shape, inputs", [("fmnistnet", (1, 28, 28), (2, 1, 28, 28)), ("vggsnn", (2, 32, 32), (2, 4, 2, 32, 32))])
 @pytest.mark.parametrize("mode", ["full", "lean"])
 def test_a_training_steps_peak_on_fake_tensors_is_the_real_one(arch, shape, inputs, mode):
@@ -132,6 +136,7 @@ def test_a_training_steps_peak_on_fake_tensors_is_the_real_one(arch, shape, inpu
         assert fake == real
 
 
+@pytest.mark.slow
 def test_cli_training_memory_rows():
     """``--training``: both paths per (arch, bits, batch), growing with the batch; on DVS-CIFAR10's
     frames at T = 10 and batch 16 the lean path needs less (at batch 2 its own overhead weighs more)."""

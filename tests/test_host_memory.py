@@ -46,6 +46,7 @@ def fewest_faults_of_a_step(mode: str) -> float:
     return float(result.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_reused_memory_removes_most_page_faults_of_a_qsnn_training_step():
     default, reused = fewest_faults_of_a_step("default"), fewest_faults_of_a_step("reuse")
     assert default > 2000  # the temporaries of every step come back as fresh pages
@@ -90,6 +91,7 @@ print(next(int(line.split()[1]) for line in rollup if line.startswith("AnonHugeP
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").is_file()
                     or "[never]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(),
                     reason="the kernel has no transparent huge pages")

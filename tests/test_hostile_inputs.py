@@ -1,7 +1,9 @@
-"""Hostile input through the real CLI: each case exits with status 2 and one line on stderr, no
-traceback, and leaves no run folder behind (issue 14's table; resume cases are in test_resume.py)."""
+"""Hostile input through the CLI: each case exits with status 2 and one line on stderr, no traceback,
+and leaves no run folder behind. The fast tier runs the cases through ``cli.main`` in this process;
+the full tier also runs them as real subprocesses (resume cases are in test_resume.py)."""
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from checkpoint_files import write_untrained_checkpoint
 from dataset_files import write_fashion_mnist
+from qsnn_lightning.cli import main
+from qsnn_lightning.training import train as driver
+from qsnn_lightning.training.config import load_config
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 PACKAGED = Path(__file__).resolve().parents[1] / "src" / "qsnn_lightning" / "experiments"
@@ -26,8 +32,26 @@ def assert_refused(result: subprocess.CompletedProcess, needle: str) -> None:
     assert result.stderr.startswith("qsnn: error: ") and needle in result.stderr, result.stderr
 
 
-def qsnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def qsnn_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``qsnn args`` as a real subprocess in ``cwd``."""
     return subprocess.run([QSNN, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture(params=["in-process", pytest.param("subprocess", marks=pytest.mark.slow)])
+def qsnn(request, monkeypatch, capsys):
+    """Runs ``qsnn``: through ``cli.main`` in this process (the fast tier: an uncaught exception
+    fails the test as a traceback would), and as a real subprocess in the full tier."""
+    if request.param == "subprocess":
+        return qsnn_process
+
+    def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["qsnn", *args], status, captured.out, captured.err)
+
+    return in_process
 
 
 @pytest.mark.parametrize("experiment, needle", [
@@ -36,7 +60,7 @@ def qsnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     ("missing.yaml", "experiment file missing.yaml does not exist"),
     ("base", "unknown experiment 'base'"),
 ])
-def test_an_experiment_is_a_packaged_name_or_a_yaml_file(tmp_path, data, experiment, needle):
+def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, experiment, needle):
     assert_refused(qsnn("train", experiment, f"data.data_dir={data}", "run_dir=out", cwd=tmp_path), needle)
     assert list(tmp_path.iterdir()) == [] and not list(PACKAGED.glob("*/*/config.yaml"))
 
@@ -58,17 +82,17 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(tmp_path, data, experim
     ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches': 0; it must be >= 1"),
     ("name=../../escape", "bad value for 'name': '../../escape'"),
 ])
-def test_values_are_checked_before_anything_is_written(tmp_path, data, override, needle):
+def test_values_are_checked_before_anything_is_written(qsnn, tmp_path, data, override, needle):
     assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", override, cwd=tmp_path), needle)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_repeated_override_is_refused(tmp_path, data):
+def test_a_repeated_override_is_refused(qsnn, tmp_path, data):
     result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "optim.lr=0.1", "optim.lr=0.2", cwd=tmp_path)
     assert_refused(result, "override 'optim.lr' is given more than once")
 
 
-def test_files_and_folders_that_cannot_be_used(tmp_path, data):
+def test_files_and_folders_that_cannot_be_used(qsnn, tmp_path, data):
     (tmp_path / "a_file").write_text("not a folder")
     assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=a_file", "trainer.fast_dev_run=true",
                         cwd=tmp_path), "cannot create the run folder under run_dir=a_file")
@@ -79,8 +103,12 @@ def test_files_and_folders_that_cannot_be_used(tmp_path, data):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "broken.yaml", "list.yaml"]
 
 
-def test_footprint_bounds_and_a_closed_pipe(tmp_path):
+def test_footprint_bounds(qsnn, tmp_path):
     assert_refused(qsnn("footprint", "--batch", "99999999999999999999999", cwd=tmp_path), "--batch must be")
+
+
+@pytest.mark.slow
+def test_a_closed_output_pipe_is_one_line():
     process = subprocess.Popen([QSNN, "footprint", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.close()  # the reader is gone before the first line, as with `| head -0`
     error = process.stderr.read()
@@ -89,38 +117,32 @@ def test_footprint_bounds_and_a_closed_pipe(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(data, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={runs}", "data.batch_size=8",
-                  "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                  "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", cwd=runs)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (path,) = runs.glob("fmnist_1w2u/*/checkpoints/last.ckpt")
-    return path
+def checkpoint(tmp_path_factory):
+    """A fmnist_1w2u checkpoint as ``qsnn train`` writes it, made without training."""
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("checkpoint"))[0]
 
 
-def test_export_refusals_are_one_line_and_leave_nothing_behind(tmp_path, data, checkpoint):
+def test_export_refusals_are_one_line_and_leave_nothing_behind(qsnn, tmp_path, data, checkpoint):
     (tmp_path / "a_file").write_text("keep me")
     cases = [
         (["--out", "a_file/out"], "cannot write the export folder a_file/out"),
         (["--out", "a_file"], "a_file already exists and is not empty"),
         (["--out", "many", "--samples", "100000", f"data.data_dir={data}"], "--samples 100000 is more than the 16 samples"),
         (["--out", "m4", "--target", "cortex-m4", "--samples", "5000"], "sensor region holds: use --samples 4012 or fewer"),
+        (["--out", "out", "trainer.foo=1"], "trainer.foo=1: an export runs no Trainer"),
     ]
     for arguments, needle in cases:
         assert_refused(qsnn("export", str(checkpoint), *arguments, cwd=tmp_path), needle)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file"] and (tmp_path / "a_file").read_text() == "keep me"
 
 
-def test_export_folder_is_an_ordinary_folder(tmp_path, data, checkpoint):
+def test_export_folder_is_an_ordinary_folder(qsnn, tmp_path, data, checkpoint):
     result = qsnn("export", str(checkpoint), "--out", "out", "--samples", "2", f"data.data_dir={data}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~current_umask()
 
 
 def current_umask() -> int:
-    import os
-
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -149,7 +171,7 @@ def damaged(hyper_parameters: dict, case: str):
     ("unknown hyper-parameter", "unexpected keyword argument 'extra_thing'"),
     ("hyper-parameters not a mapping", "is not a qsnn-lightning checkpoint"),
 ])
-def test_checkpoints_that_load_but_are_wrong(tmp_path, checkpoint, case, needle):
+def test_checkpoints_that_load_but_are_wrong(qsnn, tmp_path, checkpoint, case, needle):
     content = torch.load(checkpoint, map_location="cpu", weights_only=True)
     content["hyper_parameters"] = damaged(content["hyper_parameters"], case)
     torch.save(content, tmp_path / "wrong.ckpt")
@@ -159,13 +181,11 @@ def test_checkpoints_that_load_but_are_wrong(tmp_path, checkpoint, case, needle)
 
 
 def test_a_run_that_fails_after_its_folder_was_made_leaves_nothing_or_is_marked(tmp_path, data, monkeypatch):
-    failed = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
-                  "trainer.accelerator=cpu", cwd=tmp_path)  # Lightning refuses it only when fitting starts
-    assert failed.returncode != 0 and "val_check_interval" in failed.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="val_check_interval"):  # Lightning refuses it only when fitting starts
+        main(["train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
+              "trainer.accelerator=cpu"])
     assert not list((tmp_path / "runs").rglob("*"))  # no half-made run folder
-
-    from qsnn_lightning.training import train as driver
-    from qsnn_lightning.training.config import load_config
 
     def crash_after_a_checkpoint(cfg, run_dir, datamodule, activation_memory):
         (run_dir / "checkpoints").mkdir()

@@ -147,6 +147,7 @@ BACKBONE_CASES = [
 PRECISION_CASES = [("1w2u", "max"), ("1w4u", "threshold"), ("1w8u", "learned"), ("32w32u", "max"), ("1w2u", "tanh")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, shape, events", BACKBONE_CASES, ids=[c[0] for c in BACKBONE_CASES])
 @pytest.mark.parametrize("bits, scale", PRECISION_CASES, ids=["-".join(c) for c in PRECISION_CASES])
 def test_three_steps_of_lean_training_equal_the_full_path(arch, shape, events, bits, scale):
@@ -164,6 +165,7 @@ def test_three_steps_of_lean_training_equal_the_full_path(arch, shape, events, b
             torch.testing.assert_close(state_b[key], state_a[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
+@pytest.mark.slow
 def test_lean_training_with_adam_and_the_reference_neuron_equals_the_full_path():
     for neuron, optimizer in (("reference", "sgd"), ("fused", "adam")):
         args = ("vggsnn", "1w4u", "learned", (2, 16, 16), True)
@@ -272,6 +274,7 @@ def test_vggsnn_runs_as_one_chunked_chain_after_a_chunked_stem():
     assert not any(chunkable(segment) for segment in resnet.segments()[1:])
 
 
+@pytest.mark.slow
 def test_the_papers_dvs_gesture_step_fits_a_24_gb_card_on_the_lean_path():
     """VGGSNN, 2x128x128, T = 16, batch 64 (dvsgesture_1w4u): the largest total of activations
     and temporaries alive in a training step, tracked on fake tensors (no memory used)."""

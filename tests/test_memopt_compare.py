@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "memopt_compare.py"
 
 
-@pytest.mark.slow
 def test_memopt_and_the_lean_path_report_memory_time_and_gradient_differences(tmp_path):
     out = tmp_path / "rows.json"
     result = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--quick", "--shapes", "tutorial", "--json", str(out)],

@@ -34,6 +34,7 @@ QSNN = str(Path(sys.executable).with_name("qsnn"))
 QUIET = ["data.download=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["full", "lean"])
 def test_fake_tensors_track_the_peak_of_a_real_step_and_the_line_in_b_is_exact(mode):
     """The peak of a step on fake tensors, tensor by tensor, against the same on real zeros."""
@@ -50,6 +51,7 @@ def test_fake_tensors_track_the_peak_of_a_real_step_and_the_line_in_b_is_exact(m
     assert estimate.state == parameters * 3  # weights, gradients, SGD momentum
 
 
+@pytest.mark.slow
 def test_the_lean_path_peaks_lower_on_event_frames():
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=64"])
     datamodule = make_datamodule(cfg)
@@ -66,6 +68,7 @@ def test_the_probe_runs_eager_kernels_when_the_run_compiles_them():
     assert lifs and not any(lif.spec.compile for lif in lifs)
 
 
+@pytest.mark.slow
 def test_small_T_probes_scale_to_the_real_T_as_the_real_forward(monkeypatch):
     """The fallback (real zeros at T = 2 and 4 when fake tensors fail) errs on the safe side, by
     less than twice (real peaks at batch 1 fall at another point of the step than at batch 2)."""
@@ -110,6 +113,7 @@ MEASURE_STEP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_estimate_bounds_the_measured_peak_of_a_training_step():
     """Two SGD steps of VGGSNN (32x32, T = 8, batch 4) in a fresh process: the peak RSS increase
     lies between the raw estimate / 2 and the estimate with SAFETY and OVERHEAD."""
@@ -158,6 +162,7 @@ def qsnn(*args, available: int | None = None):
     return subprocess.run([QSNN, *args], capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_cli_refuses_in_one_line_then_the_suggested_batch_trains(fmnist_dir, tmp_path):
     cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", *QUIET])
     available = estimate_step(cfg, make_datamodule(cfg)).need(20)  # room for 20 samples: 16 suggested (lean is larger here)
@@ -176,6 +181,7 @@ def test_cli_refuses_in_one_line_then_the_suggested_batch_trains(fmnist_dir, tmp
     assert len(list((runs / "fmnist_1w2u").iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_not_even_batch_1_fits_says_what_to_lower(fmnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(AVAILABLE_ENV, "1000000")
     cfg = load_config("fmnist_1w2u", [f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *QUIET])
@@ -184,6 +190,7 @@ def test_not_even_batch_1_fits_says_what_to_lower(fmnist_dir, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path, monkeypatch):
     """dvsgesture_1w4u (VGGSNN, 128x128, T = 16, batch 64) on 16 GB: refused on both paths, with
     the batch that fits on the lean one; on 1 GB not even batch 1 fits. The estimate runs on fake tensors, so this test holds
@@ -208,6 +215,7 @@ def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path,
 
 
 # --- speed.activation_memory: which path a run takes ------------------------------------------
+@pytest.mark.slow
 def test_auto_takes_the_lean_path_where_only_it_fits_and_says_why(monkeypatch):
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=64", "data.batch_size=8", *QUIET])
     datamodule = make_datamodule(cfg)
@@ -241,6 +249,7 @@ def test_lean_on_a_model_it_cannot_recompute_is_one_line_and_auto_falls_back(mon
         "full", "speed.activation_memory=auto: full (the lean path cannot recompute features.1 (Dropout))")
 
 
+@pytest.mark.slow
 def test_a_bad_activation_memory_value_is_one_line():
     result = qsnn("train", "fmnist_1w2u", "speed.activation_memory=maybe")
     assert result.returncode == 2 and result.stderr.strip() == (

@@ -15,6 +15,7 @@ def test_resnet19_has_the_papers_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 12_569_226
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, shape, frames",
     [("resnet19", (3, 32, 32), False), ("vgg16", (3, 64, 64), False),
@@ -58,6 +59,7 @@ def test_direct_encoding_equals_presenting_the_image_every_step(mode):
     assert torch.allclose(once, repeated, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_event_frames_are_presented_one_per_step_never_repeated():
     torch.manual_seed(0)
     # a low threshold so that an untrained network's spikes reach the classifier

@@ -4,12 +4,15 @@ and a plain Q-SNN run and a sweep summary, and draws every figure from them."""
 from pathlib import Path
 
 import papermill
+import pytest
 
 from dataset_files import write_fashion_mnist
 from qsnn_lightning.training.analysis import read_run, read_summary
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.sweep import summary_row, write_summary
 from qsnn_lightning.training.train import train
+
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "spike_distributions.ipynb"
 

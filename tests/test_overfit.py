@@ -1,9 +1,12 @@
+import pytest
 import torch
 
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.losses import WSDRLoss
 from qsnn_lightning.snn.neurons import spiking_layers
 from qsnn_lightning.snn.spec import ModelSpec
+
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
 
 
 def test_small_qsnn_overfits_a_fixed_batch_through_all_quantizers():

@@ -12,6 +12,8 @@ import pytest
 
 from dataset_files import write_fashion_mnist
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 FAST = ["trainer.fast_dev_run=true", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
         "data.batch_size=8", "data.download=false"]

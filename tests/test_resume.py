@@ -12,6 +12,8 @@ import torch
 
 from dataset_files import write_fashion_mnist
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 RUN = ["data.batch_size=16", "data.download=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
        "check_memory=false"]
@@ -69,7 +71,6 @@ def test_resume_from_another_run_is_refused_in_one_line(data, tmp_path, override
         other_experiment.stderr
 
 
-@pytest.mark.slow
 def test_run_killed_in_its_second_epoch_resumes_to_the_same_weights(tmp_path):
     data = write_fashion_mnist(tmp_path / "data", train=1000, test=16)  # 57 batches per epoch
     epochs = "trainer.max_epochs=3"

@@ -12,6 +12,8 @@ import pytest
 from qsnn_lightning.training.analysis import stored_level_statistics
 from qsnn_lightning.training.sweep import SUMMARY, write_summary
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "membrane_scales.py"
 
 

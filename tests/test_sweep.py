@@ -48,6 +48,7 @@ def test_lambda_k_is_the_grid_of_the_issue_on_a_real_experiment():
         assert cfg.loss.lam == point["loss.lam"] and cfg.model.bits == point["model.bits"]
 
 
+@pytest.mark.slow
 def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_path, tiny_budget, monkeypatch):
     sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml")))
     assert sweep.fixed == ("logger=wandb", "model.timesteps=1")
@@ -87,6 +88,7 @@ def test_local_sweep_runs_each_point_once_and_resumes_after_an_interruption(tmp_
     assert calls == []
 
 
+@pytest.mark.slow
 def test_an_interrupted_point_continues_from_its_last_checkpoint(tmp_path, tiny_budget, monkeypatch):
     sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml", lams=(0.0,), bits=("1w2u",))))
     (row,) = run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
@@ -101,6 +103,7 @@ def test_an_interrupted_point_continues_from_its_last_checkpoint(tmp_path, tiny_
     assert Path(again["run_dir"]) != run_dir and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_a_sweep_directory_is_not_mixed_with_other_overrides(tmp_path, tiny_budget):
     sweep = load_sweep(str(write_sweep(tmp_path / "small.yaml", lams=(0.0,), bits=("1w2u",))))
     run_local(sweep, tiny_budget, tmp_path / "sweeps", log=lambda line: None)
@@ -138,6 +141,7 @@ def run_cli(*args, home):
     return subprocess.run([QSNN, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (("sweep", "nope", "--local"), "unknown sweep 'nope'; choose one of lambda_k"),
     (("sweep", "lambda_k"), "W&B sweeps need an API key and network"),

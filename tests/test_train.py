@@ -37,6 +37,7 @@ def finished_run(fmnist_dir, tmp_path_factory):
     return run_dir, result
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory(finished_run):
     run_dir, result = finished_run
     assert "fmnist_1w2u: test accuracy" in result.stdout
@@ -54,6 +55,7 @@ def test_train_writes_the_run_directory(finished_run):
         assert key in header, key
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_without_running_code_and_tests_again(finished_run):
     run_dir, _ = finished_run
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -66,6 +68,7 @@ def test_checkpoint_loads_without_running_code_and_tests_again(finished_run):
     assert tested["test_acc"] == pytest.approx(saved["test_acc"])
 
 
+@pytest.mark.slow
 def test_qsnn_test_honours_the_test_batch_limit(finished_run, monkeypatch):
     from qsnn_lightning.training.module import QSNNClassifier
     from qsnn_lightning.training.train import evaluate_checkpoint
@@ -77,6 +80,7 @@ def test_qsnn_test_honours_the_test_batch_limit(finished_run, monkeypatch):
     assert batches == [0, 1]  # of the 8 batches of the 32 test images
 
 
+@pytest.mark.slow
 def test_seeded_runs_repeat_and_resume_continues(finished_run, fmnist_dir, tmp_path):
     run_dir, _ = finished_run
     again = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN)
@@ -94,6 +98,7 @@ def test_seeded_runs_repeat_and_resume_continues(finished_run, fmnist_dir, tmp_p
     assert last.exists()  # the resumed run writes its own directory
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_2_in_one_line_and_keep_existing_files(finished_run, tmp_path):
     run_dir, _ = finished_run
     before = sorted(p.name for p in run_dir.rglob("*"))
@@ -117,6 +122,7 @@ def test_bad_inputs_exit_2_in_one_line_and_keep_existing_files(finished_run, tmp
     assert sorted(p.name for p in run_dir.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_any_lightning_trainer_argument_reaches_the_trainer(tmp_path):
     data = write_fashion_mnist(tmp_path / "data", train=400, test=32)
     result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={tmp_path / 'runs'}", *SMALL_RUN[:2],
@@ -131,6 +137,7 @@ def test_any_lightning_trainer_argument_reaches_the_trainer(tmp_path):
     assert validated[:2] == [(0, 4), (0, 9)]  # every 10 batches (5 steps), twice in the first epoch of 23
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(fmnist_dir, tmp_path):
     result = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", *SMALL_RUN[:2],
                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
@@ -156,6 +163,7 @@ def test_batchnorm_is_synchronized_across_gpu_processes_only(tmp_path):
         assert isinstance(make_trainer(cfg, tmp_path).strategy._layer_sync, TorchSyncBatchNorm)
 
 
+@pytest.mark.slow
 def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.train import train
@@ -169,6 +177,7 @@ def test_tensorboard_logger_by_config(fmnist_dir, tmp_path):
     assert (run_dir / "metrics.csv").exists()  # CSV metrics are always written
 
 
+@pytest.mark.slow
 def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp_path):
     from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.snn.neurons import spiking_layers
@@ -188,6 +197,7 @@ def test_speed_options_reach_the_model_not_the_lightning_trainer(fmnist_dir, tmp
     assert train(cfg)["test_acc"] is not None
 
 
+@pytest.mark.slow
 def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp_path):
     from lightning.pytorch.callbacks import Callback
 
@@ -220,6 +230,7 @@ def test_resume_restores_epoch_and_optimizer_state(finished_run, fmnist_dir, tmp
             assert torch.equal(seen["state"]["state"][key][name], value), (key, name)
 
 
+@pytest.mark.slow
 def test_wandb_without_a_key_runs_offline_into_the_run_directory(fmnist_dir, tmp_path, monkeypatch):
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.train import train
@@ -250,6 +261,7 @@ def old_format(checkpoint: dict) -> dict:
             "state_dict": checkpoint["state_dict"], "hyper_parameters": flat}
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_the_model_spec_once(finished_run):
     from dataclasses import fields
 
@@ -263,6 +275,7 @@ def test_checkpoint_holds_the_model_spec_once(finished_run):
     assert ModelSpec.from_dict(hparams["spec"]) == ModelSpec(**hparams["experiment"]["model"])
 
 
+@pytest.mark.slow
 def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path):
     from qsnn_lightning.checkpoint import read_checkpoint
     from qsnn_lightning.errors import CheckpointError
@@ -301,6 +314,7 @@ def test_checkpoints_of_earlier_versions_test_and_export(finished_run, tmp_path)
     assert "membrane_leak" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_input_quantizer_off_trains_and_its_export_is_refused_naming_the_setting(fmnist_dir, tmp_path):
     off = ["model.input_bits=32", f"data.data_dir={fmnist_dir}", *SMALL_RUN[:2], "trainer.accelerator=cpu",
            "trainer.enable_progress_bar=false"]
@@ -332,6 +346,7 @@ def epoch_test_accuracies(run_dir: Path) -> list[tuple[int, float]]:
     return [(int(row["epoch"]), float(row["test/acc_epoch"])) for row in rows if row["test/acc_epoch"]]
 
 
+@pytest.mark.slow
 def test_without_validation_the_last_weights_are_tested_beside_the_best_epoch(whole_training_set_run):
     run_dir, result = whole_training_set_run
     results = json.loads((run_dir / "results.json").read_text())
@@ -354,6 +369,7 @@ def test_without_validation_the_last_weights_are_tested_beside_the_best_epoch(wh
     assert json.loads(tested.stdout[tested.stdout.index("{"):])["test_acc"] == pytest.approx(results["test_acc"])
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_best_epoch_of_the_interrupted_run(whole_training_set_run, fmnist_dir, tmp_path):
     run_dir, _ = whole_training_set_run
     resumed = qsnn("train", "fmnist_1w2u", f"data.data_dir={fmnist_dir}", f"run_dir={tmp_path}", "data.val_fraction=0",
@@ -367,6 +383,7 @@ def test_resume_keeps_the_best_epoch_of_the_interrupted_run(whole_training_set_r
     assert (results["test_best_epoch"], results["test_acc_best_epoch"]) == pytest.approx(max(per_epoch, key=lambda item: item[1]))
 
 
+@pytest.mark.slow
 def test_validation_monitors_read_the_validation_split_only(fmnist_dir, tmp_path):
     from qsnn_lightning.snn.backbones import build_model
     from qsnn_lightning.snn.footprint import spiking_layer_sizes

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here trains, builds, benchmarks or measures a process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 ROW_KEYS = {"impl", "workload", "device", "batch", "images_per_s", "peak_mem_mb"}
 
@@ -37,7 +39,6 @@ def test_benchmark_rows_for_a_subset(tmp_path):
     assert "parameters: qsnn_1w2u 12,569,226, spikingjelly 12,569,226" in result.stdout
 
 
-@pytest.mark.slow
 def test_benchmark_writes_one_sane_row_per_implementation_and_workload(tmp_path):
     out = tmp_path / "rows.json"
     result = bench(*TINY, "--json", str(out))
