@@ -81,6 +81,10 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, e
     ("trainer.max_stepz=3", "did you mean max_steps"),
     ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches': 0; it must be >= 1"),
     ("name=../../escape", "bad value for 'name': '../../escape'"),
+    ("seed=${nosuch}", "cannot resolve the interpolation in 'seed' (Interpolation key 'nosuch' not found)"),
+    ("seed=${seed}", "cannot resolve the interpolation in 'seed' (Recursive interpolation detected)"),
+    ("wandb_project=${oc.env:QSNN_NO_SUCH_VARIABLE}", "cannot resolve the interpolation in 'wandb_project'"),
+    ("data=5", "override data=... replaces a whole section of the config; set its keys instead, e.g. data.batch_size"),
 ])
 def test_values_are_checked_before_anything_is_written(qsnn, tmp_path, data, override, needle):
     assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", override, cwd=tmp_path), needle)
@@ -198,3 +202,32 @@ def test_a_run_that_fails_after_its_folder_was_made_leaves_nothing_or_is_marked(
     (run_dir,) = (tmp_path / "kept" / "fmnist_1w2u").iterdir()
     assert (run_dir / "FAILED").read_text() == "RuntimeError: the machine went away\n"
     assert (run_dir / "checkpoints" / "last.ckpt").exists()  # kept to resume from
+
+
+@pytest.mark.parametrize("command", ["test", "export"])
+def test_what_is_not_a_checkpoint_file_is_named(qsnn, tmp_path, command):
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    (tmp_path / "folder").mkdir()
+    for path, needle in (("folder", "checkpoint folder is a directory"), ("/dev/null", "/dev/null is not a regular file"),
+                         ("loop_a", "loop_a is a symbolic link that leads to no file"), ("none.ckpt", "none.ckpt does not exist")):
+        assert_refused(qsnn(command, path, *(["--out", "out"] if command == "export" else []), cwd=tmp_path), needle)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "loop_a", "loop_b"]
+
+
+@pytest.mark.parametrize("override", ["model.bits=1w4u", "model.timesteps=4", "model.arch=vgg16"])
+def test_test_and_export_refuse_overrides_of_the_saved_model(qsnn, tmp_path, checkpoint, override):
+    needle = f"{override}: qsnn test uses the model saved in the checkpoint"
+    assert_refused(qsnn("test", str(checkpoint), override, cwd=tmp_path), needle)
+    assert_refused(qsnn("export", str(checkpoint), "--out", "out", override, cwd=tmp_path), needle.replace("test", "export"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("trainer.limit_test_batches=0", "trainer.limit_test_batches=0 tests no batch"),
+    ("trainer.accelerator=tpu", "lightning.Trainer refuses the trainer settings"),
+    pytest.param("trainer.accelerator=gpu", "lightning.Trainer refuses the trainer settings",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+])
+def test_test_refuses_trainer_settings_that_test_nothing_or_cannot_run(qsnn, tmp_path, data, checkpoint, override, needle):
+    assert_refused(qsnn("test", str(checkpoint), f"data.data_dir={data}", override, cwd=tmp_path), needle)

@@ -22,7 +22,8 @@ BACKBONE_PREFIX = "model."  # the backbone's entries in the state_dict: QSNNClas
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint without running code from it (``weights_only=True``)."""
     if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a run directory")
+        raise CheckpointError(f"checkpoint {path} {_why_not_a_file(Path(path))}; pass the path of a .ckpt file from a run "
+                              "directory (runs/<experiment>/<time>/checkpoints/last.ckpt)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -38,6 +39,15 @@ def read_checkpoint(path: str) -> dict:
     if missing:
         raise CheckpointError(f"{path} does not say its model's {', '.join(missing)}; it was not written by qsnn train")
     return checkpoint
+
+
+def _why_not_a_file(path: Path) -> str:
+    """What ``path`` is instead of a regular file."""
+    if path.is_dir():
+        return "is a directory"
+    if path.is_symlink():
+        return "is a symbolic link that leads to no file"
+    return "is not a regular file" if path.exists() else "does not exist"
 
 
 def module_hyperparameters(checkpoint: dict) -> dict:

@@ -84,10 +84,24 @@ def check_trainer_settings(cfg: DictConfig) -> None:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=scratch, **settings)
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:  # ImportError: tpu without torch_xla
         raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
     finally:
         quiet.setLevel(level)
+
+
+def make_test_trainer(cfg: DictConfig) -> L.Trainer:
+    """The Trainer of ``qsnn test``: one device, no logger or checkpoints, the run's accelerator,
+    precision, test-batch limit and progress bar; what Lightning refuses is one line."""
+    kept = ("accelerator", "precision", "limit_test_batches", "enable_progress_bar")
+    settings = {key: cfg.trainer[key] for key in kept if key in cfg.trainer}
+    if settings.get("limit_test_batches", 1) == 0:
+        raise ConfigError("trainer.limit_test_batches=0 tests no batch; give a positive number of batches (or a fraction), "
+                          "or drop it to test the whole split")
+    try:
+        return L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:  # ImportError: tpu without torch_xla
+        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, OmegaConfBaseException, ValidationError
 
 from ..errors import ConfigError, first_line, one_line
 from ..snn.backbones import BACKBONES
@@ -121,6 +121,10 @@ class ExperimentConfig:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
+SECTIONS = {"model": "bits", "loss": "lam", "optim": "lr", "data": "batch_size", "trainer": "max_epochs",
+            "speed": "compile"}  # the config's sections, each with a key to name in a message
+
+
 def _choices() -> dict[str, tuple[str, ...]]:
     from ..data import DATA  # on demand: the data package loads torchvision and tonic, which reading a config does not need
     from ..data.frames import RESIZE_MODES, SPLITS
@@ -209,10 +213,17 @@ def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
 
 
 def _merge(schema: DictConfig, *configs) -> DictConfig:
+    """The configs merged over the schema, interpolations (``${...}``) resolved in place."""
     try:
-        return OmegaConf.merge(schema, *configs)
+        cfg = OmegaConf.merge(schema, *configs)
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, schema)) from None
+    try:
+        OmegaConf.resolve(cfg)
+    except InterpolationResolutionError as error:
+        raise ConfigError(f"cannot resolve the interpolation in '{error.full_key}' ({first_line(error)}); give a plain "
+                          "value, or ${key} of a key that has one") from None
+    return cfg
 
 
 def validate(cfg: DictConfig, trainer: bool = True) -> None:
@@ -239,6 +250,10 @@ def _parse_overrides(overrides) -> DictConfig:
     if malformed:
         raise ConfigError(f"override {malformed[0]!r} is not of the form key=value")
     keys = [item.split("=", 1)[0] for item in overrides]
+    sections = [key for key in keys if key in SECTIONS]
+    if sections:
+        raise ConfigError(f"override {sections[0]}=... replaces a whole section of the config; set its keys instead, "
+                          f"e.g. {sections[0]}.{SECTIONS[sections[0]]}=...")
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise ConfigError(f"override {repeated[0]!r} is given more than once; keep one {repeated[0]}=... on the command line")
@@ -252,6 +267,15 @@ def _moved_speed_options(saved: dict) -> dict:
     if not moved:
         return saved
     return {**saved, "trainer": trainer, "speed": {**moved, **(saved.get("speed") or {})}}
+
+
+def refuse_model_overrides(overrides: list[str], command: str) -> None:
+    """``qsnn test`` and ``qsnn export`` use the model saved in the checkpoint: a ``model.*``
+    override would be ignored (or misreported), so it is refused in one line."""
+    model = [item for item in overrides if item.split("=", 1)[0].startswith("model.")]
+    if model:
+        raise ConfigError(f"{model[0]}: qsnn {command} uses the model saved in the checkpoint, which model.* overrides do "
+                          "not change; drop it (train a model with that setting to evaluate one)")
 
 
 def restore_config(saved: dict, overrides: list[str] = (), trainer: bool = True) -> DictConfig:

@@ -27,10 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from ..checkpoint import read_checkpoint
 from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
-from .build import BEST_MONITOR, check_trainer_settings, make_module, make_trainer, ready_datamodule
+from .build import BEST_MONITOR, check_trainer_settings, make_module, make_test_trainer, make_trainer, ready_datamodule
 from .callbacks import SpikeMonitor
 from .checkpoint import check_resumable, module_from_checkpoint
-from .config import restore_config
+from .config import refuse_model_overrides, restore_config
 from .epoch_test import WithEpochTest
 from .host_memory import return_freed_memory, reuse_freed_memory
 from .memory_check import choose_activation_memory
@@ -173,12 +173,11 @@ def _last_val_firing_rates(trainer: L.Trainer) -> dict[str, float]:
 def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     """Evaluate a checkpoint on its experiment's test split; ``key=value`` overrides (e.g.
     ``data.data_dir=...``) adjust the saved configuration."""
+    refuse_model_overrides(overrides, "test")
     checkpoint = read_checkpoint(path)
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
+    trainer = make_test_trainer(cfg)
     datamodule = ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
-    kept = ("accelerator", "precision", "limit_test_batches", "enable_progress_bar")
-    settings = {key: cfg.trainer[key] for key in kept if key in cfg.trainer}
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}
