@@ -231,3 +231,27 @@ def test_test_and_export_refuse_overrides_of_the_saved_model(qsnn, tmp_path, che
 ])
 def test_test_refuses_trainer_settings_that_test_nothing_or_cannot_run(qsnn, tmp_path, data, checkpoint, override, needle):
     assert_refused(qsnn("test", str(checkpoint), f"data.data_dir={data}", override, cwd=tmp_path), needle)
+
+
+SWEEP_COMMAND = 'command: ["${env}", qsnn, train, fmnist_1w2u, "${args_no_hyphens}"]\n'
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("name: ../../escaped\nmethod: grid\nparameters: {loss.lam: {values: [0]}}\n" + SWEEP_COMMAND,
+     "bad name '../../escaped'; a sweep's name is a folder name"),
+    ("method: grid\nparameters: {loss.lam: {values: 5}}\n" + SWEEP_COMMAND, "parameter 'loss.lam' needs 'values: [...]' (a list)"),
+    ("method: grid\nparameters: [a, b]\n" + SWEEP_COMMAND, "parameters must map each key to 'values: [...]'"),
+    ("- method\n- grid\n", "must hold a mapping (method, parameters, command), not a list"),
+])
+def test_malformed_sweep_files_are_one_line_and_write_nothing(qsnn, tmp_path, text, needle):
+    (tmp_path / "mine.yaml").write_text(text)
+    assert_refused(qsnn("sweep", "mine.yaml", "--local", cwd=tmp_path), needle)
+    assert [path.name for path in tmp_path.iterdir()] == ["mine.yaml"]
+
+
+def test_a_truncated_sweep_manifest_is_one_line_and_kept(qsnn, tmp_path, data):
+    (tmp_path / "mine.yaml").write_text("name: mine\nmethod: grid\nparameters: {loss.lam: {values: [0]}}\n" + SWEEP_COMMAND)
+    (tmp_path / "runs" / "sweeps" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "sweeps" / "mine" / "sweep.json").write_text('{"sweep": "mi')
+    assert_refused(qsnn("sweep", "mine.yaml", "--local", f"data.data_dir={data}", cwd=tmp_path), "sweep.json is damaged")
+    assert (tmp_path / "runs" / "sweeps" / "mine" / "sweep.json").read_text() == '{"sweep": "mi'

@@ -166,3 +166,27 @@ def test_summary_plot_takes_named_values_of_the_first_parameter(tmp_path):
             for scale in ("max", "threshold") for bits in ("1w2u", "1w4u")]
     path = plot_summary(rows, ["model.membrane_scale", "model.bits"], tmp_path)
     assert path.name == "accuracy_vs_membrane_scale.png" and path.stat().st_size > 0
+
+
+def test_a_truncated_point_result_counts_as_unfinished(tmp_path):
+    finished = tmp_path / "point" / "fmnist_1w2u" / "20261203-100000"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text('{"test_acc": 0.5, "run_dir": "x"}\n')
+    assert sweeps._finished_results(tmp_path / "point")["test_acc"] == 0.5
+    (finished / "results.json").write_text('{"test_acc": 0.')  # the write was cut off
+    assert sweeps._finished_results(tmp_path / "point") is None
+
+
+def test_the_sweep_folder_follows_dir_then_run_dir():
+    assert sweeps.sweep_root(None, []) == Path("runs/sweeps")
+    assert sweeps.sweep_root(None, ["run_dir=/scratch/me", "loss.lam=0"]) == Path("/scratch/me/sweeps")
+    assert sweeps.sweep_root("elsewhere", ["run_dir=/scratch/me"]) == Path("elsewhere")
+
+
+def test_qsnn_sweep_local_puts_its_grid_under_run_dir(tmp_path, monkeypatch):
+    from qsnn_lightning import cli
+
+    roots = []
+    monkeypatch.setattr(cli, "run_local", lambda sweep, overrides, root: roots.append(root) or [])
+    assert cli.main(["sweep", "lambda_k", "--local", f"run_dir={tmp_path}"]) == 0
+    assert roots == [tmp_path / "sweeps"]

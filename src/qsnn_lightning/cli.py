@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import sys
-from pathlib import Path
 
 from .training.host_memory import use_huge_pages
 
@@ -24,7 +23,7 @@ from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.precision import Precision
 from .snn.training_memory import format_training_table, training_memory_table, training_rows_as_dicts
 from .training.config import DEFAULT_EXPERIMENT, EXPERIMENTS_DIR, experiment_names, load_config
-from .training.sweep import SUMMARY, load_sweep, run_local, run_wandb
+from .training.sweep import SUMMARY, load_sweep, run_local, run_wandb, sweep_root
 from .training.train import evaluate_checkpoint, summary, train
 
 USAGE_ERROR = 2
@@ -114,11 +113,12 @@ def run_test(args: argparse.Namespace) -> None:
 def run_sweep(args: argparse.Namespace) -> None:
     """``qsnn sweep NAME``: the grid on W&B, or with ``--local`` here, point by point, with a summary."""
     sweep = load_sweep(args.sweep)
+    root = sweep_root(args.dir, args.overrides)
     if not args.local:
-        run_wandb(sweep, args.overrides, Path(args.dir))
+        run_wandb(sweep, args.overrides, root)
         return
-    rows = run_local(sweep, args.overrides, Path(args.dir))
-    print(f"sweep {sweep.name}: {len(rows)} points; summary in {Path(args.dir) / sweep.name / SUMMARY}")
+    rows = run_local(sweep, args.overrides, root)
+    print(f"sweep {sweep.name}: {len(rows)} points; summary in {root / sweep.name / SUMMARY}")
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", help="key=value overrides for every point, e.g. trainer.max_epochs=1")
     sweep.add_argument("--local", action="store_true",
                        help="run the grid here, offline, one run per point (resumable), with a summary CSV and plot")
-    sweep.add_argument("--dir", default="runs/sweeps", help="where sweeps write their points (default runs/sweeps)")
+    sweep.add_argument("--dir", help="where sweeps write their points (default: <run_dir>/sweeps, runs/sweeps)")
     sweep.set_defaults(run=run_sweep)
 
     export = commands.add_parser("export", help="export a 1w checkpoint to the C runtime (docs/export.md)")

@@ -31,7 +31,7 @@ from ..snn.losses import hidden_layers
 from ..snn.precision import Precision
 from .analysis import stored_level_statistics
 from .build import has_wandb_key
-from .config import EXPERIMENTS_DIR, load_config
+from .config import EXPERIMENT_NAME, EXPERIMENTS_DIR, load_config
 from .train import train
 
 SWEEPS_DIR = EXPERIMENTS_DIR / "sweeps"
@@ -70,22 +70,36 @@ def load_sweep(name: str, directory: Path = SWEEPS_DIR) -> Sweep:
         config = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as error:
         raise SweepError(f"cannot read sweep file {path}: {first_line(error)}") from None
+    if not isinstance(config, dict):
+        raise SweepError(f"{path} must hold a mapping (method, parameters, command), not a {type(config).__name__}")
     if config.get("method") != "grid":
         raise SweepError(f"{path}: method is {config.get('method')!r}; the sweeps here are grids (method: grid)")
-    parameters = {}
-    for key, spec in (config.get("parameters") or {}).items():
+    name = str(config.get("name", path.stem))
+    if not EXPERIMENT_NAME.fullmatch(name):
+        raise SweepError(f"{path}: bad name {name!r}; a sweep's name is a folder name (letters, digits, '_', '-', '.')")
+    return Sweep(name, *_command(config.get("command"), path), _grid(config.get("parameters"), path), config)
+
+
+def _grid(parameters, path: Path) -> dict[str, list]:
+    """A sweep file's ``parameters`` as key -> the list of its grid values."""
+    if not isinstance(parameters, dict) or not parameters:
+        raise SweepError(f"{path}: parameters must map each key to 'values: [...]', e.g. parameters: {{loss.lam: {{values: [0, 0.001]}}}}")
+    grid = {}
+    for key, spec in parameters.items():
         values = spec.get("values", [spec["value"]] if "value" in spec else None) if isinstance(spec, dict) else None
-        if not values:
-            raise SweepError(f"{path}: parameter {key!r} needs 'values: [...]' (or 'value: x') for a grid")
-        parameters[key] = list(values)
-    if not parameters:
-        raise SweepError(f"{path}: no parameters to sweep")
-    command = [str(part) for part in config.get("command") or []]
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{path}: parameter {key!r} needs 'values: [...]' (a list) or 'value: x' for a grid")
+        grid[key] = values
+    return grid
+
+
+def _command(command, path: Path) -> tuple[str, tuple[str, ...]]:
+    """The experiment and the fixed ``key=value`` overrides of a sweep file's ``command``."""
+    command = [str(part) for part in command] if isinstance(command, list) else []
     if "train" not in command or command.index("train") + 1 >= len(command) or POINT_ARGUMENTS not in command:
         raise SweepError(f"{path}: command must read [${{env}}, qsnn, train, <experiment>, ..., {POINT_ARGUMENTS}]")
     experiment = command[command.index("train") + 1]
-    fixed = tuple(part for part in command[command.index("train") + 2:] if "=" in part and not part.startswith("$"))
-    return Sweep(config.get("name", path.stem), experiment, fixed, parameters, config)
+    return experiment, tuple(part for part in command[command.index("train") + 2:] if "=" in part and not part.startswith("$"))
 
 
 def point_overrides(point: dict[str, Any]) -> list[str]:
@@ -109,7 +123,10 @@ def _claim_directory(sweep: Sweep, overrides: list[str], sweep_dir: Path) -> Non
     manifest = sweep_dir / "sweep.json"
     wanted = {"sweep": sweep.name, "experiment": sweep.experiment, "overrides": list(overrides)}
     if manifest.is_file():
-        recorded = json.loads(manifest.read_text())
+        recorded = _read_json(manifest)
+        if not isinstance(recorded, dict):
+            raise SweepError(f"{manifest} is damaged (not the JSON a sweep writes); delete it to go on with this folder's points "
+                             "under these overrides, or pass another --dir")
         if recorded != wanted:
             raise SweepError(
                 f"{sweep_dir} holds sweep {recorded.get('sweep')!r} run with overrides {recorded.get('overrides')}; "
@@ -117,17 +134,39 @@ def _claim_directory(sweep: Sweep, overrides: list[str], sweep_dir: Path) -> Non
             )
         return
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps(wanted, indent=2) + "\n")
+    with atomic_open(manifest, "w") as file:
+        file.write(json.dumps(wanted, indent=2) + "\n")
+
+
+def _read_json(path: Path):
+    """The JSON in ``path``, or None where it is truncated or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _finished_results(point_dir: Path) -> dict | None:
-    finished = sorted(point_dir.glob("*/*/results.json"))
-    return json.loads(finished[-1].read_text()) if finished else None
+    """The newest complete ``results.json`` of a point (a truncated one counts as unfinished: the point runs again)."""
+    for path in sorted(point_dir.glob("*/*/results.json"), reverse=True):
+        results = _read_json(path)
+        if isinstance(results, dict) and "test_acc" in results:
+            return results
+    return None
 
 
 def _interrupted_checkpoint(point_dir: Path) -> Path | None:
     checkpoints = sorted(point_dir.glob("*/*/checkpoints/last.ckpt"))
     return checkpoints[-1] if checkpoints else None
+
+
+def sweep_root(directory: str | None, overrides: list[str]) -> Path:
+    """Where a sweep's folder goes: ``--dir`` when given, else ``<run_dir>/sweeps`` for a
+    ``run_dir=`` override, else ``runs/sweeps``."""
+    if directory:
+        return Path(directory)
+    run_dirs = [item.split("=", 1)[1] for item in overrides if item.startswith("run_dir=")]
+    return Path(run_dirs[-1] if run_dirs else "runs") / "sweeps"
 
 
 def run_local(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/sweeps"), log=print) -> list[dict]:

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..checkpoint import read_checkpoint
 from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
+from ..files import atomic_open
 from .build import BEST_MONITOR, check_trainer_settings, make_module, make_test_trainer, make_trainer, ready_datamodule
 from .callbacks import SpikeMonitor
 from .checkpoint import check_resumable, module_from_checkpoint
@@ -146,7 +147,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule, activation_memory:
         "val_firing_rates": _last_val_firing_rates(trainer),
     }
     if trainer.is_global_zero:
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        with atomic_open(run_dir / "results.json", "w") as file:  # a sweep reads a partial one as unfinished, but none is left
+            file.write(json.dumps(results, indent=2) + "\n")
     return results
 
 
