@@ -77,10 +77,13 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, e
     ("trainer.precision=abc", "bad value for 'trainer.precision': 'abc'"),
     ("trainer.devices=abc", "lightning.Trainer refuses the trainer settings"),
     ("trainer.strategy=abc", "invalid strategy name"),
-    ("trainer.limit_train_batches=-1", "invalid value -1 for limit_train_batches"),
+    ("trainer.limit_train_batches=-1", "'trainer.limit_train_batches': -1; it must be >= 0"),
+    ("trainer.gradient_clip_val=-1", "'trainer.gradient_clip_val': -1; it must be >= 0"),
+    ("trainer.num_sanity_val_steps=-5", "'trainer.num_sanity_val_steps': -5; it must be >= -1"),
     ("trainer.max_stepz=3", "did you mean max_steps"),
     ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches': 0; it must be >= 1"),
     ("name=../../escape", "bad value for 'name': '../../escape'"),
+    ("name=" + "a" * 300, "bad value for 'name': 300 characters; a run folder's name holds at most 255"),
     ("seed=${nosuch}", "cannot resolve the interpolation in 'seed' (Interpolation key 'nosuch' not found)"),
     ("seed=${seed}", "cannot resolve the interpolation in 'seed' (Recursive interpolation detected)"),
     ("wandb_project=${oc.env:QSNN_NO_SUCH_VARIABLE}", "cannot resolve the interpolation in 'wandb_project'"),
@@ -88,6 +91,14 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, e
 ])
 def test_values_are_checked_before_anything_is_written(qsnn, tmp_path, data, override, needle):
     assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", override, cwd=tmp_path), needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_limits_are_checked_under_fast_dev_run_too(qsnn, tmp_path, data):
+    """Lightning replaces the limits under fast_dev_run before it would check them."""
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.limit_val_batches=-4",
+                  "trainer.fast_dev_run=true", cwd=tmp_path)
+    assert_refused(result, "'trainer.limit_val_batches': -4; it must be >= 0")
     assert list(tmp_path.iterdir()) == []
 
 

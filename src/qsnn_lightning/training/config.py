@@ -287,6 +287,7 @@ def restore_config(saved: dict, overrides: list[str] = (), trainer: bool = True)
     return cfg
 
 
+NAME_MAX = 255  # bytes in a file name on Linux and macOS file systems (the name is ASCII)
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a run folder's name: no separators, no '..'
 
 
@@ -365,5 +366,7 @@ def load_config(
     cfg = _merge(OmegaConf.structured(ExperimentConfig), *files, {"name": files[-1].get("name", name)}, command_line)
     if not EXPERIMENT_NAME.fullmatch(cfg.name):
         raise ConfigError(f"bad value for 'name': {cfg.name!r}; a run folder's name (letters, digits, '_', '-', '.')")
+    if len(cfg.name) > NAME_MAX:
+        raise ConfigError(f"bad value for 'name': {len(cfg.name)} characters; a run folder's name holds at most {NAME_MAX}")
     validate(cfg)
     return cfg

@@ -31,7 +31,7 @@ from ..snn.losses import hidden_layers
 from ..snn.precision import Precision
 from .analysis import stored_level_statistics
 from .build import has_wandb_key
-from .config import EXPERIMENT_NAME, EXPERIMENTS_DIR, load_config
+from .config import EXPERIMENT_NAME, EXPERIMENTS_DIR, NAME_MAX, load_config
 from .train import train
 
 SWEEPS_DIR = EXPERIMENTS_DIR / "sweeps"
@@ -75,7 +75,7 @@ def load_sweep(name: str, directory: Path = SWEEPS_DIR) -> Sweep:
     if config.get("method") != "grid":
         raise SweepError(f"{path}: method is {config.get('method')!r}; the sweeps here are grids (method: grid)")
     name = str(config.get("name", path.stem))
-    if not EXPERIMENT_NAME.fullmatch(name):
+    if not EXPERIMENT_NAME.fullmatch(name) or len(name) > NAME_MAX:
         raise SweepError(f"{path}: bad name {name!r}; a sweep's name is a folder name (letters, digits, '_', '-', '.')")
     return Sweep(name, *_command(config.get("command"), path), _grid(config.get("parameters"), path), config)
 

@@ -19,8 +19,12 @@ OWNED_BY_THE_RUN = {
 }
 SCALARS = (bool, int, float, str)
 # Lower bounds Lightning 2.6 leaves to the first batch (accumulate_grad_batches=0 divides by zero there).
+# lower bounds of what Lightning takes but means nothing by (or checks only once fitting starts,
+# or never, e.g. limits under fast_dev_run); -1 is Lightning's "no limit" / "all batches"
 AT_LEAST = {"accumulate_grad_batches": 1, "log_every_n_steps": 1, "check_val_every_n_epoch": 1,
-            "reload_dataloaders_every_n_epochs": 0, "min_epochs": 0, "min_steps": 0}
+            "reload_dataloaders_every_n_epochs": 0, "min_epochs": 0, "min_steps": 0, "max_epochs": -1, "max_steps": -1,
+            "gradient_clip_val": 0, "num_sanity_val_steps": -1, "limit_train_batches": 0, "limit_val_batches": 0,
+            "limit_test_batches": 0, "limit_predict_batches": 0, "overfit_batches": 0, "fast_dev_run": 0}
 
 
 def _is_union(hint) -> bool:
