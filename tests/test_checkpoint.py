@@ -11,6 +11,7 @@ from qsnn_lightning.checkpoint import (
     BACKBONE_ARGUMENTS,
     TRAINING_ARGUMENTS,
     backbone_from_checkpoint,
+    non_finite,
     read_checkpoint,
 )
 from qsnn_lightning.errors import CheckpointError
@@ -60,3 +61,10 @@ def test_settings_this_version_cannot_build_are_one_line(tmp_path):
     del checkpoint["hyper_parameters"]["membrane_leak"]
     checkpoint["hyper_parameters"]["spec"]["arch"] = "vgg99"
     assert "vgg99" in one_line_error(checkpoint, "model settings cannot be built by this version")
+
+
+def test_non_finite_names_the_first_tensor_and_counts_its_values():
+    tensors = {"a": torch.zeros(3), "steps": torch.tensor(5), "b": torch.tensor([1.0, float("nan"), float("inf"), float("nan")])}
+    assert non_finite(tensors) == "'b' holds 2 NaN and 1 infinite of 4 values"
+    tensors["b"] = torch.ones(4)
+    assert non_finite(tensors) is None

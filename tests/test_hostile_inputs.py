@@ -266,3 +266,24 @@ def test_a_truncated_sweep_manifest_is_one_line_and_kept(qsnn, tmp_path, data):
     (tmp_path / "runs" / "sweeps" / "mine" / "sweep.json").write_text('{"sweep": "mi')
     assert_refused(qsnn("sweep", "mine.yaml", "--local", f"data.data_dir={data}", cwd=tmp_path), "sweep.json is damaged")
     assert (tmp_path / "runs" / "sweeps" / "mine" / "sweep.json").read_text() == '{"sweep": "mi'
+
+
+@pytest.mark.parametrize("tensor", ["model.features.1.0.weight", "model.stem.1.running_var"])
+def test_checkpoints_with_non_finite_weights_are_named(qsnn, tmp_path, checkpoint, tensor):
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert tensor in content["state_dict"], sorted(content["state_dict"])
+    content["state_dict"][tensor].view(-1)[0] = float("nan")
+    torch.save(content, tmp_path / "diverged.ckpt")
+    needle = f"checkpoint diverged.ckpt is not usable: '{tensor}' holds 1 NaN of"
+    assert_refused(qsnn("test", "diverged.ckpt", cwd=tmp_path), needle)
+    assert_refused(qsnn("export", "diverged.ckpt", "--out", "out", cwd=tmp_path), needle)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["diverged.ckpt"]
+
+
+def test_a_diverging_run_stops_in_one_line_naming_the_tensor(qsnn, tmp_path, data):
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "optim.lr=1e30", "data.batch_size=8",
+                  "trainer.enable_progress_bar=false", cwd=tmp_path)
+    last = result.stderr.strip().splitlines()[-1]  # after what training logged to stderr before it
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert last.startswith("qsnn: error: training diverged at epoch 0, step ") and "holds" in last and "NaN" in last
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))  # nothing non-finite was saved

@@ -38,6 +38,9 @@ def read_checkpoint(path: str) -> dict:
     missing = [key for key in REQUIRED_MODEL_KEYS if key not in (spec if isinstance(spec, dict) else {})]
     if missing:
         raise CheckpointError(f"{path} does not say its model's {', '.join(missing)}; it was not written by qsnn train")
+    if broken := non_finite(checkpoint["state_dict"]):
+        raise CheckpointError(f"checkpoint {path} is not usable: {broken}; the run diverged before it was saved "
+                              "(use an earlier checkpoint, or retrain with a lower optim.lr)")
     return checkpoint
 
 
@@ -48,6 +51,18 @@ def _why_not_a_file(path: Path) -> str:
     if path.is_symlink():
         return "is a symbolic link that leads to no file"
     return "is not a regular file" if path.exists() else "does not exist"
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The first floating tensor holding NaN or infinity, described (``'stem.0.weight' holds 3 NaN
+    of 432 values``); None when all are finite. One device sync when all are (the common case)."""
+    floating = {name: tensor for name, tensor in tensors.items() if torch.is_tensor(tensor) and tensor.is_floating_point()}
+    if not floating or torch.stack([torch.isfinite(tensor).all() for tensor in floating.values()]).all():
+        return None
+    name, tensor = next((name, tensor) for name, tensor in floating.items() if not torch.isfinite(tensor).all())
+    nans, infinite = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+    kinds = " and ".join(text for count, text in ((nans, f"{nans} NaN"), (infinite, f"{infinite} infinite")) if count)
+    return f"'{name}' holds {kinds} of {tensor.numel():,} values"
 
 
 def module_hyperparameters(checkpoint: dict) -> dict:

@@ -34,6 +34,10 @@ class ExportError(QSNNError, ValueError):
     """A model or setting the integer export cannot represent."""
 
 
+class DivergedError(QSNNError):
+    """Weights or BatchNorm statistics that are no longer finite numbers (NaN or infinite)."""
+
+
 class MemoryEstimateError(QSNNError):
     """A training step that would not fit in the free memory of its device."""
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from .callbacks import default_monitors
+from .divergence import FiniteWeights
 from .module import QSNNClassifier
 from .random_state import RandomStateCheckpoint
 
@@ -125,6 +126,6 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
             enable_version_counter=False,
         ))
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[*checkpoints, RandomStateCheckpoint(), *default_monitors()],
+        default_root_dir=run_dir, logger=loggers, callbacks=[*checkpoints, RandomStateCheckpoint(), FiniteWeights(), *default_monitors()],
         **trainer_settings,
     )
