@@ -71,21 +71,40 @@ def test_resume_from_another_run_is_refused_in_one_line(data, tmp_path, override
         other_experiment.stderr
 
 
-def test_run_killed_in_its_second_epoch_resumes_to_the_same_weights(tmp_path):
-    data = write_fashion_mnist(tmp_path / "data", train=1000, test=16)  # 57 batches per epoch
-    epochs = "trainer.max_epochs=3"
-    whole = train(data, tmp_path / "whole", epochs)
+EPOCHS = "trainer.max_epochs=3"
+
+
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory):
+    """1,000 images (57 batches an epoch, so a signal lands mid-epoch) and the uninterrupted run's weights."""
+    folder = tmp_path_factory.mktemp("thousand")
+    data = write_fashion_mnist(folder / "data", train=1000, test=16)
+    whole = train(data, folder / "whole", EPOCHS)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    command = [QSNN, "train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={tmp_path / 'killed'}", *RUN, epochs]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return data, weights(last_checkpoint(folder / "whole"))
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGKILL", "SIGINT", "SIGTERM"])
+def test_run_stopped_in_its_second_epoch_resumes_to_the_same_weights(thousand, tmp_path, signum, status):
+    """kill -9, Ctrl-C and a scheduler's SIGTERM: the last checkpoint is whole and resumes to the bit;
+    SIGINT and SIGTERM also stop with 128 + the signal and one line saying how to resume."""
+    data, whole = thousand
+    command = [QSNN, "train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={tmp_path / 'stopped'}", *RUN, EPOCHS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
-    while not list((tmp_path / "killed").glob("fmnist_1w2u/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+    while not list((tmp_path / "stopped").glob("fmnist_1w2u/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # into the second epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    saved = last_checkpoint(tmp_path / "killed")
+    process.send_signal(signum)
+    error = process.communicate(timeout=60)[1]
+    assert process.returncode == status, error[-2000:]
+    saved = last_checkpoint(tmp_path / "stopped")
     assert torch.load(saved, weights_only=True)["epoch"] < 2
-    resumed = train(data, tmp_path / "resumed", epochs, f"ckpt_path={saved}")
+    if signum != signal.SIGKILL:
+        last = error.strip().splitlines()[-1]
+        assert "Traceback" not in error and last.startswith(f"qsnn: error: stopped by {signum.name}; the last checkpoint is "), error
+        assert last.endswith(f"ckpt_path={saved}") and "qsnn train fmnist_1w2u" in last
+    resumed = train(data, tmp_path / "resumed", EPOCHS, f"ckpt_path={saved}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_bit_identical(weights(last_checkpoint(tmp_path / "whole")), weights(last_checkpoint(tmp_path / "resumed")))
+    assert_bit_identical(whole, weights(last_checkpoint(tmp_path / "resumed")))

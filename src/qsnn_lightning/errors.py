@@ -38,6 +38,14 @@ class DivergedError(QSNNError):
     """Weights or BatchNorm statistics that are no longer finite numbers (NaN or infinite)."""
 
 
+class InterruptedRun(QSNNError):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_status = 128 + signal_number
+
+
 class MemoryEstimateError(QSNNError):
     """A training step that would not fit in the free memory of its device."""
 

@@ -34,6 +34,7 @@ from .checkpoint import check_resumable, module_from_checkpoint
 from .config import refuse_model_overrides, restore_config
 from .epoch_test import WithEpochTest
 from .host_memory import return_freed_memory, reuse_freed_memory
+from .interrupts import interrupted, signals_recorded
 from .memory_check import choose_activation_memory
 
 RUN_DIR_ENV = "QSNN_RUN_DIR"  # shared with the processes a DDP launcher starts
@@ -88,16 +89,19 @@ def train(cfg: DictConfig) -> dict:
         rank_zero_info(why)  # which path auto chose, once the run is under way
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
     os.environ[ACTIVATION_MEMORY_ENV] = activation_memory
-    try:
-        return _fit_and_test(cfg, run_dir, datamodule, activation_memory)
-    except MisconfigurationException as error:  # what Lightning finds wrong only once fitting starts
-        _clear_failed_run(run_dir, error)
-        raise ConfigError(f"lightning.Trainer refuses the run: {one_line(error)}") from None
-    except BaseException as error:
-        _clear_failed_run(run_dir, error)
-        raise
-    finally:
-        del os.environ[RUN_DIR_ENV], os.environ[ACTIVATION_MEMORY_ENV]
+    with signals_recorded() as received:
+        try:
+            return _fit_and_test(cfg, run_dir, datamodule, activation_memory)
+        except MisconfigurationException as error:  # what Lightning finds wrong only once fitting starts
+            _clear_failed_run(run_dir, error)
+            raise ConfigError(f"lightning.Trainer refuses the run: {one_line(error)}") from None
+        except BaseException as error:
+            _clear_failed_run(run_dir, error)
+            if received:
+                raise interrupted(received[0], cfg, run_dir) from None
+            raise
+        finally:
+            del os.environ[RUN_DIR_ENV], os.environ[ACTIVATION_MEMORY_ENV]
 
 
 def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
