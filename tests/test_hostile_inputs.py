@@ -3,6 +3,7 @@ and leaves no run folder behind. The fast tier runs the cases through ``cli.main
 the full tier also runs them as real subprocesses (resume cases are in test_resume.py)."""
 
 import copy
+import errno
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from checkpoint_files import write_untrained_checkpoint
 from dataset_files import write_fashion_mnist
 from qsnn_lightning.cli import main
 from qsnn_lightning.training import train as driver
+from qsnn_lightning.training.atomic_checkpoints import AtomicCheckpointIO
 from qsnn_lightning.training.config import load_config
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
@@ -287,3 +289,50 @@ def test_a_diverging_run_stops_in_one_line_naming_the_tensor(qsnn, tmp_path, dat
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert last.startswith("qsnn: error: training diverged at epoch 0, step ") and "holds" in last and "NaN" in last
     assert not list((tmp_path / "runs").rglob("*.ckpt"))  # nothing non-finite was saved
+
+
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_checkpoint(tmp_path, data, monkeypatch, capsys):
+    """The second checkpoint write fails as on a full disk (ENOSPC, injected in this process; the
+    full tier fills a real tmpfs): the first checkpoint stays whole and loads."""
+    real_save, calls = AtomicCheckpointIO.save_checkpoint, []
+
+    def fills_the_disk(self, checkpoint, path, storage_options=None):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", fills_the_disk)
+    monkeypatch.chdir(tmp_path)
+    status = main(["train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "data.batch_size=8", "trainer.max_epochs=2",
+                   "trainer.enable_progress_bar=false"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2 and last.startswith("qsnn: error: the disk under runs/fmnist_1w2u/") and "is full" in last
+    assert "checkpoints need about" in last
+    (run_dir,) = (tmp_path / "runs" / "fmnist_1w2u").iterdir()
+    (kept,) = run_dir.glob("checkpoints/*.ckpt")
+    assert torch.load(kept, weights_only=True)["epoch"] == 0
+    assert (run_dir / "FAILED").read_text().startswith("OSError: [Errno 28] No space left on device")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.2 MB tmpfs (room for one checkpoint of the default model, not two); skips where this
+    process may not mount one (not root, or no CAP_SYS_ADMIN)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_leaves_no_partial_file(small_disk, tmp_path, data):
+    result = qsnn_process("train", "fmnist_1w2u", f"data.data_dir={data}", f"run_dir={small_disk}", "data.batch_size=8",
+                          "trainer.max_epochs=2", "trainer.enable_progress_bar=false", cwd=tmp_path)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "is full" in last, result.stderr[-2000:]
+    for checkpoint in small_disk.rglob("*.ckpt"):
+        torch.load(checkpoint, weights_only=True)  # whole: every checkpoint left loads
+    assert all(path.stat().st_size > 0 for path in small_disk.rglob("*") if path.is_file())

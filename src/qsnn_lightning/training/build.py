@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
+from .atomic_checkpoints import AtomicCheckpointIO
 from .callbacks import default_monitors
 from .divergence import FiniteWeights
 from .module import QSNNClassifier
@@ -126,6 +127,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
             enable_version_counter=False,
         ))
     return L.Trainer(
-        default_root_dir=run_dir, logger=loggers, callbacks=[*checkpoints, RandomStateCheckpoint(), FiniteWeights(), *default_monitors()],
+        default_root_dir=run_dir, logger=loggers, plugins=[AtomicCheckpointIO()],
+        callbacks=[*checkpoints, RandomStateCheckpoint(), FiniteWeights(), *default_monitors()],
         **trainer_settings,
     )

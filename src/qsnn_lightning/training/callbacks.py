@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics import MeanMetric
 
+from ..files import atomic_open
 from ..snn.layers import QConv2d, QLinear
 from ..snn.neurons import LIF
 from ..snn.quant import BinaryWeight
@@ -210,7 +211,8 @@ class DistributionFigure(Callback):
         folder = Path(trainer.default_root_dir) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch_{trainer.current_epoch:03d}.png"
-        figure.savefig(path, dpi=80)
+        with atomic_open(path) as file:  # a full disk leaves no partial figure
+            figure.savefig(file, format="png", dpi=80)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # Weights & Biases
                 logger.log_image("distributions", [str(path)], step=trainer.global_step)

@@ -28,6 +28,7 @@ from ..checkpoint import read_checkpoint
 from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from ..files import atomic_open
+from .atomic_checkpoints import disk_full
 from .build import BEST_MONITOR, check_trainer_settings, make_module, make_test_trainer, make_trainer, ready_datamodule
 from .callbacks import SpikeMonitor
 from .checkpoint import check_resumable, module_from_checkpoint
@@ -99,6 +100,8 @@ def train(cfg: DictConfig) -> dict:
             _clear_failed_run(run_dir, error)
             if received:
                 raise interrupted(received[0], cfg, run_dir) from None
+            if full := disk_full(error, run_dir):
+                raise full from None
             raise
         finally:
             del os.environ[RUN_DIR_ENV], os.environ[ACTIVATION_MEMORY_ENV]
@@ -108,7 +111,8 @@ def _clear_failed_run(run_dir: Path, error: BaseException) -> None:
     """A run that stopped before its first checkpoint leaves nothing behind; one with checkpoints
     (to resume from) is kept and marked with a ``FAILED`` file naming why."""
     if any((run_dir / "checkpoints").glob("*.ckpt")):
-        (run_dir / "FAILED").write_text(f"{type(error).__name__}: {one_line(error)}\n")
+        with contextlib.suppress(OSError), atomic_open(run_dir / "FAILED", "w") as marker:  # none rather than a partial one
+            marker.write(f"{type(error).__name__}: {one_line(error)}\n")
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the experiment's folder too, when this run was its only one
