@@ -197,8 +197,17 @@ def test_checkpoints_that_load_but_are_wrong(qsnn, tmp_path, checkpoint, case, n
     assert sorted(path.name for path in tmp_path.iterdir()) == ["wrong.ckpt"]
 
 
+def test_a_validation_interval_longer_than_an_epoch_is_one_line(qsnn, tmp_path, data):
+    """Lightning refuses it only once fitting starts, with a traceback."""
+    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
+                  "data.batch_size=8", cwd=tmp_path)
+    assert_refused(result, "trainer.val_check_interval=1000 is more than the 5 training batches of an epoch; give at most 5")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_run_that_fails_after_its_folder_was_made_leaves_nothing_or_is_marked(tmp_path, data, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(driver, "check_validation_interval", lambda cfg, datamodule: None)  # as if it were not checked
     with pytest.raises(ValueError, match="val_check_interval"):  # Lightning refuses it only when fitting starts
         main(["train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
               "trainer.accelerator=cpu"])

@@ -47,6 +47,20 @@ def ready_datamodule(cfg: DictConfig, stage: str | None):
     return datamodule
 
 
+def check_validation_interval(cfg: DictConfig, datamodule) -> None:
+    """An integer ``trainer.val_check_interval`` within an epoch's training batches, which Lightning
+    checks only once fitting starts (a traceback after the run folder is made)."""
+    interval, limit = cfg.trainer.get("val_check_interval"), cfg.trainer.get("limit_train_batches", 1.0)
+    if not isinstance(interval, int) or isinstance(interval, bool) or cfg.trainer.get("check_val_every_n_epoch", 1) is None:
+        return
+    batches = len(datamodule.train_dataloader())
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    if interval > batches:
+        raise ConfigError(f"trainer.val_check_interval={interval} is more than the {batches} training batches of an epoch; "
+                          f"give at most {batches}, a fraction of an epoch (e.g. 0.5), or also set "
+                          "trainer.check_val_every_n_epoch=null to count batches across epochs")
+
+
 def synchronizes_batchnorm(accelerator: str) -> bool:
     """Whether multi-process runs on ``accelerator`` use SyncBatchNorm: yes on CUDA GPUs;
     PyTorch's SyncBatchNorm has no CPU implementation, so CPU processes keep local statistics."""

@@ -29,7 +29,15 @@ from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from ..files import atomic_open
 from .atomic_checkpoints import disk_full
-from .build import BEST_MONITOR, check_trainer_settings, make_module, make_test_trainer, make_trainer, ready_datamodule
+from .build import (
+    BEST_MONITOR,
+    check_trainer_settings,
+    check_validation_interval,
+    make_module,
+    make_test_trainer,
+    make_trainer,
+    ready_datamodule,
+)
 from .callbacks import SpikeMonitor
 from .checkpoint import check_resumable, module_from_checkpoint
 from .config import refuse_model_overrides, restore_config
@@ -84,6 +92,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.ckpt_path:
         check_resumable(cfg, read_checkpoint(cfg.ckpt_path))
     datamodule = ready_datamodule(cfg, stage=None)
+    check_validation_interval(cfg, datamodule)
     activation_memory, why = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
     if why:
