@@ -1,5 +1,10 @@
 """The fused LIF (one autograd node over T, hand-written backward) against the reference loop."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -114,3 +119,18 @@ def test_compiled_kernels_equal_the_reference_in_float32():
     for fused, ref in zip(compiled[:5], reference[:5]):
         assert torch.equal(fused, ref)
     torch.testing.assert_close(compiled[5], reference[5], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_compiled_kernels_stay_finite_with_inductors_avx2_code(tmp_path):
+    """The default experiment compiles its kernels; with Inductor's AVX2 code (a CPU without
+    AVX-512, forced by ATEN_CPU_CAPABILITY) torch 2.14.1's vectorized kernels gave NaN at the first
+    step. Its first epoch on 2,048 real images now trains (the run stops on a non-finite weight)."""
+    qsnn = str(Path(sys.executable).with_name("qsnn"))
+    result = subprocess.run(
+        [qsnn, "train", "fmnist_1w2u", f"run_dir={tmp_path}", "data.subset=2048", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "speed.compile=true"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -21,6 +21,7 @@ Gradient rules
   scaled by LSQ's ``1 / sqrt(N n)`` (Esser et al. 2020; N neurons per sample).
 """
 
+import functools
 from functools import cache
 
 import torch
@@ -218,8 +219,21 @@ def binarize_backward(
 
 @cache
 def compiled(function):
-    """``function`` compiled once per process with torch.compile (dynamic shapes)."""
-    return torch.compile(function, dynamic=True)
+    """``function`` compiled once per process with torch.compile (dynamic shapes).
+
+    Inductor's AVX2 code for these kernels (torch 2.14.1, dynamic shapes) gives NaN at random from
+    finite inputs: ``ATEN_CPU_CAPABILITY=avx2 qsnn train fmnist_1w2u`` diverged at its first step,
+    as it would on a CPU without AVX-512. Where Inductor would vectorize with AVX2, the kernels are
+    compiled without vectorization (``cpp.simdlen=1``); AVX-512 and GPUs keep their vector code."""
+    return torch.compile(function, dynamic=True, options={"cpp.simdlen": 1} if _inductor_uses_avx2() else None)
+
+
+@functools.cache
+def _inductor_uses_avx2() -> bool:
+    """Whether Inductor's C++ code for this CPU would be vectorized with AVX2 (256-bit) rather than AVX-512."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa  # on demand: only a compiling run needs Inductor
+
+    return str(pick_vec_isa()).startswith("avx2")
 
 
 class BinaryWeight(nn.Module):
