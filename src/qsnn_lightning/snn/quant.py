@@ -21,7 +21,6 @@ Gradient rules
   scaled by LSQ's ``1 / sqrt(N n)`` (Esser et al. 2020; N neurons per sample).
 """
 
-import functools
 from functools import cache
 
 import torch
@@ -228,12 +227,10 @@ def compiled(function):
     return torch.compile(function, dynamic=True, options={"cpp.simdlen": 1} if _inductor_uses_avx2() else None)
 
 
-@functools.cache
 def _inductor_uses_avx2() -> bool:
-    """Whether Inductor's C++ code for this CPU would be vectorized with AVX2 (256-bit) rather than AVX-512."""
-    from torch._inductor.cpu_vec_isa import pick_vec_isa  # on demand: only a compiling run needs Inductor
-
-    return str(pick_vec_isa()).startswith("avx2")
+    """Whether Inductor's C++ code for this CPU would be vectorized with AVX2 rather than AVX-512:
+    it follows ATen's CPU capability (``ATEN_CPU_CAPABILITY`` caps both)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 class BinaryWeight(nn.Module):
