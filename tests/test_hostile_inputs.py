@@ -96,14 +96,6 @@ def test_values_are_checked_before_anything_is_written(qsnn, tmp_path, data, ove
     assert list(tmp_path.iterdir()) == []
 
 
-def test_limits_are_checked_under_fast_dev_run_too(qsnn, tmp_path, data):
-    """Lightning replaces the limits under fast_dev_run before it would check them."""
-    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.limit_val_batches=-4",
-                  "trainer.fast_dev_run=true", cwd=tmp_path)
-    assert_refused(result, "'trainer.limit_val_batches': -4; it must be >= 0")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_repeated_override_is_refused(qsnn, tmp_path, data):
     result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "optim.lr=0.1", "optim.lr=0.2", cwd=tmp_path)
     assert_refused(result, "override 'optim.lr' is given more than once")
@@ -197,11 +189,15 @@ def test_checkpoints_that_load_but_are_wrong(qsnn, tmp_path, checkpoint, case, n
     assert sorted(path.name for path in tmp_path.iterdir()) == ["wrong.ckpt"]
 
 
-def test_a_validation_interval_longer_than_an_epoch_is_one_line(qsnn, tmp_path, data):
-    """Lightning refuses it only once fitting starts, with a traceback."""
-    result = qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "trainer.val_check_interval=1000",
-                  "data.batch_size=8", cwd=tmp_path)
-    assert_refused(result, "trainer.val_check_interval=1000 is more than the 5 training batches of an epoch; give at most 5")
+@pytest.mark.parametrize("overrides, needle", [
+    # Lightning replaces the limits under fast_dev_run before it would check them
+    (["trainer.limit_val_batches=-4", "trainer.fast_dev_run=true"], "'trainer.limit_val_batches': -4; it must be >= 0"),
+    # Lightning refuses it only once fitting starts, with a traceback
+    (["trainer.val_check_interval=1000", "data.batch_size=8"],
+     "trainer.val_check_interval=1000 is more than the 5 training batches of an epoch; give at most 5"),
+])
+def test_settings_lightning_checks_late_or_never_are_one_line(qsnn, tmp_path, data, overrides, needle):
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", *overrides, cwd=tmp_path), needle)
     assert list(tmp_path.iterdir()) == []
 
 

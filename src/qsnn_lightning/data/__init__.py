@@ -44,16 +44,18 @@ def experiment_dataset(cfg: DictConfig) -> tuple[str, dict]:
     return name, dataset_arguments(name, seed=cfg.seed, timesteps=cfg.model.timesteps, **settings)
 
 
-def build_data(name: str, **settings) -> StaticImageData:
-    """The torch-only dataset class of ``name`` made with the given settings (see :func:`dataset_arguments`)."""
+def build_data(name: str, registry: dict = DATA, /, **settings) -> StaticImageData:
+    """The dataset class of ``name`` in ``registry`` (the torch-only classes; :mod:`.modules` passes
+    its DataModules) made with the given settings (see :func:`dataset_arguments`)."""
     arguments = dataset_arguments(name, **settings)  # first: an unknown name is its ValueError
-    return DATA[name](**arguments)
+    return registry[name](**arguments)
 
 
-def make_data(cfg: DictConfig) -> StaticImageData:
-    """The torch-only dataset of an experiment configuration: what the exporter reads its test samples from."""
+def make_data(cfg: DictConfig, registry: dict = DATA) -> StaticImageData:
+    """The dataset of an experiment configuration, from ``registry`` (default: the torch-only
+    classes, what the exporter reads its test samples from)."""
     name, arguments = experiment_dataset(cfg)
-    return DATA[name](**arguments)
+    return registry[name](**arguments)
 
 
 __all__ = [

@@ -6,7 +6,7 @@ the data package that imports Lightning."""
 from lightning import LightningDataModule
 from omegaconf import DictConfig
 
-from . import dataset_arguments, experiment_dataset
+from . import build_data, make_data
 from .events import CIFAR10DVSData, DVSGestureData
 from .nfmnist import NFashionMNISTData
 from .static import CIFAR10Data, CIFAR100Data, FashionMNISTData, TinyImageNetData
@@ -60,11 +60,9 @@ DATAMODULES = {  # dataset name -> DataModule, the same names as the torch-only 
 
 def build_datamodule(name: str, **settings) -> LightningDataModule:
     """The DataModule of dataset ``name`` with the given settings (see :func:`~qsnn_lightning.data.dataset_arguments`)."""
-    arguments = dataset_arguments(name, **settings)  # first: an unknown name is its ValueError
-    return DATAMODULES[name](**arguments)
+    return build_data(name, DATAMODULES, **settings)
 
 
 def make_datamodule(cfg: DictConfig) -> LightningDataModule:
     """The DataModule of an experiment configuration (``data`` section, ``seed``, ``model.timesteps``)."""
-    name, arguments = experiment_dataset(cfg)
-    return DATAMODULES[name](**arguments)
+    return make_data(cfg, DATAMODULES)
