@@ -82,6 +82,7 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, e
     ("trainer.limit_train_batches=-1", "'trainer.limit_train_batches': -1; it must be >= 0"),
     ("trainer.gradient_clip_val=-1", "'trainer.gradient_clip_val': -1; it must be >= 0"),
     ("trainer.num_sanity_val_steps=-5", "'trainer.num_sanity_val_steps': -5; it must be >= -1"),
+    ("trainer.val_check_interval=0", "'trainer.val_check_interval': 0; it must be > 0"),
     ("trainer.max_stepz=3", "did you mean max_steps"),
     ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches': 0; it must be >= 1"),
     ("name=../../escape", "bad value for 'name': '../../escape'"),

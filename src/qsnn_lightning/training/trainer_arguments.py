@@ -25,6 +25,7 @@ AT_LEAST = {"accumulate_grad_batches": 1, "log_every_n_steps": 1, "check_val_eve
             "reload_dataloaders_every_n_epochs": 0, "min_epochs": 0, "min_steps": 0, "max_epochs": -1, "max_steps": -1,
             "gradient_clip_val": 0, "num_sanity_val_steps": -1, "limit_train_batches": 0, "limit_val_batches": 0,
             "limit_test_batches": 0, "limit_predict_batches": 0, "overfit_batches": 0, "fast_dev_run": 0}
+ABOVE = {"val_check_interval": 0}  # strictly: Lightning takes 0 and validates on no schedule that means anything
 
 
 def _is_union(hint) -> bool:
@@ -108,4 +109,6 @@ def check_trainer_arguments(settings: dict) -> None:
             raise ConfigError(f"bad value for 'trainer.{name}': {value!r}; lightning.Trainer takes {describe(allowed[name])}")
         if name in AT_LEAST and value is not None and value < AT_LEAST[name]:
             raise ConfigError(f"bad value for 'trainer.{name}': {value}; it must be >= {AT_LEAST[name]}")
+        if name in ABOVE and value is not None and value <= ABOVE[name]:
+            raise ConfigError(f"bad value for 'trainer.{name}': {value}; it must be > {ABOVE[name]}")
 
