@@ -8,15 +8,19 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from qsnn_lightning.training.interrupts import interrupted, signals_recorded
+from qsnn_lightning.training.interrupts import StopOnSignal, interrupted, signals_recorded
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_is_recorded_stops_the_block_and_the_handlers_come_back(signum):
+def test_a_signal_is_recorded_stops_at_the_batch_end_a_second_at_once(signum):
     before = signal.getsignal(signum)
     with pytest.raises(KeyboardInterrupt), signals_recorded() as received:
-        os.kill(os.getpid(), signum)
-    assert received == [signum]
+        os.kill(os.getpid(), signum)  # recorded; the run goes on to the end of its batch
+        assert received == [signum]
+        with pytest.raises(KeyboardInterrupt):
+            StopOnSignal().on_train_batch_end(None, None, None, None, 0)
+        os.kill(os.getpid(), signum)  # the second: at once
+    assert received == [signum, signum]
     assert signal.getsignal(signum) is before
 
 

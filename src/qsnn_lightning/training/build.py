@@ -20,6 +20,7 @@ from ..errors import ConfigError, one_line
 from .atomic_checkpoints import AtomicCheckpointIO
 from .callbacks import default_monitors
 from .divergence import FiniteWeights
+from .interrupts import StopOnSignal
 from .module import QSNNClassifier
 from .random_state import RandomStateCheckpoint
 
@@ -142,6 +143,6 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         ))
     return L.Trainer(
         default_root_dir=run_dir, logger=loggers, plugins=[AtomicCheckpointIO()],
-        callbacks=[*checkpoints, RandomStateCheckpoint(), FiniteWeights(), *default_monitors()],
+        callbacks=[*checkpoints, RandomStateCheckpoint(), FiniteWeights(), StopOnSignal(), *default_monitors()],
         **trainer_settings,
     )

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from ..errors import InterruptedRun
@@ -19,25 +20,41 @@ from ..errors import InterruptedRun
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+RECEIVED: list[int] = []  # the signals received while a run fits, in order
+
+
 @contextlib.contextmanager
 def signals_recorded():
-    """Within the block, SIGINT and SIGTERM are recorded in the yielded list and stop the run with
-    KeyboardInterrupt (Lightning composes its own SIGTERM handler with this one); restored after."""
-    received: list[int] = []
+    """Within the block, SIGINT and SIGTERM are recorded in the yielded list (:data:`RECEIVED`);
+    :class:`StopOnSignal` stops the run at the end of the current batch, a second signal at once.
+    (A handler that raised on the first could do so inside a weakref callback, where Python ignores
+    the exception and the run went on.) Lightning composes its SIGTERM handler with this one."""
+    RECEIVED.clear()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield received
+        yield RECEIVED
         return
 
     def record(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
+        RECEIVED.append(signum)
+        if len(RECEIVED) > 1:
+            raise KeyboardInterrupt
 
     previous = {signum: signal.signal(signum, record) for signum in SIGNALS}
     try:
-        yield received
+        yield RECEIVED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class StopOnSignal(Callback):
+    """Stops the run with KeyboardInterrupt after the batch during which a signal arrived."""
+
+    def _stop_if_signalled(self, *args, **kwargs) -> None:
+        if RECEIVED:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_validation_batch_end = on_test_batch_end = _stop_if_signalled
 
 
 def interrupted(signum: int, cfg: DictConfig, run_dir: Path) -> InterruptedRun:

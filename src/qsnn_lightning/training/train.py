@@ -195,8 +195,8 @@ def evaluate_checkpoint(path: str, overrides: list[str] = ()) -> dict:
     refuse_model_overrides(overrides, "test")
     checkpoint = read_checkpoint(path)
     cfg = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides)
-    trainer = make_test_trainer(cfg)
-    datamodule = ready_datamodule(cfg, stage="test")
     module = module_from_checkpoint(checkpoint)
+    trainer = make_test_trainer(cfg)  # after the module: a checkpoint it cannot build is the only line printed
+    datamodule = ready_datamodule(cfg, stage="test")
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {"checkpoint": path, "experiment": cfg.name, "bits": cfg.model.bits, "test_acc": tested[0].get("test/acc")}
