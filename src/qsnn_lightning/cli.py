@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except QSNNError as error:
         print(f"qsnn: error: {one_line(error)}", file=sys.stderr)
-        return getattr(error, "exit_status", USAGE_ERROR)  # 130 / 143 for a run stopped by SIGINT / SIGTERM
+        return error.exit_status  # 2; 130 / 143 for a run stopped by SIGINT / SIGTERM
     except BrokenPipeError:  # e.g. `qsnn footprint | head`: the reader left; say so once, without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail again
         print("qsnn: error: the output pipe was closed before everything was written", file=sys.stderr)

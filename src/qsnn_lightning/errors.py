@@ -3,7 +3,9 @@ the CLI reports any of them (``QSNNError``) with exit status 2 and no traceback.
 
 
 class QSNNError(Exception):
-    """Bad input to qsnn-lightning, told in one line."""
+    """Bad input to qsnn-lightning, told in one line; the CLI exits with ``exit_status``."""
+
+    exit_status = 2
 
 
 class UsageError(QSNNError):
@@ -36,6 +38,10 @@ class ExportError(QSNNError, ValueError):
 
 class DivergedError(QSNNError):
     """Weights or BatchNorm statistics that are no longer finite numbers (NaN or infinite)."""
+
+
+class DiskFullError(QSNNError, OSError):
+    """The run's disk filled up while it wrote its folder."""
 
 
 class InterruptedRun(QSNNError):

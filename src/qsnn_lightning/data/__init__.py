@@ -9,14 +9,10 @@ from .info import DATASETS, dataset_info
 from .nfmnist import NFashionMNISTData
 from .static import CIFAR10Data, CIFAR100Data, FashionMNISTData, StaticImageData, TinyImageNetData
 
-DATA = {
-    "fashionmnist": FashionMNISTData,
-    "cifar10": CIFAR10Data,
-    "cifar100": CIFAR100Data,
-    "tinyimagenet": TinyImageNetData,
-    "dvsgesture": DVSGestureData,
-    "dvscifar10": CIFAR10DVSData,
-    "nfashionmnist": NFashionMNISTData,
+DATA = {  # dataset name (each class's ``name``) -> its class
+    data.name: data for data in (
+        FashionMNISTData, CIFAR10Data, CIFAR100Data, TinyImageNetData, DVSGestureData, CIFAR10DVSData, NFashionMNISTData,
+    )
 }
 EVENT_DATASETS = tuple(name for name, data in DATA.items() if issubclass(data, EventData))
 

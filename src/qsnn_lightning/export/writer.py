@@ -22,7 +22,7 @@ from ..checkpoint import backbone_from_checkpoint, read_checkpoint
 from ..data import EVENT_DATASETS, StaticImageData, make_data
 from ..errors import one_line
 from ..snn.precision import Precision
-from ..training.config import refuse_model_overrides, restore_config
+from ..training.config import refuse_model_overrides, refuse_overrides, restore_config
 from . import memory, reference
 from .codegen import model_bytes, model_header, model_source, samples_header
 from .integer_model import ConvLayer, ExportError, IntegerModel, fold, quantize_input
@@ -245,9 +245,7 @@ def export_checkpoint(checkpoint_path: str, out: str, target: str = "host", samp
         raise ExportError(f"a {spec.bits} model cannot be exported: the integer runtime needs 1-bit hidden "
                           "weights (train a 1w model, e.g. fmnist_1w2u)")
     refuse_model_overrides(overrides, "export")
-    trainer_settings = [item for item in overrides if item.startswith("trainer.")]
-    if trainer_settings:  # not checked against lightning.Trainer, which the exporter does not load
-        raise ExportError(f"{trainer_settings[0]}: an export runs no Trainer, so trainer.* settings do nothing; drop it")
+    refuse_overrides(overrides, "trainer", "an export runs no Trainer, so trainer.* settings do nothing; drop it")
     config = restore_config(experiment, overrides, trainer=False)
     model = fold(backbone.eval(), event_frames=config.data.name in EVENT_DATASETS)
     plan = memory.plan(model)

@@ -227,6 +227,7 @@ def compiled(function):
     return torch.compile(function, dynamic=True, options={"cpp.simdlen": 1} if _inductor_uses_avx2() else None)
 
 
+@cache
 def _inductor_uses_avx2() -> bool:
     """Whether Inductor's C++ code for this CPU would be vectorized with AVX2 rather than AVX-512:
     it follows ATen's CPU capability (``ATEN_CPU_CAPABILITY`` caps both)."""

@@ -14,12 +14,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..errors import QSNNError
+from ..errors import DiskFullError
 from ..files import atomic_open
-
-
-class DiskFullError(QSNNError, OSError):
-    """The run's disk filled up while it wrote its folder."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -100,11 +100,17 @@ def check_trainer_settings(cfg: DictConfig) -> None:
     quiet.setLevel(logging.WARNING)  # the throwaway Trainer's "GPU available: ..." lines
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=scratch, **settings)
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:  # ImportError: tpu without torch_xla
-        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
+            _trainer(logger=False, enable_checkpointing=False, default_root_dir=scratch, **settings)
     finally:
         quiet.setLevel(level)
+
+
+def _trainer(**settings) -> L.Trainer:
+    """``lightning.Trainer(**settings)``, or the one-line ConfigError of what it refuses."""
+    try:
+        return L.Trainer(**settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:  # ImportError: tpu without torch_xla
+        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
 
 
 def make_test_trainer(cfg: DictConfig) -> L.Trainer:
@@ -115,10 +121,7 @@ def make_test_trainer(cfg: DictConfig) -> L.Trainer:
     if settings.get("limit_test_batches", 1) == 0:
         raise ConfigError("trainer.limit_test_batches=0 tests no batch; give a positive number of batches (or a fraction), "
                           "or drop it to test the whole split")
-    try:
-        return L.Trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:  # ImportError: tpu without torch_xla
-        raise ConfigError(f"lightning.Trainer refuses the trainer settings: {one_line(error)}") from None
+    return _trainer(logger=False, enable_checkpointing=False, devices=1, **settings)
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:

@@ -269,13 +269,19 @@ def _moved_speed_options(saved: dict) -> dict:
     return {**saved, "trainer": trainer, "speed": {**moved, **(saved.get("speed") or {})}}
 
 
+def refuse_overrides(overrides: list[str], section: str, why: str) -> None:
+    """Refuse, in one line ending with ``why``, the first override of a key in ``section``: one a
+    command would ignore (``model.*`` for ``qsnn test`` and ``qsnn export``, which use the model
+    saved in the checkpoint; ``trainer.*`` for ``qsnn export``, which runs no Trainer)."""
+    refused = [item for item in overrides if item.startswith(f"{section}.")]
+    if refused:
+        raise ConfigError(f"{refused[0]}: {why}")
+
+
 def refuse_model_overrides(overrides: list[str], command: str) -> None:
-    """``qsnn test`` and ``qsnn export`` use the model saved in the checkpoint: a ``model.*``
-    override would be ignored (or misreported), so it is refused in one line."""
-    model = [item for item in overrides if item.split("=", 1)[0].startswith("model.")]
-    if model:
-        raise ConfigError(f"{model[0]}: qsnn {command} uses the model saved in the checkpoint, which model.* overrides do "
-                          "not change; drop it (train a model with that setting to evaluate one)")
+    """``model.*`` overrides, which ``qsnn test`` and ``qsnn export`` would ignore (or misreport)."""
+    refuse_overrides(overrides, "model", f"qsnn {command} uses the model saved in the checkpoint, which model.* overrides "
+                                         "do not change; drop it (train a model with that setting to evaluate one)")
 
 
 def restore_config(saved: dict, overrides: list[str] = (), trainer: bool = True) -> DictConfig:

@@ -13,7 +13,7 @@ class FiniteWeights(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Check the weights the step just updated (one device sync when all are finite)."""
-        if broken := non_finite(dict(pl_module.model.state_dict(keep_vars=False))):
+        if broken := non_finite(pl_module.model.state_dict()):
             raise DivergedError(
                 f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: {broken}; "
                 "lower optim.lr; checkpoints saved before this step are kept (resume from one with ckpt_path=...)"

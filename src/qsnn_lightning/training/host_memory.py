@@ -27,7 +27,6 @@ imports torch.
 import ctypes
 import ctypes.util
 import os
-import sys
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -37,11 +36,10 @@ RETURN_THRESHOLD = 2**20  # return_freed_memory(): blocks above 1 MiB are mmappe
 HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"  # PyTorch's switch (c10/core/impl/alloc_cpu.cpp)
 
 
-def use_huge_pages() -> bool:
+def use_huge_pages() -> None:
     """Ask PyTorch to put CPU allocations of 2 MB and more on transparent huge pages, unless the
-    environment says otherwise; True where it takes effect: torch not imported yet."""
+    environment says otherwise (it takes effect only where torch has not allocated yet)."""
     os.environ.setdefault(HUGE_PAGES_ENV, "1")
-    return "torch" not in sys.modules
 
 
 def _mallopt(settings: list[tuple[int, int]]) -> bool:
