@@ -36,3 +36,11 @@ def test_the_line_names_the_last_checkpoint_and_the_command_that_resumes(tmp_pat
     assert str(error) == (f"stopped by SIGINT; the last checkpoint is {last}: resume with qsnn train fmnist_1w2u "
                           f"optim.lr=0.05 ckpt_path={last}")
     assert error.exit_status == 130
+
+
+def test_a_resumed_run_stopped_again_is_told_one_ckpt_path(tmp_path, monkeypatch):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    monkeypatch.setattr(sys, "argv", ["qsnn", "train", "fmnist_1w2u", "ckpt_path=old/last.ckpt", "seed=1"])
+    line = str(interrupted(signal.SIGINT, OmegaConf.create({"name": "fmnist_1w2u"}), tmp_path))
+    assert line.endswith(f"resume with qsnn train fmnist_1w2u seed=1 ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}")

@@ -64,5 +64,6 @@ def interrupted(signum: int, cfg: DictConfig, run_dir: Path) -> InterruptedRun:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return InterruptedRun(f"stopped by {name} before the first checkpoint; nothing was kept", signum)
-    command = shlex.join(["qsnn", "train", *sys.argv[2:]]) if sys.argv[1:2] == ["train"] else f"qsnn train {cfg.name}"
+    given = [item for item in sys.argv[2:] if not item.startswith("ckpt_path=")]  # a resumed run's own ckpt_path is replaced
+    command = shlex.join(["qsnn", "train", *given]) if sys.argv[1:2] == ["train"] else f"qsnn train {cfg.name}"
     return InterruptedRun(f"stopped by {name}; the last checkpoint is {last}: resume with {command} ckpt_path={last}", signum)
