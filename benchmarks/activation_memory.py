@@ -109,18 +109,29 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="frame side of dvsgesture_1w4u (128: the paper's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: peak of torch.cuda.max_memory_allocated")
     parser.add_argument("--skip-measure", action="store_true", help="only the estimates of part 1")
+    parser.add_argument("--skip-estimates", action="store_true", help="only the measured steps of part 2")
     parser.add_argument("--freed", choices=("reuse", "return"), default="reuse",
                         help="freed host memory kept for the next step (speed.reuse_freed_memory=true, the default) or returned")
     parser.add_argument("--no-huge-pages", action="store_true", help="torch's allocations on 4 KiB pages (qsnn uses huge pages)")
     args = parser.parse_args()
 
+    if not args.skip_estimates:
+        print_estimates()
+    if not args.skip_measure:
+        print_measured(args)
+
+
+def print_estimates() -> None:
+    """Part 1: the table of :func:`table1_estimates`."""
     print("1. One training step at the paper's batch, estimated (GB: parameters, gradients, optimizer state, peak activations, input)")
     print(f"{'experiment':<20} {'network':<36} {'batch':>5} {'full':>8} {'lean':>8} {'lean/full':>9}")
     for row in table1_estimates():
         print(f"{row['experiment']:<20} {row['network']:<36} {row['batch']:>5} {row['full'] / GB:>8.2f} "
               f"{row['lean'] / GB:>8.2f} {row['lean'] / row['full']:>9.2f}")
-    if args.skip_measure:
-        return
+
+
+def print_measured(args: argparse.Namespace) -> None:
+    """Part 2: fresh processes per (round, batch, mode), interleaved, and the lean / full ratios."""
     print(f"\n2. dvsgesture_1w4u at 2x{args.size}x{args.size}, T = 16, measured on {args.device} "
           f"({'peak RSS' if args.device == 'cpu' else 'max_memory_allocated'} increase) against the estimate, "
           f"{args.steps} SGD steps, {args.rounds} round(s), freed memory {'reused' if args.freed == 'reuse' else 'returned'}, "

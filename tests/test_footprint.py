@@ -136,6 +136,21 @@ def test_a_training_steps_peak_on_fake_tensors_is_the_real_one(arch, shape, inpu
         assert fake == real
 
 
+def test_batch_statistics_of_fake_tensors_allocate_nothing():
+    """The memory estimate's BatchNorm statistics on a fake 512 GB input: two fake per-channel
+    tensors, computed from shapes alone (without a Meta kernel torch runs the op on real zeros)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from qsnn_lightning.snn import training_memory  # noqa: F401  (registers the Meta kernel)
+    from qsnn_lightning.snn.layers import BatchNorm, batch_statistics
+
+    bn = BatchNorm(128)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        mean, var = batch_statistics(bn, torch.empty(1000, 128, 1000, 1000))
+    assert all(isinstance(t, FakeTensor) and t.shape == (128,) and t.dtype == torch.float32 for t in (mean, var))
+
+
 @pytest.mark.slow
 def test_cli_training_memory_rows():
     """``--training``: both paths per (arch, bits, batch), growing with the batch; on DVS-CIFAR10's
