@@ -331,15 +331,36 @@ def test_a_model_too_large_for_the_cortex_m4_is_one_line_naming_the_sizes():
     assert f"{info['model_bytes']:,} bytes of flash" in message and "262,144" in message and "\n" not in message
 
 
-def test_host_program_refuses_samples_of_the_wrong_size(tmp_path):
+@pytest.fixture(scope="module")
+def sanitized_host_program(tmp_path_factory):
+    """An fmnistnet export's host program built with ASan and UBSan: ``(folder, program)``."""
+    folder = tmp_path_factory.mktemp("host") / "out"
     model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
-    write_folder(model, plan(model), quantize_input(torch.randn(2, 1, 28, 28), model), tmp_path / "out", {})
-    compile_and_run(tmp_path / "out")
-    (tmp_path / "out" / "samples.bin").write_bytes(bytes(784 + 5))
-    result = subprocess.run([str(tmp_path / "out" / "main"), str(tmp_path / "out" / "samples.bin")],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "not a multiple of the sample size 784" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    write_folder(model, plan(model), quantize_input(torch.randn(2, 1, 28, 28), model), folder, {})
+    compile_and_run(folder)
+    return folder, folder / "main"
+
+
+@pytest.mark.parametrize("samples, problem", [
+    (None, "cannot read {path}: No such file or directory; give the samples file"),
+    ("folder", "cannot read {path}: Is a directory"),
+    (b"", "{path} has 0 bytes, not a whole number of samples of 784 bytes (C x H x W int8)"),
+    (bytes(784 * 2 - 1), "{path} has 1567 bytes, not a whole number of samples of 784 bytes"),
+    (bytes(784 + 5), "{path} has 789 bytes, not a whole number of samples"),
+])
+def test_host_program_refuses_unusable_samples_files_in_one_line(sanitized_host_program, tmp_path, samples, problem):
+    """Missing, a folder, empty, truncated, the wrong size: one line on stderr, exit status 2,
+    nothing on stdout, and no sanitizer report."""
+    _, program = sanitized_host_program
+    path = tmp_path / "samples.bin"
+    if samples == "folder":
+        path.mkdir()
+    elif samples is not None:
+        path.write_bytes(samples)
+    result = subprocess.run([str(program), str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("qsnn_host: " + problem.format(path=path))
+    assert len(result.stderr.splitlines()) == 1 and "(samples.bin)" in result.stderr
 
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"

@@ -12,20 +12,24 @@
  *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
  *
  * (decimal, single spaces, newline-terminated), the format of expected.txt.
- * Exit status: 0 on success, 2 on a usage or input error (one line on stderr),
- * 1 if the runtime returns an out-of-range class or stdout cannot be written.
+ * Exit status: 0 on success, 2 on a usage or input error (one line on stderr naming the
+ * problem and the fix: a samples file that is missing, unreadable, empty, or not a whole
+ * number of samples), 1 if the runtime returns an out-of-range class or stdout cannot be written.
  *
  * Build (from DIR/; `make host` does this; without -DQSNN_HOST the runtime takes its portable,
  * Cortex-M4 path):
  *   gcc -std=c99 -Wall -Wextra -Werror -O3 -DQSNN_HOST -Isrc host/main.c src/qsnn_runtime.c \
  *       src/qsnn_model.c -o qsnn_host
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qsnn_runtime.h"
 
+/* The whole file at `path` (NULL with errno set when it cannot be read). */
 static int8_t *read_all(const char *path, size_t *size_out)
 {
     FILE *f = fopen(path, "rb");
@@ -55,8 +59,10 @@ static int8_t *read_all(const char *path, size_t *size_out)
         }
     }
     if (ferror(f)) {
+        int error = errno;
         free(buf);
         fclose(f);
+        errno = error;
         return NULL;
     }
     fclose(f);
@@ -74,14 +80,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s SAMPLES.bin\n", argc > 0 ? argv[0] : "qsnn_host");
         return 2;
     }
+    errno = 0;
     data = read_all(argv[1], &size);
     if (data == NULL) {
-        fprintf(stderr, "qsnn_host: cannot read %s\n", argv[1]);
+        fprintf(stderr, "qsnn_host: cannot read %s: %s; give the samples file of this export (samples.bin)\n",
+                argv[1], errno ? strerror(errno) : "out of memory");
         return 2;
     }
-    if (size % (size_t)QSNN_SAMPLE_SIZE != 0) {
-        fprintf(stderr, "qsnn_host: %s has %lu bytes, not a multiple of the sample size %lu "
-                "(%s): export the samples with this model\n", argv[1], (unsigned long)size,
+    if (size == 0 || size % (size_t)QSNN_SAMPLE_SIZE != 0) {
+        fprintf(stderr, "qsnn_host: %s has %lu bytes, not a whole number of samples of %lu bytes "
+                "(%s int8): give samples exported with this model (samples.bin)\n", argv[1], (unsigned long)size,
                 (unsigned long)QSNN_SAMPLE_SIZE, QSNN_EVENT_FRAMES ? "T x C x H x W" : "C x H x W");
         free(data);
         return 2;
