@@ -113,6 +113,18 @@ def test_files_and_folders_that_cannot_be_used(qsnn, tmp_path, data):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "broken.yaml", "list.yaml"]
 
 
+@pytest.mark.parametrize("content", [
+    "model:\n  bits: 1w2u\nnotes: [" + ", ".join(["1"] * 20_000) + "]\n",  # large, no alias
+    "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",  # an alias bomb
+], ids=["large", "aliases"])
+def test_a_yaml_file_too_large_to_be_an_experiment_is_one_line(qsnn, tmp_path, content):
+    (tmp_path / "huge.yaml").write_text(content)
+    assert_refused(qsnn("train", "huge.yaml", "run_dir=runs", cwd=tmp_path),
+                   "it holds more than 10,000 YAML nodes, counting what its aliases repeat")
+    assert [path.name for path in tmp_path.iterdir()] == ["huge.yaml"]
+
+
 def test_footprint_bounds(qsnn, tmp_path):
     assert_refused(qsnn("footprint", "--batch", "99999999999999999999999", cwd=tmp_path), "--batch must be")
 

@@ -321,10 +321,20 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         content = OmegaConf.load(path)
     except Exception as error:  # YAML syntax errors, unreadable files and the like
-        raise ConfigError(f"cannot read the experiment configuration {path}: {one_line(error)}") from None
+        raise ConfigError(f"cannot read the experiment configuration {path}: {_why_unreadable(error)}") from None
     if not isinstance(content, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config keys (like base.yaml), not a list")
     return content
+
+
+def _why_unreadable(error: Exception) -> str:
+    """The reason a YAML file did not load, in one line. omegaconf 2.4.0 says its node limit is about
+    aliases, but a large plain file (a long list) reaches it too: that case is named as a size."""
+    limit = re.match(r"YAML node expansion exceeds the configured limit of (\d+)", str(getattr(error, "problem", "")))
+    if limit:
+        return (f"it holds more than {int(limit[1]):,} YAML nodes, counting what its aliases repeat (an experiment holds under "
+                "a hundred): keep data out of it, or raise OMEGACONF_MAX_YAML_EXPANDED_NODES for a file you trust")
+    return one_line(error)
 
 
 def _parent_file(parent, child: Path, directory: Path) -> Path:
