@@ -3,7 +3,9 @@ docs/export.md (and of the C runtime), one time step at a time through the whole
 int64 tensors holding int32 values, for a batch of int8 inputs.
 
 :class:`Stream` is the runtime's streaming API (``qsnn_reset`` / ``qsnn_step``); :func:`run` is
-``qsnn_classify``: a reset, then T steps of a static image or of T event frames.
+``qsnn_classify``: a reset, then T steps of a static image or of T event frames. A stream made
+with ``count_accumulates=True`` also counts the synaptic accumulates driven by spikes
+(:func:`spike_accumulates`), the figure NeuroBench calls effective ACs (``qsnn bench``).
 """
 
 import torch
@@ -80,18 +82,52 @@ def sum_pool(spikes: torch.Tensor) -> torch.Tensor:
     return torch.round(F.avg_pool2d(spikes.double(), 2) * 4).long()
 
 
+def _fan_out_sum(inputs: torch.Tensor, out_channels: int, kernel: int, stride: int, padding: int) -> int:
+    """Sum over the nonzero entries of ``inputs`` ``[B, C, H, W]`` of the outputs each one reaches
+    through a ``kernel`` x ``kernel`` conv (``out_channels`` outputs per reached position, fewer
+    positions at the padded edges): a conv of the nonzero mask with all-ones weights, summed."""
+    mask = (inputs != 0).sum(dim=1, keepdim=True).double()
+    reached = F.conv2d(mask, torch.ones(1, 1, kernel, kernel, dtype=torch.float64), stride=stride, padding=padding)
+    return int(reached.sum().item()) * out_channels
+
+
+def spike_accumulates(model: IntegerModel, maps: list[torch.Tensor]) -> int:
+    """Accumulates of one step driven by spikes: for every synapse layer that reads a spike map
+    (values 0/1; a pooled count map or the input frames are not spikes), each input spike times
+    its fan-out, i.e. the number of (spike, weight) pairs added into a membrane or a logit. Binary
+    weights are never zero; the head's int8 zeros are skipped (no work for them)."""
+    spike_maps = [info.max_value == 1 for info in model.maps()]
+    total = 0
+    for layer in model.layers:
+        if not isinstance(layer, ConvLayer):
+            continue
+        cout, _, kernel, _ = layer.negative.shape
+        if spike_maps[layer.source]:
+            total += _fan_out_sum(maps[layer.source], cout, kernel, layer.stride, layer.padding)
+        if isinstance(layer.residual, ConvResidual) and spike_maps[layer.residual.source]:
+            total += _fan_out_sum(maps[layer.residual.source], cout, 1, layer.residual.stride, 0)
+    head = model.head
+    if spike_maps[head.source] and not head.global_pool:  # a global pool sums spikes into counts first
+        nonzero_weights = torch.as_tensor(head.weight != 0).long().sum(dim=0)  # per feature
+        total += int(((maps[head.source].flatten(1) != 0).long() * nonzero_weights).sum())
+    return total
+
+
 class Stream:
     """The membrane levels of every spiking layer and the logits summed since :meth:`reset`, for a
-    batch of independent streams."""
+    batch of independent streams; with ``count_accumulates``, ``accumulates`` counts the spike-driven
+    accumulates of every step since the stream was made (:func:`spike_accumulates`)."""
 
-    def __init__(self, model: IntegerModel):
+    def __init__(self, model: IntegerModel, count_accumulates: bool = False):
         self.model = model
         self.levels: list[torch.Tensor | None] = []
         self.logits: torch.Tensor | None = None
+        self.count_accumulates = count_accumulates
+        self.accumulates = 0
         self.reset()
 
     def reset(self) -> None:
-        """``qsnn_reset``: every level 0, logits 0."""
+        """``qsnn_reset``: every level 0, logits 0 (``accumulates`` keeps counting)."""
         self.levels = [None] * len(self.model.spiking_layers())
         self.logits = None
 
@@ -116,6 +152,8 @@ class Stream:
         source = maps[head.source]
         features = source.sum(dim=(-2, -1)) if head.global_pool else source.flatten(1)
         step_logits = features @ torch.as_tensor(head.weight).long().T + torch.as_tensor(head.bias).long()
+        if self.count_accumulates:
+            self.accumulates += spike_accumulates(model, maps)
         self.logits = step_logits if self.logits is None else self.logits + step_logits
         return _int32(self.logits)
 
@@ -123,12 +161,25 @@ class Stream:
 def run(model: IntegerModel, inputs: torch.Tensor) -> torch.Tensor:
     """T-summed integer logits ``[B, classes]`` of int8 images ``[B, C, H, W]`` (the same image at
     every step) or event frames ``[B, T, C, H, W]`` (frame t at step t)."""
+    return classify(Stream(model), inputs)
+
+
+def classify(stream: Stream, inputs: torch.Tensor) -> torch.Tensor:
+    """``qsnn_classify`` on ``stream``: a reset, then T steps of ``inputs`` as :func:`run` reads them."""
+    model = stream.model
     if inputs.dim() == 5 and inputs.shape[1] != model.timesteps:
         raise ValueError(f"got {inputs.shape[1]} frames per sample for a model of T = {model.timesteps}")
-    stream = Stream(model)
+    stream.reset()
     for t in range(model.timesteps):
         logits = stream.step(inputs[:, t] if inputs.dim() == 5 else inputs)
     return logits
+
+
+def accumulates(model: IntegerModel, inputs: torch.Tensor) -> int:
+    """Spike-driven accumulates (:func:`spike_accumulates`) of classifying ``inputs``, summed over samples and steps."""
+    stream = Stream(model, count_accumulates=True)
+    classify(stream, inputs)
+    return stream.accumulates
 
 
 def predict(logits: torch.Tensor) -> torch.Tensor:

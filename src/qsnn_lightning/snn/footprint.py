@@ -67,12 +67,17 @@ class Footprint:
     model_megabytes: float
 
 
-def footprint_megabytes(model: nn.Module, input_shape, membrane_bits: int, batches: list[int]) -> tuple[list[float], float]:
-    """(footprint MB for each batch size, model size MB) of a built model."""
+def footprint_bytes(model: nn.Module, input_shape, membrane_bits: int, batches: list[int]) -> tuple[list[float], float]:
+    """(footprint bytes for each batch size, model bytes) of a built model (the module docstring's formula)."""
     weight_bytes = model_bits(model) / 8
     largest_layer = max(spiking_layer_sizes(model, input_shape))
-    totals = [(weight_bytes + batch * largest_layer * membrane_bits / 8) / BYTES_PER_MB for batch in batches]
-    return totals, weight_bytes / BYTES_PER_MB
+    return [weight_bytes + batch * largest_layer * membrane_bits / 8 for batch in batches], weight_bytes
+
+
+def footprint_megabytes(model: nn.Module, input_shape, membrane_bits: int, batches: list[int]) -> tuple[list[float], float]:
+    """(footprint MB for each batch size, model size MB) of a built model."""
+    totals, weight_bytes = footprint_bytes(model, input_shape, membrane_bits, batches)
+    return [total / BYTES_PER_MB for total in totals], weight_bytes / BYTES_PER_MB
 
 
 def footprint_table(
