@@ -15,7 +15,7 @@ OUT    ?= export
 TARGET ?= host
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data train experiments evaluate export sweep test test-full lint footprint bench clean
+.PHONY: help setup data train experiments evaluate export sweep test test-full lint footprint bench neurobench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ footprint: $(STAMP) ## print the paper's Table 2 (memory footprint of ResNet19, 
 bench: $(STAMP) ## training throughput and peak memory beside SpikingJelly and snnTorch (installs .[bench]); options in BENCH_ARGS="--quick --device cuda --json FILE"
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_ARGS)
+
+neurobench: $(STAMP) ## NeuroBench's metrics of a checkpoint on its test split: make neurobench CKPT=runs/.../best.ckpt [ARGS="--samples 1000"]
+	$(BIN)/qsnn bench $(CKPT) $(ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache src/*.egg-info

@@ -354,3 +354,20 @@ def test_a_real_full_disk_leaves_no_partial_file(small_disk, tmp_path, data):
     for checkpoint in small_disk.rglob("*.ckpt"):
         torch.load(checkpoint, weights_only=True)  # whole: every checkpoint left loads
     assert all(path.stat().st_size > 0 for path in small_disk.rglob("*") if path.is_file())
+
+
+def test_bench_refusals_are_one_line(qsnn, tmp_path, data, checkpoint):
+    """``qsnn bench`` on a file that is not a Q-SNN checkpoint, on a missing dataset, and with ``--samples 0``
+    or more samples than the test split; none writes neurobench.json."""
+    torch.save({"state_dict": {"weight": torch.zeros(2)}}, tmp_path / "other.ckpt")
+    cases = [
+        (["other.ckpt"], "other.ckpt is not a qsnn-lightning checkpoint"),
+        ([str(checkpoint), f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false"], "Fashion-MNIST not found"),
+        ([str(checkpoint), "--samples", "0"], "--samples must be at least 1, got 0"),
+        ([str(checkpoint), "--samples", "100000", f"data.data_dir={data}"], "--samples 100000 is more than the 16 samples"),
+        ([str(checkpoint), "model.bits=1w4u"], "model.bits=1w4u: qsnn bench uses the model saved in the checkpoint"),
+    ]
+    for arguments, needle in cases:
+        assert_refused(qsnn("bench", *arguments, cwd=tmp_path), needle)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["other.ckpt"]
+    assert not (checkpoint.parent / "neurobench.json").exists()

@@ -1,5 +1,5 @@
 """The ``qsnn`` command line: ``qsnn train``, ``qsnn experiments``, ``qsnn test``, ``qsnn sweep``, ``qsnn export``,
-``qsnn footprint``.
+``qsnn footprint``, ``qsnn bench``.
 
 Bad input gets one line naming the problem and the fix, and exit status 2, never a traceback.
 """
@@ -14,6 +14,7 @@ from .training.host_memory import use_huge_pages
 
 use_huge_pages()  # before torch is imported below: PyTorch reads the setting at its first allocation
 
+from .bench import RESULTS_FILE, bench_checkpoint, format_report
 from .data import EVENT_DATASETS
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line
@@ -130,6 +131,17 @@ def run_export(args: argparse.Namespace) -> None:
     print(line)
 
 
+def run_bench(args: argparse.Namespace) -> None:
+    """``qsnn bench CKPT``: NeuroBench's figures on the test split (or its first ``--samples``), as a table or JSON;
+    also written to neurobench.json beside the checkpoint."""
+    report = bench_checkpoint(args.checkpoint, args.samples, args.overrides)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(format_report(report))
+    print(f"written to {os.path.join(os.path.dirname(args.checkpoint), RESULTS_FILE)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``qsnn`` parser: one subcommand each, its handler in ``args.run``."""
     parser = OneLineParser(prog="qsnn", description="Quantized spiking neural networks: train, account, export.")
@@ -178,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     footprint.add_argument("--timesteps", default="2", help="time steps T of the training step (--training; default 2, the paper's CIFAR)")
     footprint.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
     footprint.set_defaults(run=run_footprint)
+
+    bench = commands.add_parser("bench", help="NeuroBench's metrics of a checkpoint on its test split (needs the neurobench extra)")
+    bench.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
+    bench.add_argument("--samples", type=int, default=None, help="the first N test samples (default: the whole test split)")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+    bench.add_argument("overrides", nargs="*", help="key=value overrides of the saved config, e.g. data.data_dir=/data")
+    bench.set_defaults(run=run_bench)
     return parser
 
 

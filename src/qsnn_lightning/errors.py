@@ -36,6 +36,10 @@ class ExportError(QSNNError, ValueError):
     """A model or setting the integer export cannot represent."""
 
 
+class MissingDependencyError(QSNNError, ImportError):
+    """An optional dependency a command needs is not installed; the message names the pip command."""
+
+
 class DivergedError(QSNNError):
     """Weights or BatchNorm statistics that are no longer finite numbers (NaN or infinite)."""
 
