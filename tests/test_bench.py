@@ -6,14 +6,13 @@ against ``qsnn test``, and the deployed footprint against ``qsnn footprint`` and
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from dataset_files import write_fashion_mnist
-from qsnn_lightning.bench import RESULTS_FILE, bench_checkpoint
-from qsnn_lightning.bench.harness import test_loader as bench_loader
+from qsnn_lightning.bench import bench_checkpoint, results_path
+from qsnn_lightning.bench.harness import split_loader
 from qsnn_lightning.bench.view import deployed_view
 from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
 from qsnn_lightning.cli import main
@@ -98,13 +97,13 @@ def briefly_trained(experiment: str, root) -> tuple[str, list[str]]:
 def test_neurobench_figures_agree_with_ours(experiment, tmp_path):
     checkpoint, overrides = briefly_trained(experiment, tmp_path)
     report = bench_checkpoint(checkpoint, None, overrides)
-    assert json.loads((Path(checkpoint).parent / RESULTS_FILE).read_text()) == json.loads(json.dumps(report))
+    assert json.loads(results_path(checkpoint).read_text()) == json.loads(json.dumps(report))
 
     saved = read_checkpoint(checkpoint)
     backbone, spec = backbone_from_checkpoint(saved)
     backbone.eval()
     config = restore_config(saved["hyper_parameters"]["experiment"], overrides, trainer=False)
-    loader = bench_loader(config, None)
+    loader = split_loader(config, None)
     assert report["samples"] == len(loader.dataset) == 12
 
     # activation sparsity: 1 - f_l per layer, and over all layers weighted by their neurons

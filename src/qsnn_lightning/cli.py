@@ -14,7 +14,7 @@ from .training.host_memory import use_huge_pages
 
 use_huge_pages()  # before torch is imported below: PyTorch reads the setting at its first allocation
 
-from .bench import RESULTS_FILE, bench_checkpoint, format_report
+from .bench import bench_checkpoint, format_report, results_path
 from .data import EVENT_DATASETS
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line
@@ -139,7 +139,7 @@ def run_bench(args: argparse.Namespace) -> None:
         print(json.dumps(report, indent=2))
         return
     print(format_report(report))
-    print(f"written to {os.path.join(os.path.dirname(args.checkpoint), RESULTS_FILE)}")
+    print(f"written to {results_path(args.checkpoint)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ def require_neurobench():
     return neurobench_model
 
 
-def test_loader(config, samples: int | None) -> DataLoader:
+def split_loader(config, samples: int | None) -> DataLoader:
     """The first ``samples`` (None: all) of the experiment's test split, in order, in its batch size."""
     data = make_data(config)
     data.prepare_data()
@@ -58,6 +58,11 @@ def deployed_footprint(backbone, spec: ModelSpec, event_frames: bool) -> dict:
     return {"deployed_bytes": total, "deployed_model_bytes": weights, "exported_model_bytes": exported}
 
 
+def results_path(checkpoint: str) -> Path:
+    """Where ``qsnn bench`` writes its report: ``neurobench.json`` beside the checkpoint."""
+    return Path(checkpoint).parent / RESULTS_FILE
+
+
 def bench_checkpoint(path: str, samples: int | None = None, overrides: list[str] = ()) -> dict:
     """NeuroBench's figures for a checkpoint on its test split (``samples``: the first N), with the
     deployed footprint; also written to ``neurobench.json`` beside the checkpoint."""
@@ -70,7 +75,7 @@ def bench_checkpoint(path: str, samples: int | None = None, overrides: list[str]
     refuse_model_overrides(overrides, "bench")
     refuse_overrides(overrides, "trainer", "qsnn bench runs no Trainer, so trainer.* settings do nothing; drop it")
     config = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides, trainer=False)
-    loader = test_loader(config, samples)
+    loader = split_loader(config, samples)
     results = runner.run_benchmark(backbone, loader)
     operations = results["SynapticOperations"]
     report = {
@@ -91,7 +96,7 @@ def bench_checkpoint(path: str, samples: int | None = None, overrides: list[str]
         "dense_operations": operations["Dense"],
         "membrane_updates": results["MembraneUpdates"],
     }
-    write_report(report, Path(path).parent / RESULTS_FILE)
+    write_report(report, results_path(path))
     return report
 
 
