@@ -129,7 +129,7 @@ def manifest(model: IntegerModel, plan: memory.MemoryPlan, hparams: dict, sample
 
 def _copy_runtime(destination: Path) -> None:
     runtime = resources.files("qsnn_lightning.export") / "runtime"
-    for part in ("src", "host", "cortex-m4"):
+    for part in ("src", "host", "mcu", "cortex-m4"):
         with resources.as_file(runtime / part) as source:
             shutil.copytree(source, destination / part, dirs_exist_ok=True)
 
@@ -215,7 +215,7 @@ def write_folder(model: IntegerModel, plan: memory.MemoryPlan, samples: "torch.T
         if samples is not None:
             (staging / "samples.bin").write_bytes(samples.numpy().astype(np.int8).tobytes())
             (staging / "expected.txt").write_text("\n".join(expected_lines(model, samples)) + "\n")
-            (staging / "cortex-m4" / "samples.h").write_text(samples_header(samples.numpy()))
+            (staging / "mcu" / "samples.h").write_text(samples_header(samples.numpy()))
         if target == "cortex-m4":
             info = {**info, **build_cortex_m4(staging)}
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
