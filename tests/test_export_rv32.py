@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import pytest
+from test_export import QSNN, briefly_trained, compile_and_run, needs_fmnist
 
 from checkpoint_files import write_untrained_checkpoint
 from dataset_files import write_dvs_gesture, write_fashion_mnist
@@ -14,7 +15,6 @@ from qsnn_lightning.cli import main
 from qsnn_lightning.export.targets import PARTS
 from qsnn_lightning.training.config import load_config
 from qsnn_lightning.training.train import train
-from test_export import QSNN, briefly_trained, compile_and_run, needs_fmnist
 
 
 def export(checkpoint, out, target: str, samples: int, overrides=()) -> dict:
