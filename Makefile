@@ -42,7 +42,7 @@ experiments: $(STAMP) ## list the packaged experiments
 evaluate: $(STAMP) ## test a checkpoint on its experiment's test split: make evaluate CKPT=runs/.../best.ckpt
 	$(BIN)/qsnn test $(CKPT) $(ARGS)
 
-export: $(STAMP) ## export a checkpoint to the C runtime: make export CKPT=runs/.../best.ckpt [OUT=export] [TARGET=host|cortex-m4]
+export: $(STAMP) ## export a checkpoint to the C runtime: make export CKPT=runs/.../best.ckpt [OUT=export] [TARGET=host|cortex-m4|rv32]
 	$(BIN)/qsnn export $(CKPT) --out $(OUT) --target $(TARGET) $(ARGS)
 
 sweep: $(STAMP) data ## run a packaged sweep (SWEEP=lambda_k) or a sweep file with W&B; LOCAL=1 runs the grid here offline (resumable)

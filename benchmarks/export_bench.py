@@ -33,7 +33,8 @@ import torch
 from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
 from qsnn_lightning.data import make_data
 from qsnn_lightning.export import fold, quantize_input, reference
-from qsnn_lightning.export.writer import ARM_GCC, QEMU, export_checkpoint, first_test_samples
+from qsnn_lightning.export.targets import ARM_GCC, QEMU
+from qsnn_lightning.export.writer import export_checkpoint, first_test_samples
 from qsnn_lightning.training.config import restore_config
 
 

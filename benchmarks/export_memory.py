@@ -25,7 +25,8 @@ from qsnn_lightning.data import EVENT_DATASETS
 from qsnn_lightning.data.info import dataset_info
 from qsnn_lightning.export import ExportError, fold, quantize_input
 from qsnn_lightning.export.memory import map_words, plan
-from qsnn_lightning.export.writer import ARM_GCC, QEMU, check_fits_cortex_m4, manifest, write_folder
+from qsnn_lightning.export.targets import ARM_GCC, QEMU, check_fits
+from qsnn_lightning.export.writer import manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.config import load_config
@@ -62,7 +63,7 @@ def figures(name: str) -> dict:
         "all_maps_of_a_step_bytes": 4 * sum(map_words(info) for info in model.maps()),
     }
     try:
-        check_fits_cortex_m4(info)
+        check_fits(info, "cortex-m4")
     except ExportError:
         return {**row, "cortex_m4": "too large for the part"}
     if shutil.which(ARM_GCC) is None or shutil.which(QEMU) is None:

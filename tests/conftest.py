@@ -1,23 +1,28 @@
-"""Shared fixtures; the ``toolchain`` marker: a test that needs the Cortex-M4 cross compiler and
-QEMU skips, naming the Debian packages to install, where they are absent; and the ``qsnn`` fixture's
+"""Shared fixtures; the ``toolchain`` marker: a test that needs a microcontroller target's cross
+compiler, C library and QEMU (``toolchain`` alone: the Cortex-M4's; ``toolchain("rv32")``: the
+RISC-V one's) skips, naming the Debian packages to install, where they are absent; and the ``qsnn`` fixture's
 subprocess runs (test_hostile_inputs.py): every case runs in process, and the first case of each
 test also as a real ``qsnn`` process (a process per case took minutes of the full tier)."""
 
 import os
-import shutil
 
 import pytest
 import torchvision
 
-TOOLCHAIN = {"arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi", "qemu-system-arm": "qemu-system-arm"}
+from qsnn_lightning.export import ExportError
+from qsnn_lightning.export.targets import PARTS, require_toolchain
 
 
 def pytest_runtest_setup(item):
-    """Skip a ``toolchain`` test when a program it needs is missing, naming the packages to install."""
-    if item.get_closest_marker("toolchain"):
-        missing = [packages for program, packages in TOOLCHAIN.items() if shutil.which(program) is None]
-        if missing:
-            pytest.skip(f"needs the Debian packages {' '.join(missing)} (apt-get install -y {' '.join(missing)})")
+    """Skip a ``toolchain`` test when a program or library of one of its targets is missing, naming the
+    packages to install (``toolchain("rv32", "cortex-m4")``: both targets')."""
+    for marker in item.iter_markers("toolchain"):
+        for target in marker.args or ("cortex-m4",):
+            try:
+                require_toolchain(target)
+            except ExportError:
+                packages = PARTS[target].packages
+                pytest.skip(f"needs the Debian packages {packages} (apt-get install -y {packages})")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,7 @@
 """Export: the integer reference against the PyTorch model, the generated C against the reference
 (bit for bit, compiled with strict flags and sanitizers and run as a real process), streaming
 (qsnn_step, qsnn_reset) against qsnn_classify and the Python stream, event-frame models, the memory
-plan, the Cortex-M4 image under QEMU, and the refusals."""
+plan, the Cortex-M4 image under QEMU, and the refusals (the RV32 image: test_export_rv32.py)."""
 
 import json
 import shutil
@@ -19,7 +19,8 @@ from qsnn_lightning.cli import main
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
 from qsnn_lightning.export.memory import last_reader, map_words, plan
-from qsnn_lightning.export.writer import check_fits_cortex_m4, export_checkpoint, manifest, write_folder
+from qsnn_lightning.export.targets import check_fits
+from qsnn_lightning.export.writer import export_checkpoint, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.config import load_config
@@ -322,13 +323,15 @@ def test_memory_plan_reuses_dead_maps_and_never_overlaps_live_ones():
     assert memory.membrane_state_bytes == 6272
 
 
-def test_a_model_too_large_for_the_cortex_m4_is_one_line_naming_the_sizes():
+@pytest.mark.parametrize("target, part", [("cortex-m4", "Cortex-M4"), ("rv32", "RV32")])
+def test_a_model_too_large_for_a_microcontroller_is_one_line_naming_the_sizes(target, part):
     model = fold(trained_like("resnet19", (3, 16, 16), "1w2u"))
-    info = manifest(model, plan(model), {"arch": "resnet19", "bits": "1w2u"}, 0, "cortex-m4")
+    info = manifest(model, plan(model), {"arch": "resnet19", "bits": "1w2u"}, 0, target)
     with pytest.raises(ExportError) as error:
-        check_fits_cortex_m4(info)
+        check_fits(info, target)
     message = str(error.value)
     assert f"{info['model_bytes']:,} bytes of flash" in message and "262,144" in message and "\n" not in message
+    assert f"the {part} target" in message
 
 
 @pytest.fixture(scope="module")

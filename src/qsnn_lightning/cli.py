@@ -19,6 +19,7 @@ from .data import EVENT_DATASETS
 from .data.info import dataset_info
 from .errors import QSNNError, UsageError, one_line
 from .export import export_checkpoint
+from .export.targets import PARTS
 from .snn.backbones import BACKBONES
 from .snn.footprint import footprint_table, format_table, rows_as_dicts
 from .snn.precision import Precision
@@ -123,11 +124,11 @@ def run_sweep(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    """``qsnn export CKPT --out DIR``: the C runtime folder; prints the model's bytes (and the Cortex-M4's flash and RAM)."""
+    """``qsnn export CKPT --out DIR``: the C runtime folder; prints the model's bytes (and a microcontroller's flash and RAM)."""
     info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
     line = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
     if "flash_bytes" in info:
-        line += f"; Cortex-M4 flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
+        line += f"; {PARTS[args.target].name} flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
     print(line)
 
 
@@ -173,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a 1w checkpoint to the C runtime (docs/export.md)")
     export.add_argument("checkpoint", help="path to a .ckpt written by qsnn train")
     export.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    export.add_argument("--target", default="host", choices=("host", "cortex-m4"),
-                        help="cortex-m4 also builds the ARM image, runs it in QEMU and measures flash and RAM")
+    export.add_argument("--target", default="host", choices=("host", *PARTS),
+                        help="cortex-m4 or rv32 also builds that microcontroller's image, runs it in QEMU and measures "
+                             "flash, RAM and instructions per inference")
     export.add_argument("--samples", type=int, default=None,
                         help="test samples written to samples.bin and expected.txt (default 20, or the whole test split if smaller)")
     export.add_argument("overrides", nargs="*", help="key=value overrides of the saved config, e.g. data.data_dir=/data")

@@ -1,5 +1,5 @@
 """C code generation: ``qsnn_model.h`` / ``qsnn_model.c`` (the integer model as const arrays and
-a stage table for ``qsnn_runtime.c``) and ``samples.h`` (images embedded for the Cortex-M4)."""
+a stage table for ``qsnn_runtime.c``) and ``samples.h`` (images embedded for the microcontrollers)."""
 
 import numpy as np
 
@@ -222,7 +222,7 @@ def model_source(model: IntegerModel, memory: MemoryPlan) -> str:
 
 
 def samples_header(samples: np.ndarray) -> str:
-    """``samples.h`` for the Cortex-M4 program: int8 samples ``[N, QSNN_SAMPLE_SIZE]`` (an image, or
+    """``samples.h`` for the microcontroller programs (Cortex-M4, RV32): int8 samples ``[N, QSNN_SAMPLE_SIZE]`` (an image, or
     T frames), in their own section outside the part's flash (they stand in for the sensor)."""
     rows = [", ".join(str(int(v)) for v in sample.reshape(-1)) for sample in samples]
     body = ",\n".join(f"    {{ {row} }}" for row in rows)

@@ -3,9 +3,9 @@
  * RAM at 0x20000000), linked with linker.ld and newlib's rdimon (semihosting)
  * library: --specs=rdimon.specs -nostartfiles.
  *
- * Reset_Handler: copies .data from flash, zeroes .bss, paints the unused part
- * of the stack with QSNN_STACK_PAINT (for the stack high-water measurement of
- * qsnn_stack_high_water()), calls initialise_monitor_handles() and main(),
+ * Reset_Handler: copies .data from flash, zeroes .bss and paints the unused
+ * part of the stack (qsnn_init_memory() of ../mcu/qsnn_mcu.c, for the stack
+ * high-water measurement), calls initialise_monitor_handles() and main(),
  * and leaves through newlib's exit(),
  * whose rdimon _exit() reports main's return value to the semihosting host
  * (SYS_EXIT_EXTENDED): QEMU's exit status is main's return status.
@@ -18,17 +18,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define QSNN_STACK_PAINT 0xA5C3A5C3u
+#include "qsnn_mcu.h"
 
 /* Symbols of linker.ld. */
-extern uint32_t __etext_data_load[]; /* load address (flash) of .data */
-extern uint32_t __data_start__[];
-extern uint32_t __data_end__[];
-extern uint32_t __bss_start__[];
-extern uint32_t __bss_end__[];
 extern char __HeapBase[];
 extern char __HeapLimit[];
-extern uint32_t __StackLimit[];
 extern uint32_t __StackTop[];
 
 extern int main(void);
@@ -36,7 +30,6 @@ extern void initialise_monitor_handles(void); /* newlib librdimon */
 
 void Reset_Handler(void);
 void Default_Handler(void);
-uint32_t qsnn_stack_high_water(void);
 uint32_t qsnn_heap_high_water(void);
 void *_sbrk(ptrdiff_t incr);
 
@@ -91,11 +84,6 @@ const struct qsnn_vector_table qsnn_vector_table = {
 
 void Reset_Handler(void)
 {
-    /* volatile: keeps GCC from turning the loops into memcpy/memset calls,
-     * which would run before .data/.bss exist and, for the paint loop,
-     * push below the stack pointer while the area is being painted. */
-    volatile uint32_t *dst;
-    const volatile uint32_t *src;
     uint32_t sp;
 
 #if defined(__ARM_FP)
@@ -104,19 +92,9 @@ void Reset_Handler(void)
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
 
-    src = __etext_data_load;
-    for (dst = __data_start__; dst < __data_end__; ++dst, ++src) {
-        *dst = *src;
-    }
-    for (dst = __bss_start__; dst < __bss_end__; ++dst) {
-        *dst = 0u;
-    }
-    /* Paint [__StackLimit, sp): everything below the current stack pointer is
-     * unused, so it can be overwritten safely. */
+    /* Everything below the current stack pointer is unused: it is painted. */
     __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (dst = __StackLimit; (uint32_t)(uintptr_t)dst < sp; ++dst) {
-        *dst = QSNN_STACK_PAINT;
-    }
+    qsnn_init_memory(sp);
 
     /* Opens the semihosting console handles and, more importantly here, lets
      * librdimon's _exit() detect the SYS_EXIT_EXTENDED extension: without it
@@ -124,17 +102,6 @@ void Reset_Handler(void)
      * whatever n is. main() calling it again is harmless (it reopens them). */
     initialise_monitor_handles();
     exit(main());
-}
-
-/* Bytes of stack used so far (high-water), measured from the painted area.
- * Returns the whole reserve if the lowest word was overwritten (overflow). */
-uint32_t qsnn_stack_high_water(void)
-{
-    const volatile uint32_t *p = __StackLimit;
-    while (p < __StackTop && *p == QSNN_STACK_PAINT) {
-        ++p;
-    }
-    return (uint32_t)((uintptr_t)__StackTop - (uintptr_t)p);
 }
 
 /* newlib's malloc gets memory here: only [__HeapBase, __HeapLimit) of

@@ -1,0 +1,97 @@
+/*
+ * Q-SNN on a microcontroller under QEMU (semihosting): the program of both
+ * ../cortex-m4 and ../rv32, which differ only in their qsnn_port.h (console
+ * set-up and the counter read around the inferences) and startup code.
+ *
+ * Streams every sample embedded in samples.h through the runtime: qsnn_reset(),
+ * then QSNN_TIMESTEPS calls of qsnn_step() (the sample's image at every step,
+ * or frame t at step t for an event model), and prints, through semihosting
+ * stdout, one line per sample in the format of expected.txt:
+ *
+ *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
+ *
+ * then on stderr "stack_bytes=<measured stack high-water>" and
+ * "<QSNN_PORT_COUNTER>=<counts inside the inferences> samples=<N>" (the
+ * Cortex-M4 counts SysTick ticks, the RISC-V core retired instructions:
+ * see each target's README.txt). Every stderr line starts with a letter and
+ * every stdout line with a digit, so a console that mixes the two can be split.
+ * Returns 0 (QEMU's exit status), 1 if a class is out of range or the stack
+ * overflowed its reserve.
+ */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "qsnn_mcu.h"
+#include "qsnn_port.h"
+#include "qsnn_runtime.h"
+#include "samples.h"
+
+#define QSNN_BILLION 1000000000u
+
+static int32_t qsnn_logits[QSNN_CLASSES];
+
+/* A sum of counts up to 2^32 billions, kept as billions and units: printed in
+ * decimal without 64-bit division (small libcs' printf may lack %llu). */
+typedef struct {
+    uint32_t billions, units;
+} qsnn_total_t;
+
+static void qsnn_total_add(qsnn_total_t *total, uint32_t count)
+{
+    total->billions += count / QSNN_BILLION;
+    total->units += count % QSNN_BILLION;
+    if (total->units >= QSNN_BILLION) {
+        total->units -= QSNN_BILLION;
+        ++total->billions;
+    }
+}
+
+int main(void)
+{
+    char line[80];
+    qsnn_total_t counted = {0u, 0u};
+    uint32_t stack_bytes, t;
+    int n, j;
+
+    qsnn_port_init();
+    for (n = 0; n < (int)QSNN_NUM_SAMPLES; ++n) {
+        int pred = 0;
+        uint32_t start = qsnn_port_count();
+        qsnn_reset();
+        for (t = 0; t < QSNN_TIMESTEPS; ++t) {
+            pred = qsnn_step(qsnn_samples[n] + (QSNN_EVENT_FRAMES ? t * QSNN_FRAME_SIZE : 0u), qsnn_logits);
+        }
+        qsnn_total_add(&counted, qsnn_port_elapsed(start, qsnn_port_count()));
+        if (pred < 0 || pred >= (int)QSNN_CLASSES) {
+            fflush(stdout);
+            snprintf(line, sizeof line, "qsnn_step returned %d\n", pred);
+            fputs(line, stderr);
+            return 1;
+        }
+        printf("%d", pred);
+        for (j = 0; j < (int)QSNN_CLASSES; ++j) {
+            printf(" %ld", (long)qsnn_logits[j]);
+        }
+        putchar('\n');
+    }
+    fflush(stdout);
+
+    /* snprintf + fputs: an unbuffered fprintf(stderr, ...) would put a
+     * BUFSIZ (1 KB) buffer on newlib's stack after the measurement. */
+    stack_bytes = qsnn_stack_high_water();
+    snprintf(line, sizeof line, "stack_bytes=%lu\n", (unsigned long)stack_bytes);
+    fputs(line, stderr);
+    if (counted.billions != 0u) {
+        snprintf(line, sizeof line, "%s=%lu%09lu samples=%d\n", QSNN_PORT_COUNTER, (unsigned long)counted.billions,
+                 (unsigned long)counted.units, (int)QSNN_NUM_SAMPLES);
+    } else {
+        snprintf(line, sizeof line, "%s=%lu samples=%d\n", QSNN_PORT_COUNTER, (unsigned long)counted.units,
+                 (int)QSNN_NUM_SAMPLES);
+    }
+    fputs(line, stderr);
+    if (stack_bytes >= (uint32_t)(uintptr_t)__stack_size) {
+        fputs("stack overflow: raise __stack_size in linker.ld\n", stderr);
+        return 1;
+    }
+    return 0;
+}
