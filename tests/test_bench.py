@@ -6,6 +6,7 @@ against ``qsnn test``, and the deployed footprint against ``qsnn footprint`` and
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,20 +83,21 @@ def our_firing_rates(backbone, loader) -> dict[str, float]:
     return {name: total / count for name, total in sums.items()}
 
 
-def briefly_trained(experiment: str, root) -> tuple[str, list[str]]:
-    """A checkpoint of ``experiment`` after one short epoch on small Fashion-MNIST idx files (N-Fashion-MNIST
-    simulates its events from them), and the overrides that find those files."""
+def briefly_trained(experiment: str, root, *settings: str) -> tuple[dict, list[str]]:
+    """The results of ``experiment`` (with ``settings``) after one short epoch on small Fashion-MNIST idx
+    files (N-Fashion-MNIST simulates its events from them), and the overrides that find those files."""
     data = write_fashion_mnist(root / "data", train=40, test=12)
     overrides = [f"data.data_dir={data}", "data.download=false"]
     cfg = load_config(experiment, [*overrides, f"run_dir={root / 'runs'}", "data.batch_size=8", "trainer.max_epochs=1",
-                                   "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
-    return train(cfg)["checkpoint"], overrides
+                                   "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *settings])
+    return train(cfg), overrides
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["fmnist_1w2u", "nfmnist_1w2u"])
 def test_neurobench_figures_agree_with_ours(experiment, tmp_path):
-    checkpoint, overrides = briefly_trained(experiment, tmp_path)
+    results, overrides = briefly_trained(experiment, tmp_path)
+    checkpoint = results["checkpoint"]
     report = bench_checkpoint(checkpoint, None, overrides)
     assert json.loads(results_path(checkpoint).read_text()) == json.loads(json.dumps(report))
 
@@ -128,3 +130,18 @@ def test_neurobench_figures_agree_with_ours(experiment, tmp_path):
     manifest = export_checkpoint(checkpoint, str(tmp_path / "export"), samples=0, overrides=overrides)
     assert report["exported_model_bytes"] == manifest["model_bytes"]
 
+
+
+@pytest.mark.slow
+def test_a_run_with_neurobench_records_what_qsnn_bench_reports(tmp_path, capsys):
+    """``neurobench: true``: results.json's ``neurobench`` holds, on the first ``neurobench_samples`` test
+    samples, the very figures ``qsnn bench --samples`` gives of the checkpoint the run tested."""
+    results, overrides = briefly_trained("fmnist_1w2u", tmp_path, "neurobench=true", "neurobench_samples=10")
+    recorded = json.loads((Path(results["run_dir"]) / "results.json").read_text())["neurobench"]
+    assert results["test_acc_checkpoint"] == "best" and results["checkpoint"].endswith("best.ckpt")
+    capsys.readouterr()
+    assert main(["bench", results["checkpoint"], "--samples", "10", "--json", *overrides]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert recorded["samples"] == 10 and recorded["effective_acs"] > 0
+    assert set(report) - set(recorded) == {"checkpoint", "experiment", "arch", "bits"}
+    assert recorded == {key: report[key] for key in recorded}

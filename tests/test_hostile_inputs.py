@@ -91,6 +91,8 @@ def test_an_experiment_is_a_packaged_name_or_a_yaml_file(qsnn, tmp_path, data, e
     ("seed=${seed}", "cannot resolve the interpolation in 'seed' (Recursive interpolation detected)"),
     ("wandb_project=${oc.env:QSNN_NO_SUCH_VARIABLE}", "cannot resolve the interpolation in 'wandb_project'"),
     ("data=5", "override data=... replaces a whole section of the config; set its keys instead, e.g. data.batch_size"),
+    ("neurobench=maybe", "bad value for 'neurobench': Value 'maybe' is not a valid bool"),
+    ("neurobench_samples=0", "bad value for 'neurobench_samples': 0; it must be >= 1 or null"),
 ])
 def test_values_are_checked_before_anything_is_written(qsnn, tmp_path, data, override, needle):
     assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", override, cwd=tmp_path), needle)
@@ -371,3 +373,20 @@ def test_bench_refusals_are_one_line(qsnn, tmp_path, data, checkpoint):
         assert_refused(qsnn("bench", *arguments, cwd=tmp_path), needle)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["other.ckpt"]
     assert not (checkpoint.parent / "neurobench.json").exists()
+
+
+def test_neurobench_runs_are_refused_before_training(qsnn, tmp_path, data, monkeypatch):
+    """``neurobench=true`` without the package (hidden here, and by a sitecustomize in the subprocess)
+    names the pip command; more ``neurobench_samples`` than the test split is refused once the data is
+    read. Neither trains or writes anything."""
+    work, hide = tmp_path / "work", tmp_path / "hide"
+    work.mkdir(), hide.mkdir()
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "neurobench=true",
+                        "neurobench_samples=100000", cwd=work), "neurobench_samples=100000 is more than the 16 samples")
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['neurobench'] = None  # as if not installed\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setitem(sys.modules, "neurobench", None)
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "neurobench=true", cwd=work),
+                   "neurobench=true (NeuroBench's figures in results.json; or set neurobench=false) needs NeuroBench, "
+                   "which is not installed: pip install 'qsnn-lightning[neurobench]'")
+    assert list(work.iterdir()) == []

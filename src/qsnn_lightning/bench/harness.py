@@ -23,13 +23,24 @@ RESULTS_FILE = "neurobench.json"
 INSTALL = "pip install 'qsnn-lightning[neurobench]' (or: pip install neurobench==2.3.0)"
 
 
-def require_neurobench():
-    """The module that runs NeuroBench (``neurobench_model``), or a one-line error naming the pip command."""
+def require_neurobench(needed_by: str = "qsnn bench"):
+    """The module that runs NeuroBench (``neurobench_model``), or a one-line error saying what
+    ``needed_by`` it (``qsnn bench``, a run's ``neurobench: true``) and naming the pip command."""
     if importlib.util.find_spec("neurobench") is None:
-        raise MissingDependencyError(f"qsnn bench needs NeuroBench, which is not installed: {INSTALL}")
+        raise MissingDependencyError(f"{needed_by} needs NeuroBench, which is not installed: {INSTALL}")
     from . import neurobench_model  # the optional dependency, loaded only for qsnn bench
 
     return neurobench_model
+
+
+def check_samples(samples: int | None, available: int, setting: str = "--samples ") -> int:
+    """How many test samples to measure: ``samples`` (None: all ``available``), refused in one line
+    naming ``setting`` (``--samples `` or ``neurobench_samples=``) when the split holds fewer."""
+    count = available if samples is None else samples
+    if count > available:
+        raise UsageError(f"{setting}{count} is more than the {available:,} samples of the test split; use {setting}"
+                         f"{available} or fewer")
+    return count
 
 
 def split_loader(config, samples: int | None) -> DataLoader:
@@ -37,11 +48,7 @@ def split_loader(config, samples: int | None) -> DataLoader:
     data = make_data(config)
     data.prepare_data()
     data.setup("test")
-    available = len(data.test_set)
-    count = available if samples is None else samples
-    if count > available:
-        raise UsageError(f"--samples {count} is more than the {available:,} samples of the test split; use --samples "
-                         f"{available} or fewer")
+    count = check_samples(samples, len(data.test_set))
     return DataLoader(Subset(data.test_set, range(count)), batch_size=config.data.batch_size, shuffle=False)
 
 
@@ -68,21 +75,33 @@ def bench_checkpoint(path: str, samples: int | None = None, overrides: list[str]
     deployed footprint; also written to ``neurobench.json`` beside the checkpoint."""
     if samples is not None and samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples} (leave it out for the whole test split)")
-    runner = require_neurobench()
+    require_neurobench()
     checkpoint = read_checkpoint(path)
     backbone, spec = backbone_from_checkpoint(checkpoint)
-    backbone.eval()
     refuse_model_overrides(overrides, "bench")
     refuse_overrides(overrides, "trainer", "qsnn bench runs no Trainer, so trainer.* settings do nothing; drop it")
     config = restore_config(checkpoint["hyper_parameters"]["experiment"], overrides, trainer=False)
-    loader = split_loader(config, samples)
-    results = runner.run_benchmark(backbone, loader)
-    operations = results["SynapticOperations"]
     report = {
         "checkpoint": str(path),
         "experiment": config.name,
         "arch": spec.arch,
         "bits": spec.bits,
+        **measure(backbone, spec, config, samples),
+    }
+    write_report(report, results_path(path))
+    return report
+
+
+def measure(backbone, spec: ModelSpec, config, samples: int | None = None) -> dict:
+    """NeuroBench's figures for ``backbone`` (put in eval mode) on the first ``samples`` (None: all)
+    of ``config``'s test split, with the deployed footprint: what ``qsnn bench`` reports of a
+    checkpoint and a run with ``neurobench: true`` puts in its results.json."""
+    runner = require_neurobench()
+    backbone.eval()
+    loader = split_loader(config, samples)
+    results = runner.run_benchmark(backbone, loader)
+    operations = results["SynapticOperations"]
+    return {
         "samples": len(loader.dataset),
         "neurobench_version": version("neurobench"),
         "accuracy": results["ClassificationAccuracy"],
@@ -96,8 +115,6 @@ def bench_checkpoint(path: str, samples: int | None = None, overrides: list[str]
         "dense_operations": operations["Dense"],
         "membrane_updates": results["MembraneUpdates"],
     }
-    write_report(report, results_path(path))
-    return report
 
 
 def write_report(report: dict, target: Path) -> None:

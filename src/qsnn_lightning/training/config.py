@@ -113,6 +113,8 @@ class ExperimentConfig:
     check_resume: bool = True  # refuse a ckpt_path of another experiment, dataset, arch, bits or T
     check_memory: bool = True  # refuse a run whose training step would not fit in free memory (memory_check.py)
     test_every_epoch: bool = False  # also evaluate the test split at every validation check (training/epoch_test.py)
+    neurobench: bool = False  # after the final test, NeuroBench's figures of the tested weights in results.json (training/bench_record.py)
+    neurobench_samples: int | None = None  # the first N test samples for those figures; None: the whole test split
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -179,6 +181,9 @@ def _check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"bad value for '{key}': {value}; it must satisfy {rule}")
     if cfg.data.subset is not None and cfg.data.subset < 1:
         raise ConfigError(f"bad value for 'data.subset': {cfg.data.subset}; it must be >= 1 or null (all samples)")
+    if cfg.neurobench_samples is not None and cfg.neurobench_samples < 1:
+        raise ConfigError(f"bad value for 'neurobench_samples': {cfg.neurobench_samples}; it must be >= 1 or null (the whole "
+                          "test split)")
     if cfg.data.events.resize is not None and cfg.data.events.resize < 1:
         raise ConfigError(f"bad value for 'data.events.resize': {cfg.data.events.resize}; it must be >= 1 or null")
     if not 0 <= cfg.data.val_fraction < 1:

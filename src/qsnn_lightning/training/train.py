@@ -8,7 +8,8 @@ weights without a validation split (``data.val_fraction=0``), which ``test_acc_c
 (``"best"`` | ``"last"``); with ``test_every_epoch``, ``test_acc_best_epoch``, the highest per-epoch
 test accuracy (how the authors' release selects its number: on the test set) and ``test_best_epoch``,
 its epoch (0-based, as in ``metrics.csv``); the best validation accuracy; and the last validation
-epoch's firing rate per layer.
+epoch's firing rate per layer; with ``neurobench: true``, ``neurobench``: ``qsnn bench``'s figures
+of the tested weights (``bench_record.py``).
 """
 
 import contextlib
@@ -29,6 +30,7 @@ from ..data.modules import make_datamodule
 from ..errors import ConfigError, one_line
 from ..files import atomic_open
 from .atomic_checkpoints import disk_full
+from .bench_record import check_neurobench_samples, neurobench_figures, require_neurobench
 from .build import (
     BEST_MONITOR,
     check_trainer_settings,
@@ -89,10 +91,12 @@ def train(cfg: DictConfig) -> dict:
         return _fit_and_test(cfg, Path(os.environ[RUN_DIR_ENV]), make_datamodule(cfg),
                              os.environ.get(ACTIVATION_MEMORY_ENV, "full"))
     check_trainer_settings(cfg)
+    require_neurobench(cfg)
     if cfg.ckpt_path:
         check_resumable(cfg, read_checkpoint(cfg.ckpt_path))
     datamodule = ready_datamodule(cfg, stage=None)
     check_validation_interval(cfg, datamodule)
+    check_neurobench_samples(cfg, datamodule)
     activation_memory, why = choose_activation_memory(cfg, datamodule)  # a step that cannot fit stops here, in one line
     run_dir = _new_run_directory(cfg)
     if why:
@@ -163,6 +167,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, datamodule, activation_memory:
         "run_dir": str(run_dir),
         "val_firing_rates": _last_val_firing_rates(trainer),
     }
+    if trainer.is_global_zero and cfg.neurobench:
+        results["neurobench"] = neurobench_figures(cfg, module)  # the weights trainer.test scored
     if trainer.is_global_zero:
         with atomic_open(run_dir / "results.json", "w") as file:  # a sweep reads a partial one as unfinished, but none is left
             file.write(json.dumps(results, indent=2) + "\n")
