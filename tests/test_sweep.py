@@ -2,6 +2,7 @@
 and plot, resumable) and the wiring of the online runner to ``wandb sweep`` / ``wandb agent``."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,24 @@ def test_qsnn_sweep_local_puts_its_grid_under_run_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "run_local", lambda sweep, overrides, root: roots.append(root) or [])
     assert cli.main(["sweep", "lambda_k", "--local", f"run_dir={tmp_path}"]) == 0
     assert roots == [tmp_path / "sweeps"]
+
+
+def test_the_summary_carries_effective_acs_where_points_measured_them(tmp_path):
+    """Points whose results.json holds ``neurobench`` (``neurobench: true``) put their effective ACs per
+    sample in summary.csv; a point run without it leaves the column empty; no point trains again."""
+    sweep = sweeps.Sweep("lams", "fmnist_1w2u", (), {"loss.lam": [0.0, 0.001, 0.01]}, {})
+    measured = {0.0: 859584.0, 0.001: 412345.5}  # 0.01 was run without neurobench: true
+    for lam in sweep.parameters["loss.lam"]:
+        run_dir = tmp_path / "lams" / point_directory_name({"loss.lam": lam}) / "fmnist_1w2u" / "20261203-100000"
+        run_dir.mkdir(parents=True)
+        results = {"bits": "1w2u", "test_acc": 0.5, "val_acc_best": 0.5, "run_dir": str(run_dir),
+                   "val_firing_rates": {"stem": 0.3, "hidden": 0.2, "head": 0.1}}
+        if lam in measured:
+            results["neurobench"] = {"effective_acs": measured[lam], "accuracy": 0.5}
+        (run_dir / "results.json").write_text(json.dumps(results))
+    rows = run_local(sweep, [], tmp_path, log=lambda line: None)
+    assert [row.get("effective_acs") for row in rows] == [859584.0, 412345.5, None]
+    with open(tmp_path / "lams" / sweeps.SUMMARY, newline="") as file:
+        written = list(csv.DictReader(file))
+    assert [row["effective_acs"] for row in written] == ["859584.0", "412345.5", ""]
+    assert list(written[0]).index("effective_acs") == list(written[0]).index("hidden_firing_rate") + 1

@@ -199,25 +199,30 @@ def run_local(sweep: Sweep, overrides: list[str] = (), root: Path = Path("runs/s
 
 def summary_row(point: dict[str, Any], results: dict) -> dict:
     """One line of the summary: the point, k, accuracies, the mean hidden-layer firing rate (the
-    layers Eq. 15 regularizes) and what the stored membranes held (share not at level 0, level
-    entropy), from the last validation epoch."""
+    layers Eq. 15 regularizes), NeuroBench's effective ACs per sample where the run measured them
+    (``neurobench: true``: the accumulates the spike term saves) and what the stored membranes held
+    (share not at level 0, level entropy), from the last validation epoch."""
     rates = list(results.get("val_firing_rates", {}).values())
     hidden = hidden_layers(rates)
+    neurobench = {"effective_acs": results["neurobench"]["effective_acs"]} if "neurobench" in results else {}
     return {
         **point,
         "k": Precision.parse(results["bits"]).membrane_bits,
         "test_acc": results["test_acc"],
         "val_acc_best": results["val_acc_best"],
         "hidden_firing_rate": sum(hidden) / len(hidden) if hidden else None,
+        **neurobench,
         **stored_level_statistics(results["run_dir"]),
         "run_dir": results["run_dir"],
     }
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
-    """``summary.csv``: one row per point, written atomically."""
+    """``summary.csv``: one row per point, written atomically; a column some points lack (``effective_acs``
+    of points run without ``neurobench: true``) is empty in their rows."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
     with atomic_open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
 
