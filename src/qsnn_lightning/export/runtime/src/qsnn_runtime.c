@@ -394,7 +394,13 @@ static uint32_t qsnn_chunk_end[QSNN_MAX_CHUNKS];
 
 static uint32_t lowest_bit(uint32_t bits)
 {
-#if defined(__GNUC__)
+#if defined(__riscv) && !defined(__riscv_zbb)
+    /* no count-trailing-zeros instruction (GCC calls libgcc's __ctzsi2): the lowest set bit times a
+     * de Bruijn sequence puts a distinct 5-bit pattern in the top bits, indexing the bit's position */
+    static const uint8_t position[32] = {0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
+    return position[((bits & (0u - bits)) * 0x077CB531u) >> 27];
+#elif defined(__GNUC__)
     return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
 #else
     uint32_t bit = 0;
