@@ -41,7 +41,8 @@ docs/results.md)::
     batch 2, full   2.63 GB against 2.23 GB (1.18)     lean   1.55 GB against 1.10 GB (1.40)
     batch 8, full   9.12 GB against 8.59 GB (1.06)     lean   2.72 GB against 2.46 GB (1.11)
 
-so SAFETY 1.2 and OVERHEAD 384 MiB bound every case and stay within 25% of it.
+so SAFETY 1.2 and OVERHEAD 384 MiB bound every case. A later run (huge pages, batch 2, 4 and 8)
+put the need 17-27% above the measured peaks (docs/results.md, "Memory preflight calibration").
 
 Free memory: ``QSNN_MEMORY_AVAILABLE_BYTES`` when set (for tests, or to leave room for other
 jobs), else on CPU ``MemAvailable`` of /proc/meminfo (bounded by a cgroup v2 ``memory.max`` minus
