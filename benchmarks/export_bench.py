@@ -5,7 +5,8 @@
 
 Prints, for the checkpoint's model:
 - host C latency per image (the exported program as its Makefile builds it: -O3, the runtime's
-  host path; one thread; the time of a run on no images subtracted) against PyTorch fp32 batch-1
+  host path; one thread; the time of a run on the first image alone subtracted, over the other
+  images) against PyTorch fp32 batch-1
   eval inference on one thread, and their ratio;
   the two are timed in alternating rounds and the best round of each counts;
 - instructions per inference of the host build, from ``valgrind --tool=callgrind`` (two runs
@@ -57,18 +58,19 @@ def torch_seconds(backbone, images: torch.Tensor) -> float:
         return time.perf_counter() - start
 
 
-def interleaved_latencies(binary: Path, timed: Path, empty: Path, backbone, images: torch.Tensor, rounds: int):
-    """Per-image seconds of the C program and of PyTorch, best of ``rounds`` alternating rounds;
-    the C program's start-up (a run on no images) is subtracted."""
+def interleaved_latencies(binary: Path, timed: Path, first: Path, backbone, images: torch.Tensor, rounds: int):
+    """Per-image seconds of the C program and of PyTorch, best of ``rounds`` alternating rounds; the
+    C program's start-up is taken out as its run on the first image alone (``first``; the host
+    program refuses an empty samples file): (t(all) - t(first)) / (images - 1)."""
     torch.set_num_threads(1)
     with torch.no_grad():
         backbone(images[:1])
     c_best = torch_best = startup = float("inf")
     for _ in range(rounds):
-        startup = min(startup, c_seconds(binary, empty))
+        startup = min(startup, c_seconds(binary, first))
         c_best = min(c_best, c_seconds(binary, timed))
         torch_best = min(torch_best, torch_seconds(backbone, images))
-    return (c_best - startup) / len(images), torch_best / len(images)
+    return (c_best - startup) / (len(images) - 1), torch_best / len(images)
 
 
 def m4_figures(checkpoint: str, samples: int) -> dict:
@@ -100,11 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--images", type=int, default=10000, help="test images for agreement and accuracy")
-    parser.add_argument("--latency-images", type=int, default=200, help="images timed for latency")
+    parser.add_argument("--latency-images", type=int, default=200, help="images timed for latency (at least 2)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (best counts)")
     parser.add_argument("--m4-samples", type=int, default=20, help="samples run on the emulated Cortex-M4")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
+    if min(args.images, args.latency_images) < 2:
+        parser.error("--images and --latency-images must be at least 2 (one image's run is the start-up subtracted)")
 
     checkpoint = read_checkpoint(args.checkpoint)
     backbone = backbone_from_checkpoint(checkpoint)[0].eval()
@@ -118,10 +122,10 @@ def main() -> None:
         binary = build_host(folder)
         samples = folder / "samples.bin"
         sample_bytes = images[0].numel()
-        timed, empty = folder / "timed.bin", folder / "empty.bin"
+        timed, first = folder / "timed.bin", folder / "first.bin"
         timed.write_bytes(samples.read_bytes()[: len(timed_images) * sample_bytes])
-        empty.write_bytes(b"")
-        c_latency, torch_latency = interleaved_latencies(binary, timed, empty, backbone, timed_images, args.rounds)
+        first.write_bytes(samples.read_bytes()[:sample_bytes])
+        c_latency, torch_latency = interleaved_latencies(binary, timed, first, backbone, timed_images, args.rounds)
         instructions = (callgrind_instructions(binary, samples, sample_bytes)
                         if shutil.which("valgrind") else None)
         c_lines = subprocess.run([str(binary), str(samples)], check=True, capture_output=True, text=True).stdout
