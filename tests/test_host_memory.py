@@ -2,10 +2,11 @@
 the resident set, and qsnn's large tensors lie on huge pages (real subprocesses, since allocator
 settings are process-wide).
 
-Each step's minor faults are counted on their own and the fewest of six steps is compared. A CI
-run that averaged three steps saw 3,073 faults per step with reuse (about 1 on an idle machine)
-and failed; with both cores kept busy, single reused steps fault 2,305 or 4,608 pages now and
-then, and 0 or 1 otherwise, so the quietest step measures what the allocator setting does.
+Each step's minor faults are counted on their own and the median of nine steps is compared.
+Single steps stray both ways: with both cores kept busy, a reused step faults 2,305 or 4,608 pages
+now and then (0 or 1 otherwise), and under glibc's default a step now and then faults none or
+1,545 pages (3,000 to 40,000 otherwise). A CI run that averaged three steps failed on the first,
+one that took the fewest of six failed on the second; the median ignores up to four strays.
 """
 
 import os
@@ -33,22 +34,22 @@ def step():
 for _ in range(3):
     step()
 faults = []
-for _ in range(6):
+for _ in range(9):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(min(faults))
+print(sorted(faults)[4])
 """
 
 
-def fewest_faults_of_a_step(mode: str) -> float:
+def median_faults_of_a_step(mode: str) -> float:
     result = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
     return float(result.stdout.split()[-1])
 
 
 @pytest.mark.slow
 def test_reused_memory_removes_most_page_faults_of_a_qsnn_training_step():
-    default, reused = fewest_faults_of_a_step("default"), fewest_faults_of_a_step("reuse")
+    default, reused = median_faults_of_a_step("default"), median_faults_of_a_step("reuse")
     assert default > 2000  # the temporaries of every step come back as fresh pages
     assert reused < default / 3
 
