@@ -20,7 +20,7 @@ from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
 from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.targets import check_fits
-from qsnn_lightning.export.writer import export_checkpoint, manifest, write_folder
+from qsnn_lightning.export.writer import RUNTIME_SOURCES, export_checkpoint, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.config import load_config
@@ -30,8 +30,9 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 STRICT = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-# the runtime's two implementations: the portable one (the Cortex-M4's) and the host one (QSNN_HOST)
-RUNTIME_PATHS = (SANITIZED, [*SANITIZED, "-DQSNN_HOST"])
+# the runtime's build paths (writer.RUNTIME_SOURCES): the microcontrollers' (event-driven, packed levels), the
+# host's (QSNN_HOST: dense popcount, int8 levels) and the plain reference kernels
+RUNTIME_PATHS = ("mcu", "host", "reference")
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
@@ -54,20 +55,28 @@ def checkpoints(tmp_path_factory):
     return {bits: briefly_trained(bits, runs) for bits in ("1w2u", "1w4u", "1w8u")}
 
 
-def compile_and_run(folder: Path, main_c: "Path | None" = None, flags=SANITIZED) -> str:
-    """Build a program (the export's host program by default) against the runtime and run it on
-    samples.bin; returns its stdout."""
+def build_command(folder: Path, path: str = "mcu", flags=SANITIZED) -> list[str]:
+    """The compiler command line, less the program and its output, for the runtime of an export folder on one
+    build path (its files, ``-DQSNN_HOST`` for the host's) and the folder's generated model."""
+    sources = [folder / "src" / name for name in (*RUNTIME_SOURCES["common"], *RUNTIME_SOURCES[path], "qsnn_model.c")]
+    return [*flags, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+            *map(str, sources)]
+
+
+def compile_and_run(folder: Path, main_c: "Path | None" = None, path: str = "mcu") -> str:
+    """Build a program (the export's host program by default) against the runtime on one build path, sanitized,
+    and run it on samples.bin; returns its stdout."""
     main_c = main_c or folder / "host" / "main.c"
-    binary = folder / (main_c.stem + ("_host_path" if "-DQSNN_HOST" in flags else ""))
-    subprocess.run([*flags, f"-I{folder / 'src'}", str(main_c), str(folder / "src" / "qsnn_runtime.c"),
-                    str(folder / "src" / "qsnn_model.c"), "-o", str(binary)], check=True, capture_output=True, text=True)
+    binary = folder / f"{main_c.stem}_{path}"
+    subprocess.run([*build_command(folder, path), str(main_c), "-o", str(binary)], check=True, capture_output=True,
+                   text=True)
     return subprocess.run([str(binary), str(folder / "samples.bin")], check=True, capture_output=True, text=True).stdout
 
 
-def stream_sections(folder: Path, flags=SANITIZED) -> dict[str, list[str]]:
+def stream_sections(folder: Path, path: str = "mcu") -> dict[str, list[str]]:
     """tests/c/stream_check.c's lines by section (classify, steps, carried, reset)."""
     sections: dict[str, list[str]] = {}
-    for line in compile_and_run(folder, STREAM_CHECK, flags).splitlines():
+    for line in compile_and_run(folder, STREAM_CHECK, path).splitlines():
         section, rest = line.split(" ", 1)
         sections.setdefault(section, []).append(rest)
     return sections
@@ -90,10 +99,10 @@ def python_carried_lines(model, samples: torch.Tensor) -> list[str]:
     return lines
 
 
-def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, flags=SANITIZED) -> dict[str, list[str]]:
+def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, path: str = "mcu") -> dict[str, list[str]]:
     """classify == reset + T steps == steps after a reset == expected.txt; carried == Python."""
     expected = (folder / "expected.txt").read_text().splitlines()
-    sections = stream_sections(folder, flags)
+    sections = stream_sections(folder, path)
     assert sections["classify"] == sections["steps"] == sections["reset"] == expected[: len(sections["steps"])]
     assert sections["carried"] == python_carried_lines(model, samples)
     return sections
@@ -108,7 +117,7 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert info["samples"] == 100 and info["membrane_bits"] == int(bits[2])
     expected = (folder / "expected.txt").read_text()
     assert len(expected.splitlines()) == 100
-    assert [compile_and_run(folder, flags=flags) for flags in RUNTIME_PATHS] == [expected, expected]
+    assert [compile_and_run(folder, path=path) for path in RUNTIME_PATHS] == [expected] * len(RUNTIME_PATHS)
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
     # the int32 membranes of the k-bit layers: every level fits its packed field
     backbone, _ = backbone_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
@@ -166,8 +175,8 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, membrane_scale, 
     """ResNet19 (identity and 1x1 conv shortcuts), VGGSNN and the small net, on static images and
     on event frames, with the membrane scales the export supports: the C host program,
     qsnn_classify, T calls of qsnn_step, a state carried over from the previous sample and a
-    reset all equal the Python stream, with either implementation of the runtime (portable and
-    QSNN_HOST)."""
+    reset all equal the Python stream, on each build path of the runtime (microcontroller, host and
+    reference kernels)."""
     backbone = trained_like(name, shape, bits, membrane_scale)
     assert any((m.weight < 0).any() for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     model = fold(backbone, event_frames=frames)
@@ -175,9 +184,9 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, membrane_scale, 
     codes = quantize_input(inputs, model)
     write_folder(model, plan(model), codes, tmp_path / "out", {"arch": name})
     expected = (tmp_path / "out" / "expected.txt").read_text()
-    for flags in RUNTIME_PATHS:
-        assert compile_and_run(tmp_path / "out", flags=flags) == expected
-        carried = assert_streaming_matches(tmp_path / "out", model, codes, flags)["carried"]
+    for path in RUNTIME_PATHS:
+        assert compile_and_run(tmp_path / "out", path=path) == expected
+        carried = assert_streaming_matches(tmp_path / "out", model, codes, path)["carried"]
         assert carried[1:] != expected.splitlines()[1:]  # the state does persist between calls
     with torch.no_grad():
         float_predictions = backbone(inputs).mean(0).argmax(1)
@@ -247,13 +256,13 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
-    assert compile_and_run(out, flags=RUNTIME_PATHS[1]) == expected
+    assert compile_and_run(out, path="host") == compile_and_run(out, path="reference") == expected
     model = fold(backbone_from_checkpoint(read_checkpoint(checkpoint))[0].eval(), event_frames=True)
     codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
     assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
             zip(reference.predict(reference.run(model, codes)), reference.run(model, codes))] == expected.splitlines()
-    for flags in RUNTIME_PATHS:
-        assert_streaming_matches(out, model, codes, flags)
+    for path in RUNTIME_PATHS:
+        assert_streaming_matches(out, model, codes, path)
     # frames that do not match the model's input are one line, and nothing is written
     capsys.readouterr()
     assert main(["export", checkpoint, "--out", str(tmp_path / "wrong"), f"data.data_dir={tmp_path}",
@@ -341,7 +350,7 @@ def sanitized_host_program(tmp_path_factory):
     model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
     write_folder(model, plan(model), quantize_input(torch.randn(2, 1, 28, 28), model), folder, {})
     compile_and_run(folder)
-    return folder, folder / "main"
+    return folder, folder / "main_mcu"
 
 
 @pytest.mark.parametrize("samples, problem", [
