@@ -34,6 +34,8 @@ SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recov
 # host's (QSNN_HOST: dense popcount, int8 levels) and the plain reference kernels
 RUNTIME_PATHS = ("mcu", "host", "reference")
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
+API_CHECK = Path(__file__).with_name("c") / "api_check.c"
+TWO_MODELS = Path(__file__).with_name("c") / "two_models.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
 
@@ -373,6 +375,64 @@ def test_host_program_refuses_unusable_samples_files_in_one_line(sanitized_host_
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("qsnn_host: " + problem.format(path=path))
     assert len(result.stderr.splitlines()) == 1 and "(samples.bin)" in result.stderr
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized_host_program, path):
+    """tests/c/api_check.c, sanitized: NULL pointers, a zeroed context, a context of another model, a frame or
+    sample one value off, room for one logit too few, a workspace one byte short or misaligned, a model of
+    another version or build path: each its status; the steps between them still give qsnn_classify's line,
+    which is expected.txt's."""
+    folder, _ = sanitized_host_program
+    expected = (folder / "expected.txt").read_text().splitlines()[0]
+    assert compile_and_run(folder, API_CHECK, path).splitlines() == [expected, expected]
+
+
+@pytest.fixture(scope="module")
+def two_exports(tmp_path_factory):
+    """A static-image fmnistnet 1w2u (2-bit fields) and an event-frame fmnistnet 1w4u (4-bit fields, 2 x 34 x 34,
+    T frames a sample), exported with their own --c-name: ``{c_name: folder}``."""
+    root = tmp_path_factory.mktemp("two")
+    folders = {}
+    for c_name, shape, bits, frames in (("fmnist_1w2u", (1, 28, 28), "1w2u", False),
+                                        ("events_1w4u", (2, 34, 34), "1w4u", True)):
+        backbone = trained_like("fmnistnet", shape, bits)
+        model = fold(backbone, event_frames=frames)
+        inputs = torch.randn(3, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(3, *shape)
+        folders[c_name] = root / c_name
+        write_folder(model, plan(model), quantize_input(inputs, model), folders[c_name], {}, c_name=c_name)
+    return folders
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(two_exports, path, tmp_path):
+    """tests/c/two_models.c, sanitized: one runtime, two generated models (their symbols and macros named by
+    --c-name), a context each, stepped in turn: each prints its own expected.txt."""
+    (first, first_folder), (second, second_folder) = two_exports.items()
+    assert f"#define {first.upper()}_CTX_BYTES" in (first_folder / "src" / "qsnn_model.h").read_text()
+    objects = []
+    for name, folder in two_exports.items():  # each model against its own qsnn_model.h
+        objects.append(tmp_path / f"{name}.o")
+        subprocess.run([*SANITIZED, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}",
+                        f"-I{folder / 'src'}", "-c", str(folder / "src" / "qsnn_model.c"), "-o", str(objects[-1])],
+                       check=True, capture_output=True, text=True)
+    runtime = [arg for arg in build_command(first_folder, path) if not arg.endswith("qsnn_model.c")]
+    program = tmp_path / "two_models"
+    subprocess.run([*runtime, f"-DFIRST={first}", f"-DSECOND={second}", str(TWO_MODELS), *map(str, objects), "-o",
+                    str(program)], check=True, capture_output=True, text=True)
+    lines = subprocess.run([str(program), str(first_folder / "samples.bin"), str(second_folder / "samples.bin")],
+                           check=True, capture_output=True, text=True).stdout.splitlines()
+    for section, folder in (("first", first_folder), ("second", second_folder)):
+        assert [line.split(" ", 1)[1] for line in lines if line.startswith(section + " ")] == \
+            (folder / "expected.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", ["9lives", "qsnn_init", "has-dash", "x" * 41])
+def test_a_c_name_that_cannot_be_a_model_symbol_is_refused(name, tmp_path):
+    model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
+    with pytest.raises(ExportError, match="--c-name .* is not usable as the model's C symbol"):
+        write_folder(model, plan(model), None, tmp_path / "out", {}, c_name=name)
+    assert not (tmp_path / "out").exists()
 
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
