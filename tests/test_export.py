@@ -36,6 +36,8 @@ RUNTIME_PATHS = ("mcu", "host", "reference")
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
 API_CHECK = Path(__file__).with_name("c") / "api_check.c"
 TWO_MODELS = Path(__file__).with_name("c") / "two_models.c"
+TWO_MODELS_MCU = Path(__file__).with_name("c") / "two_models_mcu.c"
+EXPORT_OF = Path(__file__).with_name("c") / "export_of.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
 
@@ -390,12 +392,13 @@ def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized
 
 @pytest.fixture(scope="module")
 def two_exports(tmp_path_factory):
-    """A static-image fmnistnet 1w2u (2-bit fields) and an event-frame fmnistnet 1w4u (4-bit fields, 2 x 34 x 34,
+    """Static-image fmnistnets 1w2u and 1w4u (2- and 4-bit fields) and an event-frame fmnistnet 1w4u (2 x 34 x 34,
     T frames a sample), exported with their own --c-name: ``{c_name: folder}``."""
     root = tmp_path_factory.mktemp("two")
     folders = {}
     for c_name, shape, bits, frames in (("fmnist_1w2u", (1, 28, 28), "1w2u", False),
-                                        ("events_1w4u", (2, 34, 34), "1w4u", True)):
+                                        ("events_1w4u", (2, 34, 34), "1w4u", True),
+                                        ("fmnist_1w4u", (1, 28, 28), "1w4u", False)):
         backbone = trained_like("fmnistnet", shape, bits)
         model = fold(backbone, event_frames=frames)
         inputs = torch.randn(3, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(3, *shape)
@@ -408,10 +411,10 @@ def two_exports(tmp_path_factory):
 def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(two_exports, path, tmp_path):
     """tests/c/two_models.c, sanitized: one runtime, two generated models (their symbols and macros named by
     --c-name), a context each, stepped in turn: each prints its own expected.txt."""
-    (first, first_folder), (second, second_folder) = two_exports.items()
+    (first, first_folder), (second, second_folder) = list(two_exports.items())[:2]
     assert f"#define {first.upper()}_CTX_BYTES" in (first_folder / "src" / "qsnn_model.h").read_text()
     objects = []
-    for name, folder in two_exports.items():  # each model against its own qsnn_model.h
+    for name, folder in ((first, first_folder), (second, second_folder)):  # each model against its own qsnn_model.h
         objects.append(tmp_path / f"{name}.o")
         subprocess.run([*SANITIZED, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}",
                         f"-I{folder / 'src'}", "-c", str(folder / "src" / "qsnn_model.c"), "-o", str(objects[-1])],
@@ -425,6 +428,42 @@ def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(t
     for section, folder in (("first", first_folder), ("second", second_folder)):
         assert [line.split(" ", 1)[1] for line in lines if line.startswith(section + " ")] == \
             (folder / "expected.txt").read_text().splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part", [pytest.param("cortex-m4", marks=pytest.mark.toolchain("cortex-m4")),
+                                  pytest.param("rv32", marks=pytest.mark.toolchain("rv32"))])
+def test_two_models_run_interleaved_on_a_microcontroller_each_equal_to_its_reference(two_exports, part):
+    """tests/c/two_models_mcu.c under QEMU: the static fmnistnets 1w2u and 1w4u (both fit the part's RAM together),
+    their samples and workspaces in one image with the runtime's microcontroller path, stepped in turn: each prints
+    its own expected.txt."""
+    first, second = "fmnist_1w2u", "fmnist_1w4u"
+    part_folder = two_exports[first] / part
+    make = ["make", "-s", "-C", str(part_folder), "-f", "Makefile.fragment"]
+    settings = subprocess.run([*make, "--eval", "print-%: ; @echo $($*)", "print-CC", "print-CFLAGS"],
+                              check=True, capture_output=True, text=True).stdout.splitlines()
+    compiler = [settings[0], *settings[1].split()]
+    objects = []
+    for prefix, name in (("first", first), ("second", second)):
+        folder = two_exports[name]
+        includes = [f"-I{folder / 'include'}", f"-I{folder / 'src'}", f"-I{folder / 'mcu'}"]
+        for source, defines in ((folder / "src" / "qsnn_model.c", []), (EXPORT_OF, [f"-DPREFIX={prefix}"])):
+            objects.append(part_folder / f"{prefix}_{source.stem}.o")
+            subprocess.run([*compiler, *defines, *includes, "-c", str(source), "-o", str(objects[-1])], check=True,
+                           capture_output=True, text=True)
+    objects.append(part_folder / "two_models_mcu.o")
+    subprocess.run([*compiler, f"-DFIRST={first}", f"-DSECOND={second}", f"-I{part_folder}",
+                    f"-I{two_exports[first] / 'include'}", "-c", str(TWO_MODELS_MCU), "-o", str(objects[-1])],
+                   check=True, capture_output=True, text=True)
+    runtime = [f"../src/{name}" for name in (*RUNTIME_SOURCES["common"], *RUNTIME_SOURCES["mcu"])]
+    sources = " ".join(["$(MCU)/qsnn_mcu.c", "startup.c", *runtime, *map(str, objects)])
+    out = {"cortex-m4": "m4.out", "rv32": "rv32.out"}[part]
+    result = subprocess.run([*make, f"SOURCES={sources}", out], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = (part_folder / out).read_text().splitlines()
+    for index, name in (("1", first), ("2", second)):
+        assert [line.split(" ", 1)[1] for line in lines if line.startswith(index + " ")] == \
+            (two_exports[name] / "expected.txt").read_text().splitlines()
 
 
 @pytest.mark.parametrize("name", ["9lives", "qsnn_init", "has-dash", "x" * 41])
