@@ -4,11 +4,10 @@
 
 #include "qsnn_internal.h"
 
-/* The workspace: [arena][summed][features][padded frame][the path's levels][the path's scratch],
- * each part 8-byte aligned (the generated <NAME>_CTX_BYTES is the same sum). */
-typedef struct {
-    size_t arena, summed, features, padded, levels, scratch;
-} workspace_parts_t;
+/* The workspace: the arena, the summed logits, the head's features, the padded frame, the path's
+ * levels, then its scratch parts, each a multiple of 8 bytes (the generated <NAME>_CTX_BYTES is
+ * the same sum). */
+enum { ARENA, SUMMED, FEATURES, PADDED, LEVELS, SCRATCH, PARTS = SCRATCH + QSNN_SCRATCH_PARTS };
 
 static size_t padded_bytes(const qsnn_model_t *model)
 {
@@ -16,50 +15,49 @@ static size_t padded_bytes(const qsnn_model_t *model)
            * (model->input_width + 2u * model->stem_padding);
 }
 
-static void workspace_parts(const qsnn_model_t *model, workspace_parts_t *parts)
+/* The bytes of each part; returns their total. */
+static size_t workspace_parts(const qsnn_model_t *model, size_t *parts)
 {
-    parts->arena = qsnn_round8((size_t)model->arena_words * sizeof(uint32_t));
-    parts->summed = qsnn_round8((size_t)model->classes * sizeof(int32_t));
-    parts->features = qsnn_round8((size_t)model->head_features * sizeof(int32_t));
-    parts->padded = qsnn_round8(padded_bytes(model));
-    qsnn_path_bytes(model, &parts->levels, &parts->scratch);
-}
-
-static size_t workspace_total(const workspace_parts_t *parts)
-{
-    return parts->arena + parts->summed + parts->features + parts->padded + parts->levels + parts->scratch;
+    size_t total = 0, i;
+    parts[ARENA] = qsnn_round8((size_t)model->arena_words * sizeof(uint32_t));
+    parts[SUMMED] = qsnn_round8((size_t)model->classes * sizeof(int32_t));
+    parts[FEATURES] = qsnn_round8((size_t)model->head_features * sizeof(int32_t));
+    parts[PADDED] = qsnn_round8(padded_bytes(model));
+    qsnn_path_parts(model, &parts[LEVELS], &parts[SCRATCH]);
+    for (i = 0; i < PARTS; ++i) total += parts[i];
+    return total;
 }
 
 qsnn_status qsnn_workspace_bytes(const qsnn_model_t *model, size_t *bytes)
 {
-    workspace_parts_t parts;
+    size_t parts[PARTS];
     if (model == NULL || bytes == NULL) return QSNN_ERROR_NULL;
     if (model->version != QSNN_MODEL_VERSION || !qsnn_path_accepts(model)) return QSNN_ERROR_MODEL;
-    workspace_parts(model, &parts);
-    *bytes = workspace_total(&parts);
+    *bytes = workspace_parts(model, parts);
     return QSNN_OK;
 }
 
 qsnn_status qsnn_init(qsnn_ctx_t *ctx, const qsnn_model_t *model, void *workspace, size_t bytes)
 {
-    workspace_parts_t parts;
-    uint8_t *at = (uint8_t *)workspace;
-    size_t needed;
+    size_t parts[PARTS], needed, i;
+    uint8_t *start[PARTS];
     qsnn_status status;
     if (ctx == NULL || workspace == NULL) return QSNN_ERROR_NULL;
     memset(ctx, 0, sizeof *ctx);   /* unbound until the end */
     status = qsnn_workspace_bytes(model, &needed);
     if (status != QSNN_OK) return status;
     if (bytes < needed || (uintptr_t)workspace % 8u != 0u) return QSNN_ERROR_BUFFER;
-    workspace_parts(model, &parts);
-    ctx->arena = (uint32_t *)(void *)at;
-    ctx->summed = (int32_t *)(void *)(at += parts.arena);
-    ctx->features = (int32_t *)(void *)(at += parts.summed);
-    ctx->padded = (int8_t *)(at += parts.features);
-    memset(ctx->padded, 0, parts.padded);   /* the border stays 0: qsnn_pad_frame writes the inside */
-    at += parts.padded;
-    qsnn_path_bind(model, ctx, at, at + parts.levels);
-    ctx->levels_bytes = parts.levels;
+    workspace_parts(model, parts);
+    for (start[0] = (uint8_t *)workspace, i = 1; i < PARTS; ++i) start[i] = start[i - 1] + parts[i - 1];
+    ctx->arena = (uint32_t *)(void *)start[ARENA];
+    ctx->summed = (int32_t *)(void *)start[SUMMED];
+    ctx->features = (int32_t *)(void *)start[FEATURES];
+    ctx->padded = (int8_t *)start[PADDED];
+    memset(ctx->padded, 0, parts[PADDED]);   /* the border stays 0: qsnn_pad_frame writes the inside */
+    ctx->levels = start[LEVELS];
+    ctx->levels_bytes = parts[LEVELS];
+    qsnn_path_views(&start[SCRATCH]);
+    ctx->scratch = start[SCRATCH];
     ctx->model = model;
     return qsnn_reset(model, ctx);
 }

@@ -75,12 +75,17 @@ void qsnn_run_head(const qsnn_model_t *model, const qsnn_ctx_t *ctx);
 /* Nonzero if `model` carries what the path reads (the host's: the dense weight columns). */
 int qsnn_path_accepts(const qsnn_model_t *model);
 
-/* The bytes of the path's levels and scratch for `model`, each a multiple of 8. */
-void qsnn_path_bytes(const qsnn_model_t *model, size_t *levels, size_t *scratch);
+/* A path's scratch: a struct of pointers (its first part, at most QSNN_SCRATCH_STRUCT_BYTES),
+ * then its buffers, each part a multiple of 8 bytes. */
+#define QSNN_SCRATCH_PARTS 8u
+#define QSNN_SCRATCH_STRUCT_BYTES (8u * QSNN_POINTER_BYTES)   /* codegen.py's budget */
 
-/* Points ctx->levels at `levels` and lays the path's scratch out at `scratch` (the sizes of
- * qsnn_path_bytes, 8-byte aligned); ctx->scratch then holds the path's scratch struct. */
-void qsnn_path_bind(const qsnn_model_t *model, qsnn_ctx_t *ctx, uint8_t *levels, uint8_t *scratch);
+/* The bytes of the path's levels and of its scratch parts for `model` (codegen.py's
+ * workspace_bytes sums the same). */
+void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts);
+
+/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..]. */
+void qsnn_path_views(uint8_t *const *start);
 
 /* The stem and a binary conv of one step, the LIF inside: map `out` of the arena from the frame,
  * or from map stage->source. */
