@@ -18,6 +18,7 @@ from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
 from qsnn_lightning.cli import main
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
+from qsnn_lightning.export.integer_model import PoolLayer
 from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.targets import check_fits
 from qsnn_lightning.export.writer import RUNTIME_SOURCES, export_checkpoint, manifest, write_folder
@@ -38,6 +39,7 @@ API_CHECK = Path(__file__).with_name("c") / "api_check.c"
 TWO_MODELS = Path(__file__).with_name("c") / "two_models.c"
 TWO_MODELS_MCU = Path(__file__).with_name("c") / "two_models_mcu.c"
 EXPORT_OF = Path(__file__).with_name("c") / "export_of.c"
+KERNEL_CHECK = Path(__file__).with_name("c") / "kernel_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
 
@@ -389,6 +391,25 @@ def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized
     folder, _ = sanitized_host_program
     expected = (folder / "expected.txt").read_text().splitlines()[0]
     assert compile_and_run(folder, API_CHECK, path).splitlines() == [expected, expected]
+
+
+@pytest.mark.parametrize("name, shape, bits", [("fmnistnet", (1, 28, 28), "1w2u"), ("resnet19", (3, 16, 16), "1w8u")])
+def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, tmp_path):
+    """tests/c/kernel_check.c, sanitized, on each build path: every stem and binary conv (ResNet19's identity and
+    1x1 conv shortcuts among them) on random frames and random spike and count maps, sparse to dense, levels
+    carried over four calls: the microcontroller and host kernels write the reference kernels' spikes."""
+    model = fold(trained_like(name, shape, bits))
+    write_folder(model, plan(model), None, tmp_path / "out", {})
+    outputs = {}
+    for path in RUNTIME_PATHS:
+        program = tmp_path / f"kernel_check_{path}"
+        subprocess.run([*build_command(tmp_path / "out", path), str(KERNEL_CHECK), "-o", str(program)], check=True,
+                       capture_output=True, text=True)
+        outputs[path] = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
+    assert outputs["mcu"] == outputs["host"] == outputs["reference"]
+    lines = outputs["reference"].splitlines()
+    assert len(lines) == 4 * (1 + sum(not isinstance(layer, PoolLayer) for layer in model.layers))
+    assert all(len(set(line.split()[2:])) > 1 for line in lines)  # every output map varies: spikes, not none or all
 
 
 @pytest.fixture(scope="module")
