@@ -133,7 +133,7 @@ def workspace_bytes(model: IntegerModel, memory: MemoryPlan, host: bool) -> int:
     if host:
         path = [worst.neurons, 8 * POINTER_BYTES, worst.layer_neurons * 4, worst.layer_neurons + 8,
                 taps * model.stem.output.channels * 2, PLANES * (worst.channels + 3) * 4, (worst.channels + 3) * 4,
-                PLANES * worst.window_words * 8, taps]
+                PLANES * worst.window_words * 8, taps * 4]
     else:
         path = [memory.state_words * 4, 8 * POINTER_BYTES, worst.channels * 4, (worst.channels + 31) * 4,
                 worst.active * 4, worst.chunks * 4, PLANES * worst.taps * POINTER_BYTES, taps, taps // 2 * 4]

@@ -14,24 +14,46 @@ int8_t *qsnn_host_levels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const
     return (int8_t *)ctx->levels + offset;
 }
 
-/*   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U) */
+#if defined(__GNUC__)
+#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define QSNN_ALWAYS_INLINE inline
+#endif
+
+/* The levels of `neurons` neurons in place, which spiked into `spiked`:
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
+ * compiled for `one_level` (k = 2, next_level compares) and for any n. */
+static QSNN_ALWAYS_INLINE void fire_neurons(const qsnn_lif_t *lif, int32_t most, const int32_t *currents,
+                                            uint32_t neurons, int8_t *levels, uint8_t *spiked, const int one_level)
+{
+    const uint32_t fraction = lif->fraction_bits, leak_shift = fraction - lif->tau_shift;
+    const int32_t threshold = lif->threshold, half = (int32_t)(1u << (fraction - 1u));
+    uint32_t n;
+    for (n = 0; n < neurons; ++n) {
+        int32_t membrane = (int32_t)((uint32_t)levels[n] << leak_shift) + currents[n];
+        int32_t spike = membrane >= threshold;
+        int32_t level = one_level ? (membrane > half) - (membrane < -half)
+                                  : qsnn_next_level(membrane, fraction, half, most);
+        spiked[n] = (uint8_t)spike;
+        levels[n] = (int8_t)(spike ? 0 : level);
+    }
+}
+
+/* The LIF of every neuron of a stage, then its spikes into map `out` (channel c in bit c % 32 of
+ * word c / 32 of its pixel). */
 void qsnn_fire_layer(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_lif_t *lif, const qsnn_map_t *out,
                      int8_t *levels)
 {
     const qsnn_host_scratch_t *scratch = (const qsnn_host_scratch_t *)ctx->scratch;
-    const uint32_t fraction = lif->fraction_bits, leak_shift = fraction - lif->tau_shift;
-    const int32_t threshold = lif->threshold, half = (int32_t)(1u << (fraction - 1u)), most = model->levels;
     const uint32_t channels = out->channels, pixels = (uint32_t)out->height * out->width;
     const uint32_t words = qsnn_words_for(channels);
-    const int32_t *currents = scratch->currents;
     uint8_t *spiked_all = scratch->spiked;
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);
-    uint32_t n, pixel, c;
-    for (n = 0; n < channels * pixels; ++n) {
-        int32_t membrane = (int32_t)((uint32_t)levels[n] << leak_shift) + currents[n];
-        int32_t spike = membrane >= threshold;
-        spiked_all[n] = (uint8_t)spike;
-        levels[n] = (int8_t)(spike ? 0 : qsnn_next_level(membrane, fraction, half, most));
+    uint32_t pixel, c;
+    if (model->levels == 1u) {
+        fire_neurons(lif, 1, scratch->currents, channels * pixels, levels, spiked_all, 1);
+    } else {
+        fire_neurons(lif, model->levels, scratch->currents, channels * pixels, levels, spiked_all, 0);
     }
     memset(spiked_all + channels * pixels, 0, 8u);
     memset(spikes, 0, pixels * words * sizeof *spikes);

@@ -129,7 +129,7 @@ typedef struct {
     int32_t *negative;          /* per-plane counts of negative weights met: [QSNN_PLANES][max_channels + 3] */
     int32_t *acc;               /* one pixel's sums: [max_channels + 3] */
     uint64_t *window;           /* the input bits under a kernel: [QSNN_PLANES * max_window_words] */
-    int8_t *taps;               /* the stem's taps of one pixel: [stem_taps] */
+    uint32_t *tap_offsets;      /* the stem's taps in the padded frame from a pixel's corner: [stem_taps] */
 } qsnn_host_scratch_t;
 
 /* lif_host.c: the levels of `stage`'s neurons (int8, [y][x][c], after those of the spiking

@@ -20,7 +20,7 @@ void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts)
     parts[4] = qsnn_round8(QSNN_PLANES * (model->max_channels + 3u) * sizeof(int32_t));
     parts[5] = qsnn_round8((model->max_channels + 3u) * sizeof(int32_t));
     parts[6] = QSNN_PLANES * model->max_window_words * sizeof(uint64_t);
-    parts[7] = qsnn_round8(model->stem_taps);
+    parts[7] = qsnn_round8(model->stem_taps * sizeof(uint32_t));
 }
 
 void qsnn_path_views(uint8_t *const *start)
@@ -32,5 +32,5 @@ void qsnn_path_views(uint8_t *const *start)
     views->negative = (int32_t *)(void *)start[4];
     views->acc = (int32_t *)(void *)start[5];
     views->window = (uint64_t *)(void *)start[6];
-    views->taps = (int8_t *)start[7];
+    views->tap_offsets = (uint32_t *)(void *)start[7];
 }
