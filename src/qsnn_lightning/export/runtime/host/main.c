@@ -3,13 +3,14 @@
  *
  *   usage: qsnn_host SAMPLES.bin
  *
- * SAMPLES.bin holds N samples of QSNN_SAMPLE_SIZE int8 values each (an image
- * [C][H][W], or T frames [T][C][H][W] for an event model), concatenated, no
- * header. Each sample is streamed through the runtime: qsnn_reset(), then
- * QSNN_TIMESTEPS calls of qsnn_step() (the image at every step, or frame t at
- * step t). For every sample one line is printed to stdout:
+ * SAMPLES.bin holds N samples of the model's sample_size int8 values each (an
+ * image [C][H][W], or T frames [T][C][H][W] for an event model), concatenated,
+ * no header. Each sample is streamed through the runtime by qsnn_classify() (a
+ * reset, then T steps: the image at every step, or frame t at step t) in a
+ * context whose workspace is a static buffer. For every sample one line is
+ * printed to stdout:
  *
- *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
+ *   <predicted class> <logit_0> ... <logit_{classes-1}>
  *
  * (decimal, single spaces, newline-terminated), the format of expected.txt.
  * Exit status: 0 on success, 2 on a usage or input error (one line on stderr naming the
