@@ -14,12 +14,6 @@ int8_t *qsnn_host_levels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const
     return (int8_t *)ctx->levels + offset;
 }
 
-#if defined(__GNUC__)
-#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define QSNN_ALWAYS_INLINE inline
-#endif
-
 /* The levels of `neurons` neurons in place, which spiked into `spiked`:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
  * compiled for `one_level` (k = 2, next_level compares) and for any n. */

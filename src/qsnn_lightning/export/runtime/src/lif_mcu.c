@@ -4,12 +4,6 @@
  * each side) compares instead of rounding. */
 #include "qsnn_internal.h"
 
-#if defined(__GNUC__)
-#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define QSNN_ALWAYS_INLINE inline
-#endif
-
 /*   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
  * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
 static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_t *lif, int32_t levels_max, const int32_t *current,

@@ -20,6 +20,13 @@
  * does so; C99 leaves it to the implementation). */
 typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
 
+/* a kernel compiled once per constant argument (a field width, a channel count) */
+#if defined(__GNUC__)
+#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define QSNN_ALWAYS_INLINE inline
+#endif
+
 #define QSNN_PLANES 3u         /* at most: 2x2-pooled counts 0..4 */
 #define QSNN_POINTER_BYTES 8u  /* the workspace's budget for one pointer, on every target */
 

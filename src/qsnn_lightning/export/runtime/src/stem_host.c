@@ -5,12 +5,6 @@
  * without remainders. */
 #include "qsnn_internal.h"
 
-#if defined(__GNUC__)
-#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define QSNN_ALWAYS_INLINE inline
-#endif
-
 /* The stem's currents for `channels` channels; `weight` holds the int16 weights tap-major; `acc`
  * room for a pixel's sums (a local array where `channels` is constant: registers). */
 static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,

@@ -9,12 +9,6 @@
 #include <arm_acle.h>
 #endif
 
-#if defined(__GNUC__)
-#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define QSNN_ALWAYS_INLINE inline
-#endif
-
 /* sum of the products of two strings of `count` int16 pairs (tap 2i in the low half, 2i + 1 in the high) */
 static QSNN_ALWAYS_INLINE int32_t dot_pairs(const int32_t *weight, const int32_t *taps, const uint32_t count)
 {
