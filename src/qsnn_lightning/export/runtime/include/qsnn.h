@@ -135,7 +135,7 @@ typedef struct {
     const qsnn_model_t *model;   /**< the model qsnn_init() bound it to */
     uint32_t *arena;             /**< the spike and count maps of one step, [arena_words] */
     void *levels;                /**< the membrane levels (packed k-bit fields; int8 in a host build) */
-    size_t levels_bytes;
+    size_t levels_bytes;         /**< their bytes in the workspace */
     int32_t *summed;             /**< the logits summed since the last reset, [classes] */
     int32_t *features;           /**< the head's features of one step, [head_features] */
     int8_t *padded;              /**< the frame with the stem's zero border, [Cin][H + 2p][W + 2p] */
