@@ -18,9 +18,10 @@ from qsnn_lightning.checkpoint import backbone_from_checkpoint, read_checkpoint
 from qsnn_lightning.cli import main
 from qsnn_lightning.export import ExportError, fold, quantize_input, reference
 from qsnn_lightning.export.codegen import pack_positions
+from qsnn_lightning.export.integer_model import PoolLayer
 from qsnn_lightning.export.memory import last_reader, map_words, plan
 from qsnn_lightning.export.targets import check_fits
-from qsnn_lightning.export.writer import export_checkpoint, manifest, write_folder
+from qsnn_lightning.export.writer import RUNTIME_SOURCES, export_checkpoint, manifest, write_folder
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.spec import ModelSpec
 from qsnn_lightning.training.config import load_config
@@ -30,9 +31,15 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 STRICT = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 SANITIZED = [*STRICT, "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-# the runtime's two implementations: the portable one (the Cortex-M4's) and the host one (QSNN_HOST)
-RUNTIME_PATHS = (SANITIZED, [*SANITIZED, "-DQSNN_HOST"])
+# the runtime's build paths (writer.RUNTIME_SOURCES): the microcontrollers' (event-driven, packed levels), the
+# host's (QSNN_HOST: dense popcount, int8 levels) and the plain reference kernels
+RUNTIME_PATHS = ("mcu", "host", "reference")
 STREAM_CHECK = Path(__file__).with_name("c") / "stream_check.c"
+API_CHECK = Path(__file__).with_name("c") / "api_check.c"
+TWO_MODELS = Path(__file__).with_name("c") / "two_models.c"
+TWO_MODELS_MCU = Path(__file__).with_name("c") / "two_models_mcu.c"
+EXPORT_OF = Path(__file__).with_name("c") / "export_of.c"
+KERNEL_CHECK = Path(__file__).with_name("c") / "kernel_check.c"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
 
@@ -54,20 +61,28 @@ def checkpoints(tmp_path_factory):
     return {bits: briefly_trained(bits, runs) for bits in ("1w2u", "1w4u", "1w8u")}
 
 
-def compile_and_run(folder: Path, main_c: "Path | None" = None, flags=SANITIZED) -> str:
-    """Build a program (the export's host program by default) against the runtime and run it on
-    samples.bin; returns its stdout."""
+def build_command(folder: Path, path: str = "mcu", flags=SANITIZED) -> list[str]:
+    """The compiler command line, less the program and its output, for the runtime of an export folder on one
+    build path (its files, ``-DQSNN_HOST`` for the host's) and the folder's generated model."""
+    sources = [folder / "src" / name for name in (*RUNTIME_SOURCES["common"], *RUNTIME_SOURCES[path], "qsnn_model.c")]
+    return [*flags, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+            *map(str, sources)]
+
+
+def compile_and_run(folder: Path, main_c: "Path | None" = None, path: str = "mcu") -> str:
+    """Build a program (the export's host program by default) against the runtime on one build path, sanitized,
+    and run it on samples.bin; returns its stdout."""
     main_c = main_c or folder / "host" / "main.c"
-    binary = folder / (main_c.stem + ("_host_path" if "-DQSNN_HOST" in flags else ""))
-    subprocess.run([*flags, f"-I{folder / 'src'}", str(main_c), str(folder / "src" / "qsnn_runtime.c"),
-                    str(folder / "src" / "qsnn_model.c"), "-o", str(binary)], check=True, capture_output=True, text=True)
+    binary = folder / f"{main_c.stem}_{path}"
+    subprocess.run([*build_command(folder, path), str(main_c), "-o", str(binary)], check=True, capture_output=True,
+                   text=True)
     return subprocess.run([str(binary), str(folder / "samples.bin")], check=True, capture_output=True, text=True).stdout
 
 
-def stream_sections(folder: Path, flags=SANITIZED) -> dict[str, list[str]]:
+def stream_sections(folder: Path, path: str = "mcu") -> dict[str, list[str]]:
     """tests/c/stream_check.c's lines by section (classify, steps, carried, reset)."""
     sections: dict[str, list[str]] = {}
-    for line in compile_and_run(folder, STREAM_CHECK, flags).splitlines():
+    for line in compile_and_run(folder, STREAM_CHECK, path).splitlines():
         section, rest = line.split(" ", 1)
         sections.setdefault(section, []).append(rest)
     return sections
@@ -90,10 +105,10 @@ def python_carried_lines(model, samples: torch.Tensor) -> list[str]:
     return lines
 
 
-def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, flags=SANITIZED) -> dict[str, list[str]]:
+def assert_streaming_matches(folder: Path, model, samples: torch.Tensor, path: str = "mcu") -> dict[str, list[str]]:
     """classify == reset + T steps == steps after a reset == expected.txt; carried == Python."""
     expected = (folder / "expected.txt").read_text().splitlines()
-    sections = stream_sections(folder, flags)
+    sections = stream_sections(folder, path)
     assert sections["classify"] == sections["steps"] == sections["reset"] == expected[: len(sections["steps"])]
     assert sections["carried"] == python_carried_lines(model, samples)
     return sections
@@ -108,7 +123,7 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     assert info["samples"] == 100 and info["membrane_bits"] == int(bits[2])
     expected = (folder / "expected.txt").read_text()
     assert len(expected.splitlines()) == 100
-    assert [compile_and_run(folder, flags=flags) for flags in RUNTIME_PATHS] == [expected, expected]
+    assert [compile_and_run(folder, path=path) for path in RUNTIME_PATHS] == [expected] * len(RUNTIME_PATHS)
     assert json.loads((folder / "manifest.json").read_text())["bits"] == bits
     # the int32 membranes of the k-bit layers: every level fits its packed field
     backbone, _ = backbone_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
@@ -166,8 +181,8 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, membrane_scale, 
     """ResNet19 (identity and 1x1 conv shortcuts), VGGSNN and the small net, on static images and
     on event frames, with the membrane scales the export supports: the C host program,
     qsnn_classify, T calls of qsnn_step, a state carried over from the previous sample and a
-    reset all equal the Python stream, with either implementation of the runtime (portable and
-    QSNN_HOST)."""
+    reset all equal the Python stream, on the microcontroller and host paths of the runtime; the
+    host program equals it on the plain reference kernels too."""
     backbone = trained_like(name, shape, bits, membrane_scale)
     assert any((m.weight < 0).any() for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     model = fold(backbone, event_frames=frames)
@@ -175,9 +190,10 @@ def test_topologies_stream_bit_exact(name, shape, bits, frames, membrane_scale, 
     codes = quantize_input(inputs, model)
     write_folder(model, plan(model), codes, tmp_path / "out", {"arch": name})
     expected = (tmp_path / "out" / "expected.txt").read_text()
-    for flags in RUNTIME_PATHS:
-        assert compile_and_run(tmp_path / "out", flags=flags) == expected
-        carried = assert_streaming_matches(tmp_path / "out", model, codes, flags)["carried"]
+    for path in RUNTIME_PATHS:
+        assert compile_and_run(tmp_path / "out", path=path) == expected
+    for path in ("mcu", "host"):  # streaming is qsnn.c's on every path; the reference kernels are slow on ResNet19
+        carried = assert_streaming_matches(tmp_path / "out", model, codes, path)["carried"]
         assert carried[1:] != expected.splitlines()[1:]  # the state does persist between calls
     with torch.no_grad():
         float_predictions = backbone(inputs).mean(0).argmax(1)
@@ -247,13 +263,13 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
-    assert compile_and_run(out, flags=RUNTIME_PATHS[1]) == expected
+    assert compile_and_run(out, path="host") == compile_and_run(out, path="reference") == expected
     model = fold(backbone_from_checkpoint(read_checkpoint(checkpoint))[0].eval(), event_frames=True)
     codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
     assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
             zip(reference.predict(reference.run(model, codes)), reference.run(model, codes))] == expected.splitlines()
-    for flags in RUNTIME_PATHS:
-        assert_streaming_matches(out, model, codes, flags)
+    for path in RUNTIME_PATHS:
+        assert_streaming_matches(out, model, codes, path)
     # frames that do not match the model's input are one line, and nothing is written
     capsys.readouterr()
     assert main(["export", checkpoint, "--out", str(tmp_path / "wrong"), f"data.data_dir={tmp_path}",
@@ -341,7 +357,7 @@ def sanitized_host_program(tmp_path_factory):
     model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
     write_folder(model, plan(model), quantize_input(torch.randn(2, 1, 28, 28), model), folder, {})
     compile_and_run(folder)
-    return folder, folder / "main"
+    return folder, folder / "main_mcu"
 
 
 @pytest.mark.parametrize("samples, problem", [
@@ -364,6 +380,120 @@ def test_host_program_refuses_unusable_samples_files_in_one_line(sanitized_host_
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("qsnn_host: " + problem.format(path=path))
     assert len(result.stderr.splitlines()) == 1 and "(samples.bin)" in result.stderr
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized_host_program, path):
+    """tests/c/api_check.c, sanitized: NULL pointers, a zeroed context, a context of another model, a frame or
+    sample one value off, room for one logit too few, a workspace one byte short or misaligned, a model of
+    another version or build path: each its status; the steps between them still give qsnn_classify's line,
+    which is expected.txt's."""
+    folder, _ = sanitized_host_program
+    expected = (folder / "expected.txt").read_text().splitlines()[0]
+    assert compile_and_run(folder, API_CHECK, path).splitlines() == [expected, expected]
+
+
+@pytest.mark.parametrize("name, shape, bits", [("fmnistnet", (1, 28, 28), "1w2u"), ("resnet19", (3, 16, 16), "1w8u")])
+def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, tmp_path):
+    """tests/c/kernel_check.c, sanitized, on each build path: every stem and binary conv (ResNet19's identity and
+    1x1 conv shortcuts among them) on random frames and random spike and count maps, sparse to dense, levels
+    carried over four calls: the microcontroller and host kernels write the reference kernels' spikes."""
+    model = fold(trained_like(name, shape, bits))
+    write_folder(model, plan(model), None, tmp_path / "out", {})
+    outputs = {}
+    for path in RUNTIME_PATHS:
+        program = tmp_path / f"kernel_check_{path}"
+        subprocess.run([*build_command(tmp_path / "out", path), str(KERNEL_CHECK), "-o", str(program)], check=True,
+                       capture_output=True, text=True)
+        outputs[path] = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
+    assert outputs["mcu"] == outputs["host"] == outputs["reference"]
+    lines = outputs["reference"].splitlines()
+    assert len(lines) == 4 * (1 + sum(not isinstance(layer, PoolLayer) for layer in model.layers))
+    assert all(len(set(line.split()[2:])) > 1 for line in lines)  # every output map varies: spikes, not none or all
+
+
+@pytest.fixture(scope="module")
+def two_exports(tmp_path_factory):
+    """Static-image fmnistnets 1w2u and 1w4u (2- and 4-bit fields) and an event-frame fmnistnet 1w4u (2 x 34 x 34,
+    T frames a sample), exported with their own --c-name: ``{c_name: folder}``."""
+    root = tmp_path_factory.mktemp("two")
+    folders = {}
+    for c_name, shape, bits, frames in (("fmnist_1w2u", (1, 28, 28), "1w2u", False),
+                                        ("events_1w4u", (2, 34, 34), "1w4u", True),
+                                        ("fmnist_1w4u", (1, 28, 28), "1w4u", False)):
+        backbone = trained_like("fmnistnet", shape, bits)
+        model = fold(backbone, event_frames=frames)
+        inputs = torch.randn(3, backbone.timesteps, *shape).clamp(min=0) if frames else torch.randn(3, *shape)
+        folders[c_name] = root / c_name
+        write_folder(model, plan(model), quantize_input(inputs, model), folders[c_name], {}, c_name=c_name)
+    return folders
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(two_exports, path, tmp_path):
+    """tests/c/two_models.c, sanitized: one runtime, two generated models (their symbols and macros named by
+    --c-name), a context each, stepped in turn: each prints its own expected.txt."""
+    (first, first_folder), (second, second_folder) = list(two_exports.items())[:2]
+    assert f"#define {first.upper()}_CTX_BYTES" in (first_folder / "src" / "qsnn_model.h").read_text()
+    objects = []
+    for name, folder in ((first, first_folder), (second, second_folder)):  # each model against its own qsnn_model.h
+        objects.append(tmp_path / f"{name}.o")
+        subprocess.run([*SANITIZED, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}",
+                        f"-I{folder / 'src'}", "-c", str(folder / "src" / "qsnn_model.c"), "-o", str(objects[-1])],
+                       check=True, capture_output=True, text=True)
+    runtime = [arg for arg in build_command(first_folder, path) if not arg.endswith("qsnn_model.c")]
+    program = tmp_path / "two_models"
+    subprocess.run([*runtime, f"-DFIRST={first}", f"-DSECOND={second}", str(TWO_MODELS), *map(str, objects), "-o",
+                    str(program)], check=True, capture_output=True, text=True)
+    lines = subprocess.run([str(program), str(first_folder / "samples.bin"), str(second_folder / "samples.bin")],
+                           check=True, capture_output=True, text=True).stdout.splitlines()
+    for section, folder in (("first", first_folder), ("second", second_folder)):
+        assert [line.split(" ", 1)[1] for line in lines if line.startswith(section + " ")] == \
+            (folder / "expected.txt").read_text().splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part", [pytest.param("cortex-m4", marks=pytest.mark.toolchain("cortex-m4")),
+                                  pytest.param("rv32", marks=pytest.mark.toolchain("rv32"))])
+def test_two_models_run_interleaved_on_a_microcontroller_each_equal_to_its_reference(two_exports, part):
+    """tests/c/two_models_mcu.c under QEMU: the static fmnistnets 1w2u and 1w4u (both fit the part's RAM together),
+    their samples and workspaces in one image with the runtime's microcontroller path, stepped in turn: each prints
+    its own expected.txt."""
+    first, second = "fmnist_1w2u", "fmnist_1w4u"
+    part_folder = two_exports[first] / part
+    make = ["make", "-s", "-C", str(part_folder), "-f", "Makefile.fragment"]
+    settings = subprocess.run([*make, "--eval", "print-%: ; @echo $($*)", "print-CC", "print-CFLAGS"],
+                              check=True, capture_output=True, text=True).stdout.splitlines()
+    compiler = [settings[0], *settings[1].split()]
+    objects = []
+    for prefix, name in (("first", first), ("second", second)):
+        folder = two_exports[name]
+        includes = [f"-I{folder / 'include'}", f"-I{folder / 'src'}", f"-I{folder / 'mcu'}"]
+        for source, defines in ((folder / "src" / "qsnn_model.c", []), (EXPORT_OF, [f"-DPREFIX={prefix}"])):
+            objects.append(part_folder / f"{prefix}_{source.stem}.o")
+            subprocess.run([*compiler, *defines, *includes, "-c", str(source), "-o", str(objects[-1])], check=True,
+                           capture_output=True, text=True)
+    objects.append(part_folder / "two_models_mcu.o")
+    subprocess.run([*compiler, f"-DFIRST={first}", f"-DSECOND={second}", f"-I{part_folder}",
+                    f"-I{two_exports[first] / 'include'}", "-c", str(TWO_MODELS_MCU), "-o", str(objects[-1])],
+                   check=True, capture_output=True, text=True)
+    runtime = [f"../src/{name}" for name in (*RUNTIME_SOURCES["common"], *RUNTIME_SOURCES["mcu"])]
+    sources = " ".join(["$(MCU)/qsnn_mcu.c", "startup.c", *runtime, *map(str, objects)])
+    out = {"cortex-m4": "m4.out", "rv32": "rv32.out"}[part]
+    result = subprocess.run([*make, f"SOURCES={sources}", out], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = (part_folder / out).read_text().splitlines()
+    for index, name in (("1", first), ("2", second)):
+        assert [line.split(" ", 1)[1] for line in lines if line.startswith(index + " ")] == \
+            (two_exports[name] / "expected.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", ["9lives", "qsnn_init", "has-dash", "x" * 41])
+def test_a_c_name_that_cannot_be_a_model_symbol_is_refused(name, tmp_path):
+    model = fold(trained_like("fmnistnet", (1, 28, 28), "1w2u"))
+    with pytest.raises(ExportError, match="--c-name .* is not usable as the model's C symbol"):
+        write_folder(model, plan(model), None, tmp_path / "out", {}, c_name=name)
+    assert not (tmp_path / "out").exists()
 
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"

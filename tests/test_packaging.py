@@ -43,7 +43,8 @@ def test_wheel_holds_the_experiments_and_the_runtime(installed_wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("qsnn_lightning/experiments/base.yaml", "qsnn_lightning/experiments/fmnist_1w2u.yaml",
                  "qsnn_lightning/experiments/sweeps/lambda_k.yaml", "qsnn_lightning/snn/__init__.py",
-                 "qsnn_lightning/training/config.py", "qsnn_lightning/export/runtime/src/qsnn_runtime.c"):
+                 "qsnn_lightning/training/config.py", "qsnn_lightning/export/runtime/include/qsnn.h",
+                 "qsnn_lightning/export/runtime/src/qsnn.c"):
         assert name in names, name
 
 

@@ -125,7 +125,7 @@ def run_sweep(args: argparse.Namespace) -> None:
 
 def run_export(args: argparse.Namespace) -> None:
     """``qsnn export CKPT --out DIR``: the C runtime folder; prints the model's bytes (and a microcontroller's flash and RAM)."""
-    info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides)
+    info = export_checkpoint(args.checkpoint, args.out, args.target, args.samples, args.overrides, args.c_name)
     line = f"exported {info['arch']} {info['bits']} to {args.out}: {info['model_bytes']} bytes of model"
     if "flash_bytes" in info:
         line += f"; {PARTS[args.target].name} flash {info['flash_bytes']} bytes, RAM {info['ram_bytes']} bytes"
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "flash, RAM and instructions per inference")
     export.add_argument("--samples", type=int, default=None,
                         help="test samples written to samples.bin and expected.txt (default 20, or the whole test split if smaller)")
+    export.add_argument("--c-name", default="qsnn_model",
+                        help="the C symbol of the generated qsnn_model_t and the prefix of its macros (upper case), "
+                             "so that two exports link into one program (default: qsnn_model)")
     export.add_argument("overrides", nargs="*", help="key=value overrides of the saved config, e.g. data.data_dir=/data")
     export.set_defaults(run=run_export)
 

@@ -8,18 +8,31 @@
  *   carried   T more steps of the sample *without* a reset, continuing from the previous sample's
  *             state (a reset before sample 0 only): the logits summed over this sample's steps
  *   reset     qsnn_reset() after the carried steps, then T steps again
+ * Any status other than QSNN_OK ends it with exit status 1.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "qsnn_runtime.h"
+#include "qsnn.h"
+#include "qsnn_model.h"
+
+static const qsnn_model_t *const model = &QSNN_EXPORT_MODEL;
+static qsnn_ctx_t ctx;
+
+static void ok(qsnn_status status)
+{
+    if (status != QSNN_OK) {
+        fprintf(stderr, "stream_check: status %d\n", (int)status);
+        exit(1);
+    }
+}
 
 static void print(const char *section, int pred, const int32_t *logits)
 {
     uint32_t j;
     printf("%s %d", section, pred);
-    for (j = 0; j < QSNN_CLASSES; ++j) printf(" %ld", (long)logits[j]);
+    for (j = 0; j < model->classes; ++j) printf(" %ld", (long)logits[j]);
     putchar('\n');
 }
 
@@ -27,34 +40,39 @@ static int steps(const int8_t *sample, int32_t *logits)
 {
     uint32_t t;
     int pred = 0;
-    for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-        pred = qsnn_step(sample + (QSNN_EVENT_FRAMES ? t * QSNN_FRAME_SIZE : 0u), logits);
+    for (t = 0; t < model->timesteps; ++t) {
+        ok(qsnn_step(model, &ctx, sample + (model->event_frames ? t * model->frame_size : 0u), model->frame_size,
+                     logits, QSNN_EXPORT_CLASSES, &pred));
     }
     return pred;
 }
 
 int main(int argc, char **argv)
 {
-    static int8_t sample[QSNN_SAMPLE_SIZE];
-    int32_t logits[QSNN_CLASSES], before[QSNN_CLASSES], carried[QSNN_CLASSES];
+    static uint64_t workspace[(QSNN_EXPORT_CTX_BYTES + 7u) / 8u];
+    static int8_t sample[QSNN_EXPORT_SAMPLE_SIZE];
+    int32_t logits[QSNN_EXPORT_CLASSES], before[QSNN_EXPORT_CLASSES], carried[QSNN_EXPORT_CLASSES];
     long n = 0;
     uint32_t j;
+    int pred;
     FILE *f;
     if (argc != 2 || (f = fopen(argv[1], "rb")) == NULL) {
         fprintf(stderr, "usage: stream_check SAMPLES.bin\n");
         return 2;
     }
+    ok(qsnn_init(&ctx, model, workspace, sizeof workspace));
     memset(before, 0, sizeof before);
     while (fread(sample, 1, sizeof sample, f) == sizeof sample) {
         int best = 0;
-        print("classify", qsnn_classify(sample, logits), logits);
-        qsnn_reset();
+        ok(qsnn_classify(model, &ctx, sample, sizeof sample, logits, QSNN_EXPORT_CLASSES, &pred));
+        print("classify", pred, logits);
+        ok(qsnn_reset(model, &ctx));
         print("steps", steps(sample, logits), logits);
         /* carried: the state (and the logit sums) of the previous sample's carried steps go on */
-        qsnn_reset();
-        for (j = 0; j < QSNN_CLASSES; ++j) logits[j] = 0;
+        ok(qsnn_reset(model, &ctx));
+        for (j = 0; j < model->classes; ++j) logits[j] = 0;
         if (n > 0) {
-            static int8_t previous[QSNN_SAMPLE_SIZE];
+            static int8_t previous[QSNN_EXPORT_SAMPLE_SIZE];
             long at = ftell(f);
             fseek(f, at - 2L * (long)sizeof sample, SEEK_SET);
             if (fread(previous, 1, sizeof previous, f) != sizeof previous) return 1;
@@ -62,12 +80,12 @@ int main(int argc, char **argv)
             steps(previous, before);
         }
         steps(sample, carried);
-        for (j = 0; j < QSNN_CLASSES; ++j) {
+        for (j = 0; j < model->classes; ++j) {
             logits[j] = carried[j] - (n > 0 ? before[j] : 0);
             if (logits[j] > logits[best]) best = (int)j;
         }
         print("carried", best, logits);
-        qsnn_reset();
+        ok(qsnn_reset(model, &ctx));
         print("reset", steps(sample, logits), logits);
         ++n;
     }

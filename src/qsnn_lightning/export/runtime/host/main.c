@@ -3,23 +3,23 @@
  *
  *   usage: qsnn_host SAMPLES.bin
  *
- * SAMPLES.bin holds N samples of QSNN_SAMPLE_SIZE int8 values each (an image
- * [C][H][W], or T frames [T][C][H][W] for an event model), concatenated, no
- * header. Each sample is streamed through the runtime: qsnn_reset(), then
- * QSNN_TIMESTEPS calls of qsnn_step() (the image at every step, or frame t at
- * step t). For every sample one line is printed to stdout:
+ * SAMPLES.bin holds N samples of the model's sample_size int8 values each (an
+ * image [C][H][W], or T frames [T][C][H][W] for an event model), concatenated,
+ * no header. Each sample is streamed through the runtime by qsnn_classify() (a
+ * reset, then T steps: the image at every step, or frame t at step t) in a
+ * context whose workspace is a static buffer. For every sample one line is
+ * printed to stdout:
  *
- *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
+ *   <predicted class> <logit_0> ... <logit_{classes-1}>
  *
  * (decimal, single spaces, newline-terminated), the format of expected.txt.
  * Exit status: 0 on success, 2 on a usage or input error (one line on stderr naming the
  * problem and the fix: a samples file that is missing, unreadable, empty, or not a whole
- * number of samples), 1 if the runtime returns an out-of-range class or stdout cannot be written.
+ * number of samples), 1 if the runtime returns an error status or stdout cannot be written.
  *
- * Build (from DIR/; `make host` does this; without -DQSNN_HOST the runtime takes its portable,
- * Cortex-M4 path):
- *   gcc -std=c99 -Wall -Wextra -Werror -O3 -DQSNN_HOST -Isrc host/main.c src/qsnn_runtime.c \
- *       src/qsnn_model.c -o qsnn_host
+ * Build (from DIR/): `make host` (-DQSNN_HOST and the host path's kernels, sources.mk); built
+ * with the microcontroller or reference path's files instead, and without -DQSNN_HOST, it runs
+ * those kernels.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,7 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qsnn_runtime.h"
+#include "qsnn.h"
+#include "qsnn_model.h"
 
 /* The whole file at `path` (NULL with errno set when it cannot be read). */
 static int8_t *read_all(const char *path, size_t *size_out)
@@ -72,9 +73,13 @@ static int8_t *read_all(const char *path, size_t *size_out)
 
 int main(int argc, char **argv)
 {
-    static int32_t logits[QSNN_CLASSES];
+    static uint64_t workspace[(QSNN_EXPORT_CTX_BYTES + 7u) / 8u];
+    static int32_t logits[QSNN_EXPORT_CLASSES];
+    const qsnn_model_t *model = &QSNN_EXPORT_MODEL;
+    qsnn_ctx_t ctx;
+    qsnn_status status;
     int8_t *data;
-    size_t size = 0, n, count, j, t;
+    size_t size = 0, n, count, j;
 
     if (argc != 2) {
         fprintf(stderr, "usage: %s SAMPLES.bin\n", argc > 0 ? argv[0] : "qsnn_host");
@@ -87,34 +92,32 @@ int main(int argc, char **argv)
                 argv[1], errno ? strerror(errno) : "out of memory");
         return 2;
     }
-    if (size == 0 || size % (size_t)QSNN_SAMPLE_SIZE != 0) {
+    if (size == 0 || size % (size_t)model->sample_size != 0) {
         fprintf(stderr, "qsnn_host: %s has %lu bytes, not a whole number of samples of %lu bytes "
                 "(%s int8): give samples exported with this model (samples.bin)\n", argv[1], (unsigned long)size,
-                (unsigned long)QSNN_SAMPLE_SIZE, QSNN_EVENT_FRAMES ? "T x C x H x W" : "C x H x W");
+                (unsigned long)model->sample_size, model->event_frames ? "T x C x H x W" : "C x H x W");
         free(data);
         return 2;
     }
-    count = size / (size_t)QSNN_SAMPLE_SIZE;
-    for (n = 0; n < count; ++n) {
-        const int8_t *sample = data + n * (size_t)QSNN_SAMPLE_SIZE;
+    status = qsnn_init(&ctx, model, workspace, sizeof workspace);
+    count = size / (size_t)model->sample_size;
+    for (n = 0; n < count && status == QSNN_OK; ++n) {
         int pred = 0;
-        qsnn_reset();
-        for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-            pred = qsnn_step(sample + (QSNN_EVENT_FRAMES ? t * (size_t)QSNN_FRAME_SIZE : 0u), logits);
-        }
-        if (pred < 0 || pred >= (int)QSNN_CLASSES) {
-            fprintf(stderr, "qsnn_host: sample %lu: qsnn_step returned %d\n",
-                    (unsigned long)n, pred);
-            free(data);
-            return 1;
-        }
+        status = qsnn_classify(model, &ctx, data + n * (size_t)model->sample_size, model->sample_size, logits,
+                               QSNN_EXPORT_CLASSES, &pred);
+        if (status != QSNN_OK) break;
         printf("%d", pred);
-        for (j = 0; j < (size_t)QSNN_CLASSES; ++j) {
+        for (j = 0; j < (size_t)model->classes; ++j) {
             printf(" %ld", (long)logits[j]);
         }
         putchar('\n');
     }
     free(data);
+    if (status != QSNN_OK) {
+        fprintf(stderr, "qsnn_host: sample %lu: the runtime returned status %d (include/qsnn.h)\n", (unsigned long)n,
+                (int)status);
+        return 1;
+    }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "qsnn_host: error writing stdout\n");
         return 1;

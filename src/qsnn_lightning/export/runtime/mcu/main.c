@@ -3,32 +3,35 @@
  * ../cortex-m4 and ../rv32, which differ only in their qsnn_port.h (console
  * set-up and the counter read around the inferences) and startup code.
  *
- * Streams every sample embedded in samples.h through the runtime: qsnn_reset(),
- * then QSNN_TIMESTEPS calls of qsnn_step() (the sample's image at every step,
- * or frame t at step t for an event model), and prints, through semihosting
- * stdout, one line per sample in the format of expected.txt:
+ * Streams every sample embedded in samples.h through the runtime with
+ * qsnn_classify() (a reset, then T steps: the sample's image at every step, or
+ * frame t at step t for an event model) in a context whose workspace is a
+ * static buffer, and prints, through semihosting stdout, one line per sample in
+ * the format of expected.txt:
  *
- *   <predicted class> <logit_0> ... <logit_{QSNN_CLASSES-1}>
+ *   <predicted class> <logit_0> ... <logit_{classes-1}>
  *
  * then on stderr "stack_bytes=<measured stack high-water>" and
  * "<QSNN_PORT_COUNTER>=<counts inside the inferences> samples=<N>" (the
  * Cortex-M4 counts SysTick ticks, the RISC-V core retired instructions:
  * see each target's README.txt). Every stderr line starts with a letter and
  * every stdout line with a digit, so a console that mixes the two can be split.
- * Returns 0 (QEMU's exit status), 1 if a class is out of range or the stack
- * overflowed its reserve.
+ * Returns 0 (QEMU's exit status), 1 if the runtime returns an error status or
+ * the stack overflowed its reserve.
  */
 #include <stdint.h>
 #include <stdio.h>
 
 #include "qsnn_mcu.h"
 #include "qsnn_port.h"
-#include "qsnn_runtime.h"
+#include "qsnn.h"
+#include "qsnn_model.h"
 #include "samples.h"
 
 #define QSNN_BILLION 1000000000u
 
-static int32_t qsnn_logits[QSNN_CLASSES];
+static uint64_t qsnn_workspace[(QSNN_EXPORT_CTX_BYTES + 7u) / 8u];
+static int32_t qsnn_logits[QSNN_EXPORT_CLASSES];
 
 /* A sum of counts up to 2^32 billions, kept as billions and units: printed in
  * decimal without 64-bit division (small libcs' printf may lack %llu). */
@@ -48,28 +51,32 @@ static void qsnn_total_add(qsnn_total_t *total, uint32_t count)
 
 int main(void)
 {
+    const qsnn_model_t *model = &QSNN_EXPORT_MODEL;
     char line[80];
     qsnn_total_t counted = {0u, 0u};
-    uint32_t stack_bytes, t;
+    qsnn_ctx_t ctx;
+    qsnn_status status;
+    uint32_t stack_bytes;
     int n, j;
 
     qsnn_port_init();
+    status = qsnn_init(&ctx, model, qsnn_workspace, sizeof qsnn_workspace);
     for (n = 0; n < (int)QSNN_NUM_SAMPLES; ++n) {
         int pred = 0;
         uint32_t start = qsnn_port_count();
-        qsnn_reset();
-        for (t = 0; t < QSNN_TIMESTEPS; ++t) {
-            pred = qsnn_step(qsnn_samples[n] + (QSNN_EVENT_FRAMES ? t * QSNN_FRAME_SIZE : 0u), qsnn_logits);
+        if (status == QSNN_OK) {
+            status = qsnn_classify(model, &ctx, qsnn_samples[n], QSNN_EXPORT_SAMPLE_SIZE, qsnn_logits,
+                                   QSNN_EXPORT_CLASSES, &pred);
         }
         qsnn_total_add(&counted, qsnn_port_elapsed(start, qsnn_port_count()));
-        if (pred < 0 || pred >= (int)QSNN_CLASSES) {
+        if (status != QSNN_OK) {
             fflush(stdout);
-            snprintf(line, sizeof line, "qsnn_step returned %d\n", pred);
+            snprintf(line, sizeof line, "the runtime returned status %d\n", (int)status);
             fputs(line, stderr);
             return 1;
         }
         printf("%d", pred);
-        for (j = 0; j < (int)QSNN_CLASSES; ++j) {
+        for (j = 0; j < (int)QSNN_EXPORT_CLASSES; ++j) {
             printf(" %ld", (long)qsnn_logits[j]);
         }
         putchar('\n');

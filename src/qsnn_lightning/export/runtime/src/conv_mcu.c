@@ -1,0 +1,233 @@
+/* conv_mcu.c: binary convs on the microcontrollers, event-driven: per output pixel, the active
+ * inputs under the kernel are listed once, and each adds its output-channel masks (32 channels a
+ * word) into bit-sliced counters, so the work follows the spikes; the LIF of lif_mcu.c. */
+#include <string.h>
+
+#include "qsnn_internal.h"
+
+/* The active inputs under the kernel of one output pixel, plane by plane: one entry per set bit,
+ * the offset of its output-channel masks in the weights, (position * groups) for input position
+ * (ky * k + kx) * Cin + ci. Plane p's entries end at plane_end[p] (each is worth 2^p). They are
+ * cut into chunks whose values sum to at most 255, so that a chunk's counts fit 8 bits. */
+typedef struct {
+    uint32_t count, chunks;
+    uint32_t plane_end[QSNN_PLANES];
+    int32_t total;   /* sum of the input values under the kernel */
+} active_set_t;
+
+static uint32_t lowest_bit(uint32_t bits)
+{
+#if defined(__riscv) && !defined(__riscv_zbb)
+    /* no count-trailing-zeros instruction (GCC calls libgcc's __ctzsi2): the lowest set bit times a
+     * de Bruijn sequence puts a distinct 5-bit pattern in the top bits, indexing the bit's position */
+    static const uint8_t position[32] = {0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
+    return position[((bits & (0u - bits)) * 0x077CB531u) >> 27];
+#elif defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
+#else
+    uint32_t bit = 0;
+    while ((bits & 1u) == 0u) {
+        bits >>= 1;
+        ++bit;
+    }
+    return bit;
+#endif
+}
+
+static uint32_t popcount32(uint32_t v)
+{
+#if defined(__GNUC__) && defined(__POPCNT__)
+    return (uint32_t)__builtin_popcount(v);
+#else
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    return (((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24;
+#endif
+}
+
+/* The active inputs of `taps` input pixels of `channels` channels, `planes` planes each:
+ * sources[p * taps + tap] holds plane p of pixel `tap` (NULL in the padding); a set bit of pixel
+ * `tap`, channel ci is input position tap * channels + ci. */
+static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t taps, uint32_t channels,
+                          uint32_t groups, active_set_t *set)
+{
+    const uint32_t *const *sources = scratch->sources;
+    uint32_t *active = scratch->active, *chunk_end = scratch->chunk_end;
+    uint32_t p, tap, w, count = 0, chunks = 0, pending = 0, words = qsnn_words_for(channels);
+    int32_t total = 0;
+    for (p = 0; p < planes; ++p) {
+        for (tap = 0; tap < taps; ++tap) {
+            const uint32_t *bits = sources[p * taps + tap];
+            if (bits == NULL) continue;
+            for (w = 0; w < words; ++w) {
+                uint32_t word = bits[w], units, offset;
+                if (word == 0u) continue;
+                units = popcount32(word) << p;
+                if (pending + units > 255u) {
+                    chunk_end[chunks++] = count;
+                    pending = 0;
+                }
+                pending += units;
+                total += (int32_t)units;
+                offset = (tap * channels + 32u * w) * groups;
+                do {
+                    active[count++] = offset + lowest_bit(word) * groups;
+                    word &= word - 1u;
+                } while (word != 0u);
+            }
+        }
+        set->plane_end[p] = count;
+    }
+    for (; p < QSNN_PLANES; ++p) set->plane_end[p] = count;
+    set->count = count;
+    set->chunks = chunks;
+    set->total = total;
+}
+
+/* spread4[n]: bit i of n in byte i */
+static const uint32_t spread4[16] = {
+    0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u, 0x00010100u, 0x00010101u,
+    0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u, 0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u,
+};
+
+/* negative[c] += counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c) */
+static void add_counters(const uint32_t *level, int32_t *negative)
+{
+    uint32_t group, l, i;
+    for (group = 0; group < 32u; group += 4u) {   /* four counters at a time, one per byte */
+        uint32_t bytes = 0;
+        for (l = 0; l < 8u; ++l) bytes += spread4[(level[l] >> group) & 15u] << l;
+        for (i = 0; i < 4u; ++i) negative[group + i] += (int32_t)((bytes >> (8u * i)) & 0xFFu);
+    }
+}
+
+/* Adds the 32-channel masks weights[entry] of entries [first, last), each worth 2^plane, into the
+ * bit-sliced counters level[0..7] (bit c of level[l] is bit l of counter c). Two masks a, b at a
+ * time: a full adder at level `plane` (sum v ^ a ^ b, carry (a & b) | (v & (a ^ b))), then the
+ * carry ripples up; a last odd mask ripples up alone. */
+#define QSNN_RIPPLE(counter) t = (counter) & carry; (counter) ^= carry; carry = t
+#define QSNN_FULL_ADD(counter) u = a ^ b; carry = (a & b) | ((counter) & u); (counter) ^= u
+#if defined(__GNUC__)
+__attribute__((always_inline))   /* one copy per constant plane: the switches below fold away */
+#endif
+static inline void add_masks(uint32_t *level, const uint32_t *first, const uint32_t *last, const uint32_t *weights,
+                             uint32_t plane)
+{
+    uint32_t v0 = level[0], v1 = level[1], v2 = level[2], v3 = level[3];
+    uint32_t v4 = level[4], v5 = level[5], v6 = level[6], v7 = level[7], a, b, u, carry, t;
+    for (; first + 1 < last; first += 2) {
+        a = weights[first[0]];
+        b = weights[first[1]];
+        switch (plane) {
+        case 0: QSNN_FULL_ADD(v0); QSNN_RIPPLE(v1); QSNN_RIPPLE(v2); break;
+        case 1: QSNN_FULL_ADD(v1); QSNN_RIPPLE(v2); break;
+        default: QSNN_FULL_ADD(v2); break;
+        }
+        QSNN_RIPPLE(v3);
+        QSNN_RIPPLE(v4);
+        QSNN_RIPPLE(v5);
+        QSNN_RIPPLE(v6);
+        v7 ^= carry;   /* a chunk's counts are <= 255: no carry out of level 7 */
+    }
+    if (first < last) {
+        carry = weights[*first];
+        switch (plane) {
+        case 0: QSNN_RIPPLE(v0); /* fall through */
+        case 1: QSNN_RIPPLE(v1); /* fall through */
+        default: QSNN_RIPPLE(v2);
+        }
+        QSNN_RIPPLE(v3);
+        QSNN_RIPPLE(v4);
+        QSNN_RIPPLE(v5);
+        QSNN_RIPPLE(v6);
+        v7 ^= carry;
+    }
+    level[0] = v0; level[1] = v1; level[2] = v2; level[3] = v3;
+    level[4] = v4; level[5] = v5; level[6] = v6; level[7] = v7;
+}
+
+/* For every output channel c: the sum over active inputs of value x [w_cj = -1], into the
+ * scratch's negative. `weights` holds each input position's output-channel bits, [position][groups],
+ * groups = ceil(Cout / 32): an active input adds its masks into bit-sliced counters, chunk by chunk. */
+static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_set_t *set, const uint32_t *weights,
+                            uint32_t groups)
+{
+    uint32_t group, chunk, p;
+    for (group = 0; group < groups; ++group) {
+        int32_t *negative = scratch->negative + 32u * group;
+        uint32_t start = 0;
+        memset(negative, 0, 32u * sizeof *negative);
+        for (chunk = 0; chunk <= set->chunks; ++chunk) {
+            uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count, plane_start = 0;
+            uint32_t level[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (p = 0; p < QSNN_PLANES; plane_start = set->plane_end[p++]) {
+                uint32_t first = start > plane_start ? start : plane_start;
+                uint32_t last = end < set->plane_end[p] ? end : set->plane_end[p];
+                const uint32_t *from = scratch->active + first, *to = scratch->active + last;
+                const uint32_t *masks = weights + group;
+                if (first >= last) continue;
+                if (p == 0) {
+                    add_masks(level, from, to, masks, 0);
+                } else if (p == 1) {
+                    add_masks(level, from, to, masks, 1);
+                } else {
+                    add_masks(level, from, to, masks, 2);
+                }
+            }
+            add_counters(level, negative);
+            start = end;
+        }
+    }
+}
+
+/* acc_c = sum sign(w) x = total - 2 * negative_c, then the currents and the LIF */
+void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                   const qsnn_map_t *out)
+{
+    const qsnn_packed_scratch_t *scratch = (const qsnn_packed_scratch_t *)ctx->scratch;
+    const qsnn_map_t *in = &model->maps[stage->source];
+    const qsnn_map_t *shortcut = &model->maps[stage->residual_source];
+    const qsnn_lif_t *lif = &stage->lif;
+    const uint32_t **sources = scratch->sources;
+    int32_t *current = scratch->currents, *negative = scratch->negative;
+    uint32_t groups = qsnn_words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, p, ky, kx;
+    active_set_t set;
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x) {
+            for (p = 0; p < in->planes; ++p) {   /* the input pixels under the kernel, NULL in the padding */
+                for (ky = 0; ky < k; ++ky) {
+                    int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
+                    for (kx = 0; kx < k; ++kx) {
+                        int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
+                        int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
+                        sources[p * taps + ky * k + kx] =
+                            inside ? qsnn_pixel_words(ctx->arena, in, p, (uint32_t)iy, (uint32_t)ix) : NULL;
+                    }
+                }
+            }
+            gather_active(scratch, in->planes, taps, in->channels, groups, &set);
+            if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
+            for (c = 0; c < out->channels; ++c) {
+                int32_t acc = set.total == 0 ? 0 : set.total - 2 * negative[c];
+                current[c] = lif->multiplier[c] * acc + lif->bias[c];
+            }
+            if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
+                qsnn_add_identity(ctx->arena, stage, shortcut, out->channels, y, x, current);
+            } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
+                for (p = 0; p < shortcut->planes; ++p) {
+                    sources[p] = qsnn_pixel_words(ctx->arena, shortcut, p, y * stage->residual_stride,
+                                                  x * stage->residual_stride);
+                }
+                gather_active(scratch, shortcut->planes, 1u, shortcut->channels, groups, &set);
+                if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups);
+                for (c = 0; c < out->channels && set.total != 0; ++c) {
+                    current[c] += stage->residual_multiplier[c] * (set.total - 2 * negative[c]);
+                }
+            }
+            qsnn_fire_pixel(model, lif, current, out->channels,
+                            qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
+                            qsnn_pixel_words(ctx->arena, out, 0, y, x));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+/* qsnn_internal.h: what the runtime's files share, not part of the API (include/qsnn.h).
+ *
+ * A build compiles qsnn.c, stem.c, pool.c, head.c and the files of one path:
+ * - the microcontrollers' (the Cortex-M4's and RV32's): stem_mcu.c conv_mcu.c lif_mcu.c
+ *   workspace_packed.c: event-driven binary convs, k-bit levels packed in place;
+ * - the host's (QSNN_HOST, the export's qsnn_host): stem_host.c conv_host.c lif_host.c
+ *   workspace_host.c: dense binary convs by 64-bit popcount, int8 levels, vectorizable loops;
+ * - the plain reference: stem_ref.c conv_ref.c lif_ref.c workspace_packed.c: the arithmetic of
+ *   docs/export.md in direct loops, the microcontrollers' layout; tests compare the others with it.
+ * Each path implements the functions declared under "a path" below. */
+#ifndef QSNN_INTERNAL_H
+#define QSNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qsnn.h"
+
+/* Right shifts of negative int32 values must be arithmetic (every C compiler for these targets
+ * does so; C99 leaves it to the implementation). */
+typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
+
+/* a kernel compiled once per constant argument (a field width, a channel count) */
+#if defined(__GNUC__)
+#define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define QSNN_ALWAYS_INLINE inline
+#endif
+
+#define QSNN_PLANES 3u         /* at most: 2x2-pooled counts 0..4 */
+#define QSNN_POINTER_BYTES 8u  /* the workspace's budget for one pointer, on every target */
+
+static inline uint32_t qsnn_words_for(uint32_t bits) { return (bits + 31u) / 32u; }
+
+static inline size_t qsnn_round8(size_t bytes) { return (bytes + 7u) & ~(size_t)7u; }
+
+/* The words of pixel (y, x), plane p of a map in the arena. */
+static inline uint32_t *qsnn_pixel_words(uint32_t *arena, const qsnn_map_t *map, uint32_t plane, uint32_t y,
+                                         uint32_t x)
+{
+    uint32_t index = (plane * map->height + y) * map->width + x;
+    return arena + map->offset + index * qsnn_words_for(map->channels);
+}
+
+/* The level after a step without a spike: clamp(round_half_even(U / 2^F), -n, n) with
+ *   round_half_even(U / 2^F) = (U + 2^(F-1) - 1 + ((U >> F) & 1)) >> F */
+static inline int32_t qsnn_next_level(int32_t membrane, uint32_t fraction, int32_t half, int32_t levels)
+{
+    int32_t level = (membrane + half - 1 + ((membrane >> fraction) & 1)) >> fraction;
+    return level > levels ? levels : (level < -levels ? -levels : level);
+}
+
+/* identity shortcut: current[c] += R * (the block input's spike at channel c of pixel (y, x)) */
+static inline void qsnn_add_identity(uint32_t *arena, const qsnn_stage_t *stage, const qsnn_map_t *source,
+                                     uint32_t channels, uint32_t y, uint32_t x, int32_t *current)
+{
+    const uint32_t *spikes = qsnn_pixel_words(arena, source, 0, y, x);
+    uint32_t c;
+    for (c = 0; c < channels; ++c) current[c] += stage->residual_scale * (int32_t)((spikes[c / 32u] >> (c % 32u)) & 1u);
+}
+
+/* ---- stem.c: the input frame, for every stem ------------------------------------------------ */
+
+/* ctx's padded frame: `frame` inside the zero border of the stem's padding (written once at
+ * qsnn_init()), so that every tap reads without a check. */
+void qsnn_pad_frame(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const int8_t *frame);
+
+/* The taps of the stem's output pixel (y, x): the padded frame under the kernel, (ci, ky, kx) order */
+void qsnn_stem_taps(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage, uint32_t y,
+                    uint32_t x, int8_t *tap);
+
+/* ---- pool.c, head.c: the same in every path ------------------------------------------------- */
+
+/* 2x2 sum pooling of a spike map into three bit planes of counts 0..4 */
+void qsnn_run_pool(const qsnn_ctx_t *ctx, const qsnn_map_t *in, const qsnn_map_t *out);
+
+/* The classifier of this step's counts, added into ctx->summed */
+void qsnn_run_head(const qsnn_model_t *model, const qsnn_ctx_t *ctx);
+
+/* ---- a path --------------------------------------------------------------------------------- */
+
+/* Nonzero if `model` carries what the path reads (the host's: the dense weight columns). */
+int qsnn_path_accepts(const qsnn_model_t *model);
+
+/* A path's scratch: a struct of pointers (its first part, at most QSNN_SCRATCH_STRUCT_BYTES),
+ * then its buffers, each part a multiple of 8 bytes. */
+#define QSNN_SCRATCH_PARTS 8u
+#define QSNN_SCRATCH_STRUCT_BYTES (8u * QSNN_POINTER_BYTES)   /* codegen.py's budget */
+
+/* The bytes of the path's levels and of its scratch parts for `model` (codegen.py's
+ * workspace_bytes sums the same). */
+void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts);
+
+/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..]. */
+void qsnn_path_views(uint8_t *const *start);
+
+/* The stem and a binary conv of one step, the LIF inside: map `out` of the arena from the frame,
+ * or from map stage->source. */
+void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                   const qsnn_map_t *out, const int8_t *frame);
+void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                   const qsnn_map_t *out);
+
+/* ---- the packed layout (workspace_packed.c), the microcontroller and reference paths ---------- */
+
+typedef struct {
+    int32_t *currents;          /* one pixel's output channels, before its LIF: [max_channels] */
+    int32_t *negative;          /* per-channel counts of negative weights met: [max_channels + 31] */
+    uint32_t *active;           /* an active set's weight offsets: [max_active] */
+    uint32_t *chunk_end;        /* where its chunks end: [max_chunks] */
+    const uint32_t **sources;   /* the input pixels under a kernel: [QSNN_PLANES * max_taps] */
+    int8_t *taps;               /* the stem's taps of one pixel: [stem_taps] */
+    int32_t *pairs;             /* as int16 pairs: [stem_taps / 2] */
+} qsnn_packed_scratch_t;
+
+/* The packed levels of pixel (y, x) of a layer with `channels` output channels (lif_*.c's fields). */
+static inline uint32_t *qsnn_state_words(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_lif_t *lif,
+                                         uint32_t channels, uint32_t width, uint32_t y, uint32_t x)
+{
+    return (uint32_t *)ctx->levels + lif->state_offset + (y * width + x) * qsnn_words_for(channels * model->field_bits);
+}
+
+/* lif_mcu.c, lif_ref.c: the LIF of every output channel of one pixel: levels q in the packed fields
+ * at `levels` (two's complement, field_bits each, channel c in field c % (32 / field_bits) of word
+ * c / (32 / field_bits)), spikes to `out` (channel c in bit c % 32 of word c / 32).
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U) */
+void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                     uint32_t *levels, uint32_t *out);
+
+/* ---- the host layout (workspace_host.c) ------------------------------------------------------- */
+
+typedef struct {
+    int32_t *currents;          /* a layer's currents [y][x][c] before its LIF: [max_layer_neurons] */
+    uint8_t *spiked;            /* which of them spiked (0 past the last): [max_layer_neurons + 8] */
+    int16_t *stem_weight;       /* the stem's int16 pairs, tap-major: [stem_taps][stem_channels] */
+    int32_t *negative;          /* per-plane counts of negative weights met: [QSNN_PLANES][max_channels + 3] */
+    int32_t *acc;               /* one pixel's sums: [max_channels + 3] */
+    uint64_t *window;           /* the input bits under a kernel: [QSNN_PLANES * max_window_words] */
+    uint32_t *tap_offsets;      /* the stem's taps in the padded frame from a pixel's corner: [stem_taps] */
+} qsnn_host_scratch_t;
+
+/* lif_host.c: the levels of `stage`'s neurons (int8, [y][x][c], after those of the spiking
+ * stages before it) */
+int8_t *qsnn_host_levels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage);
+
+/* lif_host.c: the LIF of every neuron of a stage, int8 levels in place, from the scratch's
+ * currents; then its spikes into map `out`. */
+void qsnn_fire_layer(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_lif_t *lif, const qsnn_map_t *out,
+                     int8_t *levels);
+
+#endif
