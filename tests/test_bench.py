@@ -5,6 +5,7 @@ N-Fashion-MNIST checkpoints, NeuroBench's figures against ours: activation spars
 against ``qsnn test``, and the deployed footprint against ``qsnn footprint`` and ``qsnn export``."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,3 +146,22 @@ def test_a_run_with_neurobench_records_what_qsnn_bench_reports(tmp_path, capsys)
     assert recorded["samples"] == 10 and recorded["effective_acs"] > 0
     assert set(report) - set(recorded) == {"checkpoint", "experiment", "arch", "bits"}
     assert recorded == {key: report[key] for key in recorded}
+
+
+@pytest.mark.slow
+def test_the_table_script_trains_what_is_missing_then_prints_a_row_per_run(tmp_path):
+    """benchmarks/neurobench_table.py as a user runs it: one experiment trained with NeuroBench's
+    figures recorded, its row in the table; a second call reads the run instead of training again."""
+    data = write_fashion_mnist(tmp_path / "data", train=40, test=12)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "neurobench_table.py"
+    command = [sys.executable, str(script), "--root", str(tmp_path / "runs"), "--samples", "6", "--experiments", "fmnist_1w2u",
+               f"data.data_dir={data}", "data.download=false", "data.batch_size=8", "trainer.max_epochs=1",
+               "trainer.accelerator=cpu", "speed.compile=false"]
+    first, again = (subprocess.run(command, capture_output=True, text=True, timeout=600) for _ in range(2))
+    assert first.returncode == 0 and again.returncode == 0, first.stderr[-3000:] + again.stderr[-3000:]
+    (results,) = (tmp_path / "runs" / "fmnist_1w2u").glob("*/results.json")
+    recorded = json.loads(results.read_text())
+    (line,) = [line for line in again.stdout.splitlines() if line.startswith("| `fmnist_1w2u`")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[1:4] == ["1w2u", "2", f"{100 * recorded['test_acc']:.2f}%"]
+    assert cells[6] == f"{recorded['neurobench']['effective_acs']:,.0f}" and "$ train" not in again.stdout
