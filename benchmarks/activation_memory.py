@@ -1,10 +1,10 @@
 """Full against lean training memory (``speed.activation_memory``), side by side in one run.
 
     python benchmarks/activation_memory.py [--batches 2 4 8] [--steps 2] [--rounds 1] [--size 128] [--device cpu|cuda]
-        [--freed reuse|return] [--no-huge-pages] [--skip-measure]
+        [--freed reuse|return] [--no-huge-pages] [--experiments NAME ...] [--skip-measure | --skip-estimates]
 
 1. The estimate (training/memory_check.py: tensor by tensor on fake tensors, no memory) of one
-   training step of every Table 1 network at its paper batch, full and lean.
+   training step of every Table 1 network (or ``--experiments``) at its paper batch, full and lean.
 2. ``dvsgesture_1w4u`` (VGGSNN, 2x``size``x``size``, T = 16) at each batch, full and lean
    interleaved, each in a fresh process: the measured peak RSS increase of ``--steps`` SGD steps
    (VmHWM after clearing it), the estimate (raw: state + peak activations + input; need: with
@@ -77,14 +77,16 @@ MEASURE = textwrap.dedent("""
 """)
 
 
-def table1_estimates() -> list[dict]:
-    """Estimated bytes of one training step of each Table 1 network at its paper batch."""
+def table1_estimates(experiments) -> list[dict]:
+    """Estimated bytes of one training step of each Table 1 network in ``experiments`` at its paper batch."""
     from qsnn_lightning.data.modules import make_datamodule
     from qsnn_lightning.training.config import load_config
     from qsnn_lightning.training.memory_check import estimate_step
 
     rows = []
     for experiment, network in TABLE1:
+        if experiment not in experiments:
+            continue
         cfg = load_config(experiment)
         datamodule = make_datamodule(cfg)
         batch = cfg.data.batch_size
@@ -108,6 +110,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat every (batch, mode) run, interleaved")
     parser.add_argument("--size", type=int, default=128, help="frame side of dvsgesture_1w4u (128: the paper's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: peak of torch.cuda.max_memory_allocated")
+    parser.add_argument("--experiments", nargs="+", choices=[name for name, _ in TABLE1], default=[name for name, _ in TABLE1],
+                        help="the Table 1 networks of part 1 (default: all four)")
     parser.add_argument("--skip-measure", action="store_true", help="only the estimates of part 1")
     parser.add_argument("--skip-estimates", action="store_true", help="only the measured steps of part 2")
     parser.add_argument("--freed", choices=("reuse", "return"), default="reuse",
@@ -116,16 +120,16 @@ def main() -> None:
     args = parser.parse_args()
 
     if not args.skip_estimates:
-        print_estimates()
+        print_estimates(args.experiments)
     if not args.skip_measure:
         print_measured(args)
 
 
-def print_estimates() -> None:
+def print_estimates(experiments) -> None:
     """Part 1: the table of :func:`table1_estimates`."""
     print("1. One training step at the paper's batch, estimated (GB: parameters, gradients, optimizer state, peak activations, input)")
     print(f"{'experiment':<20} {'network':<36} {'batch':>5} {'full':>8} {'lean':>8} {'lean/full':>9}")
-    for row in table1_estimates():
+    for row in table1_estimates(experiments):
         print(f"{row['experiment']:<20} {row['network']:<36} {row['batch']:>5} {row['full'] / GB:>8.2f} "
               f"{row['lean'] / GB:>8.2f} {row['lean'] / row['full']:>9.2f}")
 
