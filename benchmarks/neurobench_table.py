@@ -13,10 +13,10 @@ deployed footprint (1-bit hidden weights, 8-bit first and last layers, k-bit mem
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-QSNN = str(Path(sys.executable).with_name("qsnn"))
+from sweep_tables import QSNN
+
 EXPERIMENTS = ("fmnist_1w2u", "fmnist_1w4u", "fmnist_1w8u", "fmnist_fp", "fmnist_1w2u_nowsdr", "fmnist_1w2u_long",
                "nfmnist_1w2u", "nfmnist_fp")
 COLUMNS = ("experiment", "bits", "T", "test accuracy", "NeuroBench accuracy", "activation sparsity", "effective ACs",

@@ -1,6 +1,6 @@
 """What the sweep-study scripts (membrane_scales.py, wsdr_ablation.py) share: their command line,
 running or resuming their local sweeps, and printing one table per sweep summary; ``QSNN``, the
-installed CLI beside this Python, is fp_gap.py's too."""
+installed CLI beside this Python, is fp_gap.py's and neurobench_table.py's too."""
 
 import argparse
 import subprocess
