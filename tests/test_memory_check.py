@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dataset_files import write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.data.modules import make_datamodule
@@ -32,6 +33,23 @@ from qsnn_lightning.training.train import train
 
 QSNN = str(Path(sys.executable).with_name("qsnn"))
 QUIET = ["data.download=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture
+def estimates_once(monkeypatch):
+    """memory_check.estimate_step computed once per path and network for the test (each is seconds of
+    fake-tensor tracing at the paper's sizes): the tests of the choice and of its messages ask for the same ones again."""
+    known = {}
+    real = memory_check.estimate_step
+
+    def estimate(cfg, datamodule, activation_memory="full"):
+        key = (activation_memory, *(OmegaConf.to_yaml(cfg[part]) for part in ("model", "data", "optim")))
+        if key not in known:
+            known[key] = real(cfg, datamodule, activation_memory)
+        return known[key]
+
+    monkeypatch.setattr(memory_check, "estimate_step", estimate)
+    return estimate
 
 
 @pytest.mark.slow
@@ -191,7 +209,7 @@ def test_not_even_batch_1_fits_says_what_to_lower(fmnist_dir, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path, monkeypatch):
+def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path, monkeypatch, estimates_once):
     """dvsgesture_1w4u (VGGSNN, 128x128, T = 16, batch 64) on 16 GB: refused on both paths, with
     the batch that fits on the lean one; on 1 GB not even batch 1 fits. The estimate runs on fake tensors, so this test holds
     a few hundred MB at most."""
@@ -206,7 +224,7 @@ def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path,
     lean_need = float(message.split("speed.activation_memory=lean needs about ")[1].split(" GB")[0])
     assert need > 70 and 16 < lean_need < need / 2 and "16.0 GB is free (cpu)" in message and "\n" not in message
     suggested = int(message.split("data.batch_size=")[2].split(" fits with speed.activation_memory=lean")[0])
-    lean = estimate_step(cfg, make_datamodule(cfg), "lean")
+    lean = estimates_once(cfg, make_datamodule(cfg), "lean")
     assert 1 <= suggested <= lean.largest_batch(16 * 10**9) < 2 * suggested
     monkeypatch.setenv(AVAILABLE_ENV, str(10**9))
     with pytest.raises(MemoryEstimateError, match="lower model.timesteps or data.events.resize"):
@@ -216,10 +234,10 @@ def test_dvs_gesture_at_its_real_size_is_refused_without_allocating_it(tmp_path,
 
 # --- speed.activation_memory: which path a run takes ------------------------------------------
 @pytest.mark.slow
-def test_auto_takes_the_lean_path_where_only_it_fits_and_says_why(monkeypatch):
+def test_auto_takes_the_lean_path_where_only_it_fits_and_says_why(monkeypatch, estimates_once):
     cfg = load_config("dvsgesture_1w4u", ["data.events.resize=64", "data.batch_size=8", *QUIET])
     datamodule = make_datamodule(cfg)
-    full, lean = (estimate_step(cfg, datamodule, mode).need(8) for mode in ("full", "lean"))
+    full, lean = (estimates_once(cfg, datamodule, mode).need(8) for mode in ("full", "lean"))
     assert lean < full
     monkeypatch.setenv(AVAILABLE_ENV, str((full + lean) // 2))
     mode, why = choose_activation_memory(cfg, datamodule)

@@ -55,20 +55,24 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(data, tmp_path)
     assert_bit_identical(weights(last_checkpoint(tmp_path / "whole")), weights(last_checkpoint(tmp_path / "resumed")))
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["model.bits=1w8u"], "was trained with model.bits=1w2u, this run has model.bits=1w8u"),
-    (["model.timesteps=4"], "was trained with model.timesteps=2, this run has model.timesteps=4"),
-])
-def test_resume_from_another_run_is_refused_in_one_line(data, tmp_path, overrides, needle):
-    first = train(data, tmp_path / "first", "trainer.max_epochs=1", "trainer.limit_train_batches=1")
+@pytest.fixture(scope="module")
+def one_batch_run(data, tmp_path_factory) -> Path:
+    """The last checkpoint of an fmnist_1w2u run of one batch."""
+    run_dir = tmp_path_factory.mktemp("first")
+    first = train(data, run_dir, "trainer.max_epochs=1", "trainer.limit_train_batches=1")
     assert first.returncode == 0, first.stderr[-2000:]
-    refused = train(data, tmp_path / "other", f"ckpt_path={last_checkpoint(tmp_path / 'first')}", *overrides)
+    return last_checkpoint(run_dir)
+
+
+@pytest.mark.parametrize("overrides, experiment, needle", [
+    (["model.bits=1w8u"], "fmnist_1w2u", "was trained with model.bits=1w2u, this run has model.bits=1w8u"),
+    (["model.timesteps=4"], "fmnist_1w2u", "was trained with model.timesteps=2, this run has model.timesteps=4"),
+    ([], "fmnist_fp", "was trained with name=fmnist_1w2u, this run has name=fmnist_fp"),
+])
+def test_resume_from_another_run_is_refused_in_one_line(data, one_batch_run, tmp_path, overrides, experiment, needle):
+    refused = train(data, tmp_path / "other", f"ckpt_path={one_batch_run}", *overrides, experiment=experiment)
     assert refused.returncode == 2 and needle in refused.stderr and "check_resume=false" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
-    other_experiment = train(data, tmp_path / "other", f"ckpt_path={last_checkpoint(tmp_path / 'first')}",
-                             experiment="fmnist_fp")
-    assert other_experiment.returncode == 2 and "was trained with name=fmnist_1w2u, this run has name=fmnist_fp" in \
-        other_experiment.stderr
 
 
 EPOCHS = "trainer.max_epochs=3"
