@@ -2,7 +2,7 @@
 compiler, C library and QEMU (``toolchain`` alone: the Cortex-M4's; ``toolchain("rv32")``: the
 RISC-V one's) skips, naming the Debian packages to install, where they are absent; and the ``qsnn`` fixture's
 subprocess runs (test_hostile_inputs.py): every case runs in process, and the first case of each
-test also as a real ``qsnn`` process (a process per case took minutes of the full tier)."""
+test once more with its first ``qsnn`` call as a real process (a process per call took minutes of the full tier)."""
 
 import os
 

@@ -42,9 +42,8 @@ def qsnn_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(params=["in-process", pytest.param("subprocess", marks=pytest.mark.slow)])
 def qsnn(request, monkeypatch, capsys):
     """Runs ``qsnn``: through ``cli.main`` in this process (the fast tier: an uncaught exception
-    fails the test as a traceback would), and as a real subprocess in the full tier."""
-    if request.param == "subprocess":
-        return qsnn_process
+    fails the test as a traceback would); in the full tier a test's first ``qsnn`` call is a real
+    subprocess and the rest, which the in-process run of the test covers, run in process."""
 
     def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd)
@@ -53,7 +52,13 @@ def qsnn(request, monkeypatch, capsys):
         captured = capsys.readouterr()
         return subprocess.CompletedProcess(["qsnn", *args], status, captured.out, captured.err)
 
-    return in_process
+    calls = []
+
+    def first_as_a_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        calls.append(args)
+        return (qsnn_process if len(calls) == 1 else in_process)(*args, cwd=cwd)
+
+    return first_as_a_process if request.param == "subprocess" else in_process
 
 
 @pytest.mark.parametrize("experiment, needle", [
@@ -375,14 +380,17 @@ def test_bench_refusals_are_one_line(qsnn, tmp_path, data, checkpoint):
     assert not (checkpoint.parent / "neurobench.json").exists()
 
 
-def test_neurobench_runs_are_refused_before_training(qsnn, tmp_path, data, monkeypatch):
+def test_more_neurobench_samples_than_the_test_split_are_refused_before_training(qsnn, tmp_path, data):
+    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "neurobench=true",
+                        "neurobench_samples=100000", cwd=tmp_path), "neurobench_samples=100000 is more than the 16 samples")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_neurobench_runs_without_the_package_are_refused_before_training(qsnn, tmp_path, data, monkeypatch):
     """``neurobench=true`` without the package (hidden here, and by a sitecustomize in the subprocess)
-    names the pip command; more ``neurobench_samples`` than the test split is refused once the data is
-    read. Neither trains or writes anything."""
+    names the pip command, and trains or writes nothing."""
     work, hide = tmp_path / "work", tmp_path / "hide"
     work.mkdir(), hide.mkdir()
-    assert_refused(qsnn("train", "fmnist_1w2u", f"data.data_dir={data}", "run_dir=runs", "neurobench=true",
-                        "neurobench_samples=100000", cwd=work), "neurobench_samples=100000 is more than the 16 samples")
     (hide / "sitecustomize.py").write_text("import sys\nsys.modules['neurobench'] = None  # as if not installed\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setitem(sys.modules, "neurobench", None)
