@@ -1,35 +1,64 @@
 /* lif_mcu.c: the LIF of one pixel's channels on k-bit levels packed in place (qsnn_internal.h's
  * qsnn_fire_pixel), compiled once for each field width (2, 4, 8 bits), so that the field shifts
- * and masks are constants, as they were when the width was a build-time macro; k = 2 (one level
- * each side) compares instead of rounding. */
+ * and masks are constants, and a whole word of fields unrolls without a branch per neuron; k = 2
+ * (one level each side) compares instead of rounding. */
 #include "qsnn_internal.h"
 
-/*   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
- * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
-static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_t *lif, int32_t levels_max, const int32_t *current,
-                                           uint32_t channels, uint32_t *levels, uint32_t *out, const uint32_t bits)
+/* The constants of a layer's LIF */
+typedef struct {
+    int32_t leak, threshold, half, levels;
+    uint32_t fraction;
+} lif_constants_t;
+
+/* The LIF of the `count` neurons of one word of `bits`-bit fields:
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
+ * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
+ * from the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md).
+ * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
+static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current, uint32_t word,
+                                             uint32_t count, uint32_t *spikes, const uint32_t bits)
 {
-    const uint32_t per_word = 32u / bits, mask = (1u << bits) - 1u, sign = 1u << (bits - 1u);
-    const uint32_t fraction = lif->fraction_bits;
-    const int32_t leak = (int32_t)(1u << (fraction - lif->tau_shift)), threshold = lif->threshold;
-    const int32_t half = (int32_t)(1u << (fraction - 1u));
-    uint32_t c, i, spikes = 0;
-    for (c = 0; c < channels; c += per_word, current += per_word) {
-        uint32_t word = *levels, next = 0;
-        uint32_t count = channels - c < per_word ? channels - c : per_word;
-        for (i = 0; i < count; ++i) {
-            uint32_t field = (word >> (i * bits)) & mask;
-            int32_t level = (int32_t)(field ^ sign) - (int32_t)sign;   /* two's complement */
-            int32_t membrane = level * leak + current[i];
-            if (membrane >= threshold) {
-                spikes |= 1u << ((c + i) % 32u);
-                continue;   /* hard reset: level 0, the field stays 0 in `next` */
-            }
-            level = bits == 2u ? (membrane > half) - (membrane < -half)
-                               : qsnn_next_level(membrane, fraction, half, levels_max);
-            next |= ((uint32_t)level & mask) << (i * bits);
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t i, next = 0, fired = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < count; ++i) {
+        int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
+        int32_t membrane = level * lif->leak + current[i];
+        if (bits == 2u) {
+            level = (int32_t)(((uint32_t)lif->half - (uint32_t)membrane) >> 31) + ((membrane + lif->half) >> 31);
+        } else {
+            level = qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels);
         }
-        *levels++ = next;
+        if (membrane >= lif->threshold) {   /* hard reset: level 0 */
+            level = 0;
+            fired |= 1u << i;
+        }
+        next |= ((uint32_t)level & mask) << (i * bits);
+    }
+    *spikes = fired;
+    return next;
+}
+
+/* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
+ * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped. */
+static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const int32_t *current, uint32_t channels,
+                                           uint32_t *levels, uint32_t *out, const uint32_t bits)
+{
+    const uint32_t per_word = 32u / bits;
+    int32_t tail[16];
+    uint32_t c, i, fired, spikes = 0;
+    for (c = 0; c < channels; c += per_word, ++levels) {
+        const int32_t *from = current + c;
+        uint32_t count = channels - c < per_word ? channels - c : per_word, fields = ~0u;
+        if (count < per_word) {
+            for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? current[c + i] : 0;
+            from = tail;
+            fields = (1u << (count * bits)) - 1u;
+        }
+        *levels = fire_word(lif, from, *levels, per_word, &fired, bits) & fields;
+        spikes |= (fired & ((1u << count) - 1u)) << (c % 32u);
         if ((c + per_word) % 32u == 0u || c + per_word >= channels) {   /* 32 spikes, or the last */
             out[c / 32u] = spikes;
             spikes = 0;
@@ -40,11 +69,17 @@ static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_t *lif, int32_t levels
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out)
 {
+    lif_constants_t constants;
+    constants.fraction = lif->fraction_bits;
+    constants.leak = (int32_t)(1u << (constants.fraction - lif->tau_shift));
+    constants.threshold = lif->threshold;
+    constants.half = (int32_t)(1u << (constants.fraction - 1u));
+    constants.levels = model->levels;
     if (model->field_bits == 2u) {
-        fire_fields(lif, model->levels, current, channels, levels, out, 2u);
+        fire_fields(&constants, current, channels, levels, out, 2u);
     } else if (model->field_bits == 4u) {
-        fire_fields(lif, model->levels, current, channels, levels, out, 4u);
+        fire_fields(&constants, current, channels, levels, out, 4u);
     } else {
-        fire_fields(lif, model->levels, current, channels, levels, out, 8u);
+        fire_fields(&constants, current, channels, levels, out, 8u);
     }
 }
