@@ -35,22 +35,11 @@ static uint32_t lowest_bit(uint32_t bits)
 #endif
 }
 
-static uint32_t popcount32(uint32_t v)
-{
-#if defined(__GNUC__) && defined(__POPCNT__)
-    return (uint32_t)__builtin_popcount(v);
-#else
-    v = v - ((v >> 1) & 0x55555555u);
-    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
-    return (((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24;
-#endif
-}
-
 /* The active inputs of `taps` input pixels of `channels` channels, `planes` planes each:
- * sources[p * taps + tap] holds plane p of pixel `tap` (NULL in the padding); a set bit of pixel
- * `tap`, channel ci is input position tap * channels + ci. */
-static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t taps, uint32_t channels,
-                          uint32_t groups, active_set_t *set)
+ * sources[tap] holds plane 0 of pixel `tap` (NULL in the padding), plane p lies p * plane_words
+ * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci. */
+static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t plane_words, uint32_t taps,
+                          uint32_t channels, uint32_t groups, active_set_t *set)
 {
     const uint32_t *const *sources = scratch->sources;
     uint32_t *active = scratch->active, *chunk_end = scratch->chunk_end;
@@ -58,23 +47,20 @@ static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes,
     int32_t total = 0;
     for (p = 0; p < planes; ++p) {
         for (tap = 0; tap < taps; ++tap) {
-            const uint32_t *bits = sources[p * taps + tap];
+            const uint32_t *bits = sources[tap];
             if (bits == NULL) continue;
+            bits += p * plane_words;
             for (w = 0; w < words; ++w) {
-                uint32_t word = bits[w], units, offset;
-                if (word == 0u) continue;
-                units = popcount32(word) << p;
-                if (pending + units > 255u) {
-                    chunk_end[chunks++] = count;
+                uint32_t word = bits[w], first = count, units, offset = (tap * channels + 32u * w) * groups;
+                for (; word != 0u; word &= word - 1u) active[count++] = offset + lowest_bit(word) * groups;
+                units = (count - first) << p;   /* the word's entries: its set bits, each worth 2^p */
+                if (units == 0u) continue;
+                if (pending + units > 255u) {   /* a new chunk starts at the word */
+                    chunk_end[chunks++] = first;
                     pending = 0;
                 }
                 pending += units;
                 total += (int32_t)units;
-                offset = (tap * channels + 32u * w) * groups;
-                do {
-                    active[count++] = offset + lowest_bit(word) * groups;
-                    word &= word - 1u;
-                } while (word != 0u);
             }
         }
         set->plane_end[p] = count;
@@ -85,20 +71,24 @@ static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes,
     set->total = total;
 }
 
-/* spread4[n]: bit i of n in byte i */
-static const uint32_t spread4[16] = {
-    0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u, 0x00010100u, 0x00010101u,
-    0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u, 0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u,
-};
-
-/* negative[c] += counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c) */
-static void add_counters(const uint32_t *level, int32_t *negative)
+/* negative[c] += counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c):
+ * the 8 x 8 bit blocks of the eight words (one per byte) transposed in place, three rounds of
+ * swaps between words l and l + s, so that byte b of word j holds counter 8b + j. */
+static void add_counters(uint32_t *level, int32_t *negative)
 {
-    uint32_t group, l, i;
-    for (group = 0; group < 32u; group += 4u) {   /* four counters at a time, one per byte */
-        uint32_t bytes = 0;
-        for (l = 0; l < 8u; ++l) bytes += spread4[(level[l] >> group) & 15u] << l;
-        for (i = 0; i < 4u; ++i) negative[group + i] += (int32_t)((bytes >> (8u * i)) & 0xFFu);
+    static const uint32_t columns[3] = {0x0F0F0F0Fu, 0x33333333u, 0x55555555u};   /* bit s of the column clear */
+    uint32_t round, s, l, j, b;
+    for (round = 0, s = 4u; round < 3u; ++round, s >>= 1) {
+        for (l = 0; l < 8u; ++l) {
+            if ((l & s) == 0u) {
+                uint32_t t = ((level[l] >> s) ^ level[l + s]) & columns[round];
+                level[l + s] ^= t;
+                level[l] ^= t << s;
+            }
+        }
+    }
+    for (j = 0; j < 8u; ++j) {
+        for (b = 0; b < 4u; ++b) negative[8u * b + j] += (int32_t)((level[j] >> (8u * b)) & 0xFFu);
     }
 }
 
@@ -190,23 +180,22 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const qsnn_map_t *shortcut = &model->maps[stage->residual_source];
     const qsnn_lif_t *lif = &stage->lif;
     const uint32_t **sources = scratch->sources;
+    const uint32_t plane_words = in->height * in->width * qsnn_words_for(in->channels);
+    const uint32_t shortcut_words = shortcut->height * shortcut->width * qsnn_words_for(shortcut->channels);
     int32_t *current = scratch->currents, *negative = scratch->negative;
-    uint32_t groups = qsnn_words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, p, ky, kx;
+    uint32_t groups = qsnn_words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, ky, kx;
     active_set_t set;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
-            for (p = 0; p < in->planes; ++p) {   /* the input pixels under the kernel, NULL in the padding */
-                for (ky = 0; ky < k; ++ky) {
-                    int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
-                    for (kx = 0; kx < k; ++kx) {
-                        int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
-                        int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
-                        sources[p * taps + ky * k + kx] =
-                            inside ? qsnn_pixel_words(ctx->arena, in, p, (uint32_t)iy, (uint32_t)ix) : NULL;
-                    }
+            for (ky = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
+                int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
+                for (kx = 0; kx < k; ++kx) {
+                    int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
+                    int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
+                    sources[ky * k + kx] = inside ? qsnn_pixel_words(ctx->arena, in, 0, (uint32_t)iy, (uint32_t)ix) : NULL;
                 }
             }
-            gather_active(scratch, in->planes, taps, in->channels, groups, &set);
+            gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set);
             if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
             for (c = 0; c < out->channels; ++c) {
                 int32_t acc = set.total == 0 ? 0 : set.total - 2 * negative[c];
@@ -215,11 +204,9 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
                 qsnn_add_identity(ctx->arena, stage, shortcut, out->channels, y, x, current);
             } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
-                for (p = 0; p < shortcut->planes; ++p) {
-                    sources[p] = qsnn_pixel_words(ctx->arena, shortcut, p, y * stage->residual_stride,
-                                                  x * stage->residual_stride);
-                }
-                gather_active(scratch, shortcut->planes, 1u, shortcut->channels, groups, &set);
+                sources[0] = qsnn_pixel_words(ctx->arena, shortcut, 0, y * stage->residual_stride,
+                                              x * stage->residual_stride);
+                gather_active(scratch, shortcut->planes, shortcut_words, 1u, shortcut->channels, groups, &set);
                 if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups);
                 for (c = 0; c < out->channels && set.total != 0; ++c) {
                     current[c] += stage->residual_multiplier[c] * (set.total - 2 * negative[c]);
