@@ -1,6 +1,7 @@
 /* conv_mcu.c: binary convs on the microcontrollers, event-driven: per output pixel, the active
  * inputs under the kernel are listed once, and each adds its output-channel masks (32 channels a
- * word) into bit-sliced counters, so the work follows the spikes; the LIF of lif_mcu.c. */
+ * word) into bit-sliced counters, so the work follows the spikes; the LIF of lif_mcu.c, remembered
+ * for the pixels without input (their currents are the biases). */
 #include <string.h>
 
 #include "qsnn_internal.h"
@@ -185,6 +186,8 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     int32_t *current = scratch->currents, *negative = scratch->negative;
     uint32_t groups = qsnn_words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, ky, kx;
     active_set_t set;
+    qsnn_fire_memo_t memo;   /* the LIF of the pixels without input */
+    memo.valid = 0;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
             for (ky = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
@@ -196,6 +199,12 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                 }
             }
             gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set);
+            if (set.total == 0 && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
+                qsnn_fire_pixel_memo(model, lif, lif->bias, out->channels,
+                                     qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
+                                     qsnn_pixel_words(ctx->arena, out, 0, y, x), &memo);
+                continue;
+            }
             if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
             for (c = 0; c < out->channels; ++c) {
                 int32_t acc = set.total == 0 ? 0 : set.total - 2 * negative[c];

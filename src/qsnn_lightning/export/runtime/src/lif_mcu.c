@@ -83,3 +83,25 @@ void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int
         fire_fields(&constants, current, channels, levels, out, 8u);
     }
 }
+
+void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                          uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo)
+{
+    const uint32_t words = qsnn_words_for(channels * model->field_bits), spike_words = qsnn_words_for(channels);
+    uint32_t i, same = memo->valid;
+    if (words > QSNN_MEMO_WORDS) {
+        qsnn_fire_pixel(model, lif, current, channels, levels, out);
+        return;
+    }
+    for (i = 0; i < words && same; ++i) same = levels[i] == memo->before[i];
+    if (same) {
+        for (i = 0; i < words; ++i) levels[i] = memo->after[i];
+        for (i = 0; i < spike_words; ++i) out[i] = memo->spikes[i];
+        return;
+    }
+    for (i = 0; i < words; ++i) memo->before[i] = levels[i];
+    qsnn_fire_pixel(model, lif, current, channels, levels, out);
+    for (i = 0; i < words; ++i) memo->after[i] = levels[i];
+    for (i = 0; i < spike_words; ++i) memo->spikes[i] = out[i];
+    memo->valid = 1;
+}

@@ -127,6 +127,20 @@ static inline uint32_t *qsnn_state_words(const qsnn_model_t *model, const qsnn_c
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out);
 
+/* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
+ * background, a pixel without input spikes), which reach the same levels from the same levels:
+ * the levels before and after, and the spikes, of pixels of up to QSNN_MEMO_WORDS level words. */
+#define QSNN_MEMO_WORDS 8u
+typedef struct {
+    uint32_t valid;   /* 0: nothing remembered, or for other currents */
+    uint32_t before[QSNN_MEMO_WORDS], after[QSNN_MEMO_WORDS], spikes[QSNN_MEMO_WORDS];
+} qsnn_fire_memo_t;
+
+/* qsnn_fire_pixel for currents equal to those of memo's last pixel (when memo->valid): the
+ * remembered result if `levels` are the remembered ones, else the LIF, remembered. */
+void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                          uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo);
+
 /* ---- the host layout (workspace_host.c) ------------------------------------------------------- */
 
 typedef struct {

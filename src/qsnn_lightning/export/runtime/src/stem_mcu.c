@@ -4,7 +4,7 @@
  * cameras' polarities) and once for any: with constant shapes the taps are read straight from
  * the padded frame, the pairs stay in registers and the dot products unroll. A pixel whose taps
  * equal the last computed pixel's (a uniform background, an event frame's empty regions) keeps
- * its currents: the dot products are skipped, the LIF runs. */
+ * its currents: the dot products are skipped, and its LIF is remembered (lif_mcu.c). */
 #include "qsnn_internal.h"
 
 #if defined(__ARM_FEATURE_DSP)
@@ -73,20 +73,24 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     const qsnn_packed_scratch_t *scratch = (const qsnn_packed_scratch_t *)ctx->scratch;
     const qsnn_lif_t *lif = &stage->lif;
     int32_t *current = scratch->currents;
+    qsnn_fire_memo_t memo;
     uint32_t y, x, c;
     scratch->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
+    memo.valid = 0;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
-            uint32_t changed = load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k);
-            for (c = 0; c < out->channels && (changed != 0u || y + x == 0u); ++c) {
-                /* ((acc * 2^R) * M_c) >> 32 + B_c: the high word of one SMULL on the Cortex-M4 */
-                int32_t acc = dot_pairs(stage->weight_pairs + c * pair_count, pairs, pair_count)
-                              * (int32_t)(1u << lif->acc_shift);
-                current[c] = (int32_t)(((int64_t)acc * lif->multiplier[c]) >> 32) + lif->bias[c];
+            if (load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k) != 0u || y + x == 0u) {
+                for (c = 0; c < out->channels; ++c) {
+                    /* ((acc * 2^R) * M_c) >> 32 + B_c: the high word of one SMULL on the Cortex-M4 */
+                    int32_t acc = dot_pairs(stage->weight_pairs + c * pair_count, pairs, pair_count)
+                                  * (int32_t)(1u << lif->acc_shift);
+                    current[c] = (int32_t)(((int64_t)acc * lif->multiplier[c]) >> 32) + lif->bias[c];
+                }
+                memo.valid = 0;
             }
-            qsnn_fire_pixel(model, lif, current, out->channels,
-                            qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
-                            qsnn_pixel_words(ctx->arena, out, 0, y, x));
+            qsnn_fire_pixel_memo(model, lif, current, out->channels,
+                                 qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
+                                 qsnn_pixel_words(ctx->arena, out, 0, y, x), &memo);
         }
     }
 }
