@@ -2,8 +2,6 @@
  * inputs under the kernel are listed once, and each adds its output-channel masks (32 channels a
  * word) into bit-sliced counters, so the work follows the spikes; the LIF of lif_mcu.c, remembered
  * for the pixels without input (their currents are the biases). */
-#include <string.h>
-
 #include "qsnn_internal.h"
 
 /* The active inputs under the kernel of one output pixel, plane by plane: one entry per set bit,
@@ -72,24 +70,40 @@ static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes,
     set->total = total;
 }
 
-/* negative[c] += counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c):
- * the 8 x 8 bit blocks of the eight words (one per byte) transposed in place, three rounds of
- * swaps between words l and l + s, so that byte b of word j holds counter 8b + j. */
-static void add_counters(uint32_t *level, int32_t *negative)
+/* negative[c] = counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c),
+ * added to it if `add`: the 8 x 8 bit blocks of the eight words (one per byte) transposed in
+ * place, three rounds of swaps between words l and l + s, so that byte b of word j holds counter
+ * 8b + j (unrolled: the words stay in registers). */
+static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, uint32_t add)
 {
-    static const uint32_t columns[3] = {0x0F0F0F0Fu, 0x33333333u, 0x55555555u};   /* bit s of the column clear */
-    uint32_t round, s, l, j, b;
-    for (round = 0, s = 4u; round < 3u; ++round, s >>= 1) {
+    uint32_t s, l, j, b;
+#if defined(__GNUC__)
+#pragma GCC unroll 3
+#endif
+    for (s = 4u; s != 0u; s >>= 1) {
+        const uint32_t columns = s == 4u ? 0x0F0F0F0Fu : s == 2u ? 0x33333333u : 0x55555555u;   /* bit s clear */
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
         for (l = 0; l < 8u; ++l) {
             if ((l & s) == 0u) {
-                uint32_t t = ((level[l] >> s) ^ level[l + s]) & columns[round];
+                uint32_t t = ((level[l] >> s) ^ level[l + s]) & columns;
                 level[l + s] ^= t;
                 level[l] ^= t << s;
             }
         }
     }
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
     for (j = 0; j < 8u; ++j) {
-        for (b = 0; b < 4u; ++b) negative[8u * b + j] += (int32_t)((level[j] >> (8u * b)) & 0xFFu);
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+        for (b = 0; b < 4u; ++b) {
+            int32_t count = (int32_t)((level[j] >> (8u * b)) & 0xFFu);
+            negative[8u * b + j] = add ? negative[8u * b + j] + count : count;
+        }
     }
 }
 
@@ -148,7 +162,6 @@ static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_s
     for (group = 0; group < groups; ++group) {
         int32_t *negative = scratch->negative + 32u * group;
         uint32_t start = 0;
-        memset(negative, 0, 32u * sizeof *negative);
         for (chunk = 0; chunk <= set->chunks; ++chunk) {
             uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count, plane_start = 0;
             uint32_t level[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -166,7 +179,7 @@ static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_s
                     add_masks(level, from, to, masks, 2);
                 }
             }
-            add_counters(level, negative);
+            add_counters(level, negative, chunk != 0u);
             start = end;
         }
     }
