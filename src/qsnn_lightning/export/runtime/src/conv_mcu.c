@@ -196,47 +196,50 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const uint32_t **sources = scratch->sources;
     const uint32_t plane_words = in->height * in->width * qsnn_words_for(in->channels);
     const uint32_t shortcut_words = shortcut->height * shortcut->width * qsnn_words_for(shortcut->channels);
+    const int32_t *multiplier = lif->multiplier, *bias = lif->bias;   /* in locals: `current` aliases none */
+    const uint32_t channels = out->channels, groups = qsnn_words_for(channels), k = stage->kernel, taps = k * k;
     int32_t *current = scratch->currents, *negative = scratch->negative;
-    uint32_t groups = qsnn_words_for(out->channels), k = stage->kernel, taps = k * k, y, x, c, ky, kx;
+    uint32_t y, x, c, ky, kx;
     active_set_t set;
     qsnn_fire_memo_t memo;   /* the LIF of the pixels without input */
     memo.valid = 0;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
+            uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, y, x);
+            uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, y, x);
             for (ky = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
                 int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
                 for (kx = 0; kx < k; ++kx) {
                     int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
                     int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
-                    sources[ky * k + kx] = inside ? qsnn_pixel_words(ctx->arena, in, 0, (uint32_t)iy, (uint32_t)ix) : NULL;
+                    sources[ky * k + kx] =
+                        inside ? qsnn_pixel_words(ctx->arena, in, 0, (uint32_t)iy, (uint32_t)ix) : NULL;
                 }
             }
             gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set);
             if (set.total == 0 && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
-                qsnn_fire_pixel_memo(model, lif, lif->bias, out->channels,
-                                     qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
-                                     qsnn_pixel_words(ctx->arena, out, 0, y, x), &memo);
+                qsnn_fire_pixel_memo(model, lif, bias, channels, levels, spikes, &memo);
                 continue;
             }
-            if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
-            for (c = 0; c < out->channels; ++c) {
-                int32_t acc = set.total == 0 ? 0 : set.total - 2 * negative[c];
-                current[c] = lif->multiplier[c] * acc + lif->bias[c];
+            if (set.total == 0) {
+                for (c = 0; c < channels; ++c) current[c] = bias[c];
+            } else {
+                const int32_t total = set.total;
+                count_negatives(scratch, &set, stage->weight_bits, groups);
+                for (c = 0; c < channels; ++c) current[c] = multiplier[c] * (total - 2 * negative[c]) + bias[c];
             }
             if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
-                qsnn_add_identity(ctx->arena, stage, shortcut, out->channels, y, x, current);
+                qsnn_add_identity(ctx->arena, stage, shortcut, channels, y, x, current);
             } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
                 sources[0] = qsnn_pixel_words(ctx->arena, shortcut, 0, y * stage->residual_stride,
                                               x * stage->residual_stride);
                 gather_active(scratch, shortcut->planes, shortcut_words, 1u, shortcut->channels, groups, &set);
                 if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups);
-                for (c = 0; c < out->channels && set.total != 0; ++c) {
+                for (c = 0; c < channels && set.total != 0; ++c) {
                     current[c] += stage->residual_multiplier[c] * (set.total - 2 * negative[c]);
                 }
             }
-            qsnn_fire_pixel(model, lif, current, out->channels,
-                            qsnn_state_words(model, ctx, lif, out->channels, out->width, y, x),
-                            qsnn_pixel_words(ctx->arena, out, 0, y, x));
+            qsnn_fire_pixel(model, lif, current, channels, levels, spikes);
         }
     }
 }

@@ -72,6 +72,9 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
 {
     const qsnn_packed_scratch_t *scratch = (const qsnn_packed_scratch_t *)ctx->scratch;
     const qsnn_lif_t *lif = &stage->lif;
+    const int32_t *weight = stage->weight_pairs, *multiplier = lif->multiplier, *bias = lif->bias;
+    const int32_t scale = (int32_t)(1u << lif->acc_shift);
+    const uint32_t out_channels = out->channels;
     int32_t *current = scratch->currents;
     qsnn_fire_memo_t memo;
     uint32_t y, x, c;
@@ -80,11 +83,10 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
             if (load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k) != 0u || y + x == 0u) {
-                for (c = 0; c < out->channels; ++c) {
+                for (c = 0; c < out_channels; ++c) {   /* the constants in locals: `current` aliases none */
                     /* ((acc * 2^R) * M_c) >> 32 + B_c: the high word of one SMULL on the Cortex-M4 */
-                    int32_t acc = dot_pairs(stage->weight_pairs + c * pair_count, pairs, pair_count)
-                                  * (int32_t)(1u << lif->acc_shift);
-                    current[c] = (int32_t)(((int64_t)acc * lif->multiplier[c]) >> 32) + lif->bias[c];
+                    int32_t acc = dot_pairs(weight + c * pair_count, pairs, pair_count) * scale;
+                    current[c] = (int32_t)(((int64_t)acc * multiplier[c]) >> 32) + bias[c];
                 }
                 memo.valid = 0;
             }
