@@ -34,40 +34,54 @@ static uint32_t lowest_bit(uint32_t bits)
 #endif
 }
 
-/* The active inputs of `taps` input pixels of `channels` channels, `planes` planes each:
- * sources[tap] holds plane 0 of pixel `tap` (NULL in the padding), plane p lies p * plane_words
+/* The active inputs of `taps` input pixels of `channels` channels (`words` words), `planes` planes
+ * each: sources[tap] holds plane 0 of pixel `tap` (NULL in the padding), plane p lies p * plane_words
  * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci. */
-static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t plane_words, uint32_t taps,
-                          uint32_t channels, uint32_t groups, active_set_t *set)
+static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch, uint32_t planes,
+                                            uint32_t plane_words, uint32_t taps, uint32_t channels, uint32_t groups,
+                                            active_set_t *set, const uint32_t words)
 {
     const uint32_t *const *sources = scratch->sources;
-    uint32_t *active = scratch->active, *chunk_end = scratch->chunk_end;
-    uint32_t p, tap, w, count = 0, chunks = 0, pending = 0, words = qsnn_words_for(channels);
-    int32_t total = 0;
+    uint32_t *const active = scratch->active, *entry = active, *chunk_end = scratch->chunk_end;
+    uint32_t p, tap, w, offset, chunks = 0, pending = 0, total = 0;
     for (p = 0; p < planes; ++p) {
-        for (tap = 0; tap < taps; ++tap) {
+        for (tap = 0, offset = 0; tap < taps; ++tap, offset += channels * groups) {
             const uint32_t *bits = sources[tap];
             if (bits == NULL) continue;
             bits += p * plane_words;
             for (w = 0; w < words; ++w) {
-                uint32_t word = bits[w], first = count, units, offset = (tap * channels + 32u * w) * groups;
-                for (; word != 0u; word &= word - 1u) active[count++] = offset + lowest_bit(word) * groups;
-                units = (count - first) << p;   /* the word's entries: its set bits, each worth 2^p */
-                if (units == 0u) continue;
+                uint32_t word = bits[w], *first = entry, units;
+                if (word == 0u) continue;
+                do {
+                    *entry++ = offset + (32u * w + lowest_bit(word)) * groups;
+                    word &= word - 1u;
+                } while (word != 0u);
+                units = (uint32_t)(entry - first) << p;   /* the word's entries: its set bits, each worth 2^p */
                 if (pending + units > 255u) {   /* a new chunk starts at the word */
-                    chunk_end[chunks++] = first;
+                    chunk_end[chunks++] = (uint32_t)(first - active);
                     pending = 0;
                 }
                 pending += units;
-                total += (int32_t)units;
+                total += units;
             }
         }
-        set->plane_end[p] = count;
+        set->plane_end[p] = (uint32_t)(entry - active);
     }
-    for (; p < QSNN_PLANES; ++p) set->plane_end[p] = count;
-    set->count = count;
+    for (; p < QSNN_PLANES; ++p) set->plane_end[p] = (uint32_t)(entry - active);
+    set->count = (uint32_t)(entry - active);
     set->chunks = chunks;
-    set->total = total;
+    set->total = (int32_t)total;
+}
+
+/* gather_words, compiled apart for inputs of at most 32 channels (one word a pixel: no word loop) */
+static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t plane_words, uint32_t taps,
+                          uint32_t channels, uint32_t groups, active_set_t *set)
+{
+    if (channels <= 32u) {
+        gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u);
+    } else {
+        gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels));
+    }
 }
 
 /* negative[c] = counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c),
@@ -107,78 +121,67 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
     }
 }
 
-/* Adds the 32-channel masks weights[entry] of entries [first, last), each worth 2^plane, into the
- * bit-sliced counters level[0..7] (bit c of level[l] is bit l of counter c). Two masks a, b at a
- * time: a full adder at level `plane` (sum v ^ a ^ b, carry (a & b) | (v & (a ^ b))), then the
- * carry ripples up; a last odd mask ripples up alone. */
-#define QSNN_RIPPLE(counter) t = (counter) & carry; (counter) ^= carry; carry = t
-#define QSNN_FULL_ADD(counter) u = a ^ b; carry = (a & b) | ((counter) & u); (counter) ^= u
-#if defined(__GNUC__)
-__attribute__((always_inline))   /* one copy per constant plane: the switches below fold away */
-#endif
-static inline void add_masks(uint32_t *level, const uint32_t *first, const uint32_t *last, const uint32_t *weights,
-                             uint32_t plane)
+/* counter ^= a ^ b; returns the carry (a & b) | (counter & (a ^ b)): a full adder, 32 lanes */
+static inline uint32_t full_add(uint32_t *counter, uint32_t a, uint32_t b)
 {
-    uint32_t v0 = level[0], v1 = level[1], v2 = level[2], v3 = level[3];
-    uint32_t v4 = level[4], v5 = level[5], v6 = level[6], v7 = level[7], a, b, u, carry, t;
-    for (; first + 1 < last; first += 2) {
-        a = weights[first[0]];
-        b = weights[first[1]];
-        switch (plane) {
-        case 0: QSNN_FULL_ADD(v0); QSNN_RIPPLE(v1); QSNN_RIPPLE(v2); break;
-        case 1: QSNN_FULL_ADD(v1); QSNN_RIPPLE(v2); break;
-        default: QSNN_FULL_ADD(v2); break;
-        }
-        QSNN_RIPPLE(v3);
-        QSNN_RIPPLE(v4);
-        QSNN_RIPPLE(v5);
-        QSNN_RIPPLE(v6);
-        v7 ^= carry;   /* a chunk's counts are <= 255: no carry out of level 7 */
+    uint32_t sum = a ^ b, carry = (a & b) | (*counter & sum);
+    *counter ^= sum;
+    return carry;
+}
+
+/* Adds `carry` (32 lanes of one bit) into the counters from level `from` up; a chunk's counts are
+ * <= 255: nothing carries out of level 7. */
+static QSNN_ALWAYS_INLINE void ripple(uint32_t *level, uint32_t carry, const uint32_t from)
+{
+    uint32_t l;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+    for (l = from; l < 7u; ++l) carry = full_add(&level[l], carry, 0u);
+    level[7] ^= carry;
+}
+
+/* Adds the 32-channel masks weights[entry] of the entries active[i], i in [from, to) and in plane
+ * `plane`'s [plane_start, plane_end), each worth 2^plane, into the bit-sliced counters level[0..7]
+ * (bit c of level[l] is bit l of counter c). Four masks at a time (as Harley and Seal's popcount):
+ * two full adders at level `plane`, whose carries meet in a full adder at plane + 1, then one carry
+ * ripples up; a last pair and a last odd mask the same way. Compiled once per constant plane. */
+static QSNN_ALWAYS_INLINE void add_masks(uint32_t *v, const uint32_t *active, uint32_t from, uint32_t to,
+                                         uint32_t plane_start, uint32_t plane_end, const uint32_t *weights,
+                                         const uint32_t plane)
+{
+    const uint32_t *first = active + (from > plane_start ? from : plane_start);
+    const uint32_t *last = active + (to < plane_end ? to : plane_end);
+    for (; first + 3 < last; first += 4) {
+        uint32_t low = full_add(&v[plane], weights[first[0]], weights[first[1]]);
+        uint32_t high = full_add(&v[plane], weights[first[2]], weights[first[3]]);
+        ripple(v, full_add(&v[plane + 1u], low, high), plane + 2u);
     }
-    if (first < last) {
-        carry = weights[*first];
-        switch (plane) {
-        case 0: QSNN_RIPPLE(v0); /* fall through */
-        case 1: QSNN_RIPPLE(v1); /* fall through */
-        default: QSNN_RIPPLE(v2);
-        }
-        QSNN_RIPPLE(v3);
-        QSNN_RIPPLE(v4);
-        QSNN_RIPPLE(v5);
-        QSNN_RIPPLE(v6);
-        v7 ^= carry;
+    if (first + 1 < last) {
+        ripple(v, full_add(&v[plane], weights[first[0]], weights[first[1]]), plane + 1u);
+        first += 2;
     }
-    level[0] = v0; level[1] = v1; level[2] = v2; level[3] = v3;
-    level[4] = v4; level[5] = v5; level[6] = v6; level[7] = v7;
+    if (first < last) ripple(v, weights[first[0]], plane);
 }
 
 /* For every output channel c: the sum over active inputs of value x [w_cj = -1], into the
  * scratch's negative. `weights` holds each input position's output-channel bits, [position][groups],
- * groups = ceil(Cout / 32): an active input adds its masks into bit-sliced counters, chunk by chunk. */
+ * groups = ceil(Cout / 32): an active input adds its masks into bit-sliced counters, chunk by chunk
+ * (each chunk's three planes in a row: the counters stay in registers). */
 static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_set_t *set, const uint32_t *weights,
                             uint32_t groups)
 {
-    uint32_t group, chunk, p;
+    const uint32_t *active = scratch->active, *plane_end = set->plane_end;
+    uint32_t group, chunk;
     for (group = 0; group < groups; ++group) {
         int32_t *negative = scratch->negative + 32u * group;
         uint32_t start = 0;
         for (chunk = 0; chunk <= set->chunks; ++chunk) {
-            uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count, plane_start = 0;
+            uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count;
             uint32_t level[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (p = 0; p < QSNN_PLANES; plane_start = set->plane_end[p++]) {
-                uint32_t first = start > plane_start ? start : plane_start;
-                uint32_t last = end < set->plane_end[p] ? end : set->plane_end[p];
-                const uint32_t *from = scratch->active + first, *to = scratch->active + last;
-                const uint32_t *masks = weights + group;
-                if (first >= last) continue;
-                if (p == 0) {
-                    add_masks(level, from, to, masks, 0);
-                } else if (p == 1) {
-                    add_masks(level, from, to, masks, 1);
-                } else {
-                    add_masks(level, from, to, masks, 2);
-                }
-            }
+            add_masks(level, active, start, end, 0u, plane_end[0], weights + group, 0u);
+            add_masks(level, active, start, end, plane_end[0], plane_end[1], weights + group, 1u);
+            add_masks(level, active, start, end, plane_end[1], plane_end[2], weights + group, 2u);
             add_counters(level, negative, chunk != 0u);
             start = end;
         }
