@@ -13,32 +13,31 @@ typedef struct {
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
  * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
- * from the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md).
+ * the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md), gathered
+ * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1).
  * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
 static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current, uint32_t word,
                                              uint32_t count, uint32_t *spikes, const uint32_t bits)
 {
     const uint32_t mask = (1u << bits) - 1u;
-    uint32_t i, next = 0, fired = 0;
+    uint32_t i, next = 0, up = 0, down = 0, fired = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
         int32_t membrane = level * lif->leak + current[i];
-        if (bits == 2u) {
-            level = (int32_t)(((uint32_t)lif->half - (uint32_t)membrane) >> 31) + ((membrane + lif->half) >> 31);
-        } else {
-            level = qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels);
-        }
         if (membrane >= lif->threshold) {   /* hard reset: level 0 */
-            level = 0;
             fired |= 1u << i;
+        } else if (bits == 2u) {
+            up |= (((uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
+            down |= ((uint32_t)(membrane + lif->half) >> 31) << (i * bits);
+        } else {
+            next |= ((uint32_t)qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels) & mask) << (i * bits);
         }
-        next |= ((uint32_t)level & mask) << (i * bits);
     }
     *spikes = fired;
-    return next;
+    return bits == 2u ? up | 3u * down : next;
 }
 
 /* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
