@@ -14,26 +14,6 @@ typedef struct {
     int32_t total;   /* sum of the input values under the kernel */
 } active_set_t;
 
-static uint32_t lowest_bit(uint32_t bits)
-{
-#if defined(__riscv) && !defined(__riscv_zbb)
-    /* no count-trailing-zeros instruction (GCC calls libgcc's __ctzsi2): the lowest set bit times a
-     * de Bruijn sequence puts a distinct 5-bit pattern in the top bits, indexing the bit's position */
-    static const uint8_t position[32] = {0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
-                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
-    return position[((bits & (0u - bits)) * 0x077CB531u) >> 27];
-#elif defined(__GNUC__)
-    return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
-#else
-    uint32_t bit = 0;
-    while ((bits & 1u) == 0u) {
-        bits >>= 1;
-        ++bit;
-    }
-    return bit;
-#endif
-}
-
 /* The active inputs of `taps` input pixels of `channels` channels (`words` words), `planes` planes
  * each: sources[tap] holds plane 0 of pixel `tap` (NULL in the padding), plane p lies p * plane_words
  * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci. */
@@ -53,7 +33,7 @@ static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch
                 uint32_t word = bits[w], *first = entry, units;
                 if (word == 0u) continue;
                 do {
-                    *entry++ = offset + (32u * w + lowest_bit(word)) * groups;
+                    *entry++ = offset + (32u * w + qsnn_lowest_bit(word)) * groups;
                     word &= word - 1u;
                 } while (word != 0u);
                 units = (uint32_t)(entry - first) << p;   /* the word's entries: its set bits, each worth 2^p */

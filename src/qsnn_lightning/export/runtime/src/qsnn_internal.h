@@ -34,6 +34,27 @@ static inline uint32_t qsnn_words_for(uint32_t bits) { return (bits + 31u) / 32u
 
 static inline size_t qsnn_round8(size_t bytes) { return (bytes + 7u) & ~(size_t)7u; }
 
+/* The index of the lowest set bit of `bits` (nonzero) */
+static inline uint32_t qsnn_lowest_bit(uint32_t bits)
+{
+#if defined(__riscv) && !defined(__riscv_zbb)
+    /* no count-trailing-zeros instruction (GCC calls libgcc's __ctzsi2): the lowest set bit times a
+     * de Bruijn sequence puts a distinct 5-bit pattern in the top bits, indexing the bit's position */
+    static const uint8_t position[32] = {0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
+    return position[((bits & (0u - bits)) * 0x077CB531u) >> 27];
+#elif defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
+#else
+    uint32_t bit = 0;
+    while ((bits & 1u) == 0u) {
+        bits >>= 1;
+        ++bit;
+    }
+    return bit;
+#endif
+}
+
 /* The words of pixel (y, x), plane p of a map in the arena. */
 static inline uint32_t *qsnn_pixel_words(uint32_t *arena, const qsnn_map_t *map, uint32_t plane, uint32_t y,
                                          uint32_t x)
