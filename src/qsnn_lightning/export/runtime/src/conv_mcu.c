@@ -177,7 +177,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const qsnn_map_t *shortcut = &model->maps[stage->residual_source];
     const qsnn_lif_t *lif = &stage->lif;
     const uint32_t **sources = scratch->sources;
-    const uint32_t plane_words = in->height * in->width * qsnn_words_for(in->channels);
+    const uint32_t in_words = qsnn_words_for(in->channels), plane_words = in->height * in->width * in_words;
     const uint32_t shortcut_words = shortcut->height * shortcut->width * qsnn_words_for(shortcut->channels);
     const int32_t *multiplier = lif->multiplier, *bias = lif->bias;   /* in locals: `current` aliases none */
     const uint32_t channels = out->channels, groups = qsnn_words_for(channels), k = stage->kernel, taps = k * k;
@@ -191,12 +191,10 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, y, x);
             uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, y, x);
             for (ky = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
-                int32_t iy = (int32_t)(y * stage->stride + ky) - stage->padding;
-                for (kx = 0; kx < k; ++kx) {
-                    int32_t ix = (int32_t)(x * stage->stride + kx) - stage->padding;
-                    int inside = iy >= 0 && iy < (int32_t)in->height && ix >= 0 && ix < (int32_t)in->width;
-                    sources[ky * k + kx] =
-                        inside ? qsnn_pixel_words(ctx->arena, in, 0, (uint32_t)iy, (uint32_t)ix) : NULL;
+                uint32_t iy = y * stage->stride + ky - stage->padding, ix = x * stage->stride - stage->padding;
+                const uint32_t *row = iy < in->height ? qsnn_pixel_words(ctx->arena, in, 0, iy, 0) : NULL;
+                for (kx = 0; kx < k; ++kx, ++ix) {   /* unsigned: a negative index is out too */
+                    sources[ky * k + kx] = row != NULL && ix < in->width ? row + ix * in_words : NULL;
                 }
             }
             gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set);

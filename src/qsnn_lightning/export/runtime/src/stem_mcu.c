@@ -21,7 +21,7 @@ static QSNN_ALWAYS_INLINE int32_t dot_pairs(const int32_t *weight, const int32_t
 #endif
     for (i = 0; i < count; ++i) {
 #if defined(__ARM_FEATURE_DSP)
-        acc = __smlad(weight[i], taps[i], acc);   /* two 16 x 16 products per instruction */
+        acc = i == 0u ? __smuad(weight[0], taps[0]) : __smlad(weight[i], taps[i], acc);   /* two products */
 #else
         acc += (int16_t)(weight[i] & 0xFFFF) * (int16_t)(taps[i] & 0xFFFF) + (weight[i] >> 16) * (taps[i] >> 16);
 #endif
