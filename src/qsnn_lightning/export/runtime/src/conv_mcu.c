@@ -202,12 +202,13 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                 qsnn_fire_pixel_memo(model, lif, bias, channels, levels, spikes, &memo);
                 continue;
             }
-            if (set.total == 0) {
-                for (c = 0; c < channels; ++c) current[c] = bias[c];
-            } else {
-                const int32_t total = set.total;
-                count_negatives(scratch, &set, stage->weight_bits, groups);
-                for (c = 0; c < channels; ++c) current[c] = multiplier[c] * (total - 2 * negative[c]) + bias[c];
+            if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
+            if (stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u) {
+                qsnn_fire_counts(model, lif, negative, set.total, channels, levels, spikes);   /* currents unstored */
+                continue;
+            }
+            for (c = 0; c < channels; ++c) {
+                current[c] = set.total == 0 ? bias[c] : multiplier[c] * (set.total - 2 * negative[c]) + bias[c];
             }
             if (stage->residual == QSNN_RESIDUAL_IDENTITY) {
                 qsnn_add_identity(ctx->arena, stage, shortcut, channels, y, x, current);

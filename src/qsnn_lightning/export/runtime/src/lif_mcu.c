@@ -1,7 +1,7 @@
 /* lif_mcu.c: the LIF of one pixel's channels on k-bit levels packed in place (qsnn_internal.h's
- * qsnn_fire_pixel), compiled once for each field width (2, 4, 8 bits), so that the field shifts
- * and masks are constants, and a whole word of fields unrolls without a branch per neuron; k = 2
- * (one level each side) compares instead of rounding. */
+ * qsnn_fire_pixel, qsnn_fire_counts), compiled once for each field width (2, 4, 8 bits), so that
+ * the field shifts and masks are constants, and a whole word of fields unrolls without a branch
+ * per neuron; k = 2 (one level each side) compares instead of rounding. */
 #include "qsnn_internal.h"
 
 /* The constants of a layer's LIF */
@@ -10,23 +10,35 @@ typedef struct {
     uint32_t fraction;
 } lif_constants_t;
 
+/* A pixel's currents: current[c], or (`counts` below) from a binary conv's counts, computed as
+ * each neuron fires: M_c (total - 2 negative[c]) + B_c */
+typedef struct {
+    const int32_t *current, *negative, *multiplier, *bias;
+    int32_t total;
+} currents_t;
+
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
  * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
  * the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md), gathered
  * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1).
+ * The neurons' currents: current[i], or (`counts`) those of channels first + i of `in`'s counts.
  * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
-static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current, uint32_t word,
-                                             uint32_t count, uint32_t *spikes, const uint32_t bits)
+static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current,
+                                             const currents_t *in, uint32_t first, uint32_t word, uint32_t count,
+                                             uint32_t *spikes, const uint32_t bits, const int counts)
 {
     const uint32_t mask = (1u << bits) - 1u;
+    const int32_t *negative = counts ? in->negative + first : NULL;
+    const int32_t *multiplier = counts ? in->multiplier + first : NULL, *bias = counts ? in->bias + first : NULL;
     uint32_t i, next = 0, up = 0, down = 0, fired = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
-        int32_t membrane = level * lif->leak + current[i];
+        int32_t membrane = level * lif->leak
+                           + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
         if (membrane >= lif->threshold) {   /* hard reset: level 0 */
             fired |= 1u << i;
         } else if (bits == 2u) {
@@ -41,22 +53,23 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
 }
 
 /* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
- * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped. */
-static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const int32_t *current, uint32_t channels,
-                                           uint32_t *levels, uint32_t *out, const uint32_t bits)
+ * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped (from
+ * counts, the channels fill whole words: qsnn_fire_counts). */
+static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const currents_t *in, uint32_t channels,
+                                           uint32_t *levels, uint32_t *out, const uint32_t bits, const int counts)
 {
     const uint32_t per_word = 32u / bits;
     int32_t tail[16];
     uint32_t c, i, fired, spikes = 0;
     for (c = 0; c < channels; c += per_word, ++levels) {
-        const int32_t *from = current + c;
+        const int32_t *current = counts ? NULL : in->current + c;
         uint32_t count = channels - c < per_word ? channels - c : per_word, fields = ~0u;
-        if (count < per_word) {
-            for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? current[c + i] : 0;
-            from = tail;
+        if (!counts && count < per_word) {
+            for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? in->current[c + i] : 0;
+            current = tail;
             fields = (1u << (count * bits)) - 1u;
         }
-        *levels = fire_word(lif, from, *levels, per_word, &fired, bits) & fields;
+        *levels = fire_word(lif, current, in, c, *levels, per_word, &fired, bits, counts) & fields;
         spikes |= (fired & ((1u << count) - 1u)) << (c % 32u);
         if ((c + per_word) % 32u == 0u || c + per_word >= channels) {   /* 32 spikes, or the last */
             out[c / 32u] = spikes;
@@ -65,8 +78,9 @@ static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const int
     }
 }
 
-void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
-                     uint32_t *levels, uint32_t *out)
+/* fire_fields for the model's field width */
+static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t *lif, const currents_t *in,
+                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts)
 {
     lif_constants_t constants;
     constants.fraction = lif->fraction_bits;
@@ -75,12 +89,31 @@ void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int
     constants.half = (int32_t)(1u << (constants.fraction - 1u));
     constants.levels = model->levels;
     if (model->field_bits == 2u) {
-        fire_fields(&constants, current, channels, levels, out, 2u);
+        fire_fields(&constants, in, channels, levels, out, 2u, counts);
     } else if (model->field_bits == 4u) {
-        fire_fields(&constants, current, channels, levels, out, 4u);
+        fire_fields(&constants, in, channels, levels, out, 4u, counts);
     } else {
-        fire_fields(&constants, current, channels, levels, out, 8u);
+        fire_fields(&constants, in, channels, levels, out, 8u, counts);
     }
+}
+
+void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                     uint32_t *levels, uint32_t *out)
+{
+    currents_t in;
+    in.current = current;
+    fire(model, lif, &in, channels, levels, out, 0);
+}
+
+void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                      uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    currents_t in;
+    in.negative = negative;
+    in.multiplier = lif->multiplier;
+    in.bias = lif->bias;
+    in.total = total;
+    fire(model, lif, &in, channels, levels, out, 1);
 }
 
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,

@@ -148,6 +148,12 @@ static inline uint32_t *qsnn_state_words(const qsnn_model_t *model, const qsnn_c
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out);
 
+/* lif_mcu.c: qsnn_fire_pixel of a binary conv's pixel from its counts, current_c =
+ * M_c (total - 2 negative[c]) + B_c computed as each neuron fires (no currents stored); `channels`
+ * a multiple of 32 / field_bits (whole words of fields). */
+void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                      uint32_t channels, uint32_t *levels, uint32_t *out);
+
 /* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
  * background, a pixel without input spikes), which reach the same levels from the same levels:
  * the levels before and after, and the spikes, of pixels of up to QSNN_MEMO_WORDS level words. */
