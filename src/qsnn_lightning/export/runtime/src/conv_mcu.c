@@ -158,7 +158,11 @@ static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_s
         uint32_t start = 0;
         for (chunk = 0; chunk <= set->chunks; ++chunk) {
             uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count;
-            uint32_t level[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            uint32_t level[8], l;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+            for (l = 0; l < 8u; ++l) level[l] = 0;   /* unrolled: eight stores, not a call to memset */
             add_masks(level, active, start, end, 0u, plane_end[0], weights + group, 0u);
             add_masks(level, active, start, end, plane_end[0], plane_end[1], weights + group, 1u);
             add_masks(level, active, start, end, plane_end[1], plane_end[2], weights + group, 2u);

@@ -1,17 +1,15 @@
 /* head.c: the 8-bit classifier of a step's integer features, summed into the logits; both loops
- * follow the spikes: set bits only, then nonzero features only. */
-#include <string.h>
-
+ * follow the spikes: set bits only, then nonzero features only (each cleared once used, so that
+ * the features are all 0 between steps: qsnn_init clears them once). */
 #include "qsnn_internal.h"
 
-/* The integer features of this step: counts summed over space per channel (global pooling) or
- * every count in (c, y, x) order (flatten). */
+/* The integer features of this step, into the cleared features: counts summed over space per
+ * channel (global pooling) or every count in (c, y, x) order (flatten). */
 static void head_features(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_map_t *in)
 {
     int32_t *features = ctx->features;
     const uint32_t words = qsnn_words_for(in->channels), pixels = (uint32_t)in->height * in->width;
     uint32_t w, pixel, p;
-    memset(features, 0, model->head_features * sizeof *features);
     for (p = 0; p < in->planes; ++p) {
         for (pixel = 0; pixel < pixels; ++pixel) {
             const uint32_t *bits = qsnn_pixel_words(ctx->arena, in, p, pixel / in->width, pixel % in->width);
@@ -26,11 +24,11 @@ static void head_features(const qsnn_model_t *model, const qsnn_ctx_t *ctx, cons
     }
 }
 
-/* summed[j] += B_j + sum over the nonzero features i of W'_ji * feature_i */
+/* summed[j] += B_j + sum over the nonzero features i of W'_ji * feature_i; the features cleared */
 void qsnn_run_head(const qsnn_model_t *model, const qsnn_ctx_t *ctx)
 {
     const qsnn_head_t *head = model->head;
-    const int32_t *features = ctx->features;
+    int32_t *features = ctx->features;
     const uint32_t classes = model->classes, count = model->head_features;   /* locals: `summed` aliases none */
     int32_t *summed = ctx->summed;
     uint32_t j, i;
@@ -41,5 +39,6 @@ void qsnn_run_head(const qsnn_model_t *model, const qsnn_ctx_t *ctx)
         const int32_t feature = features[i];
         if (feature == 0) continue;
         for (j = 0; j < classes; ++j) summed[j] += column[j * count] * feature;
+        features[i] = 0;
     }
 }
