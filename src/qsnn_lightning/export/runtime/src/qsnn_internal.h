@@ -112,8 +112,9 @@ int qsnn_path_accepts(const qsnn_model_t *model);
  * workspace_bytes sums the same). */
 void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts);
 
-/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..]. */
-void qsnn_path_views(uint8_t *const *start);
+/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..], and what the
+ * path derives from `model` once (the host's stem weights, tap-major, and tap offsets). */
+void qsnn_path_init(const qsnn_model_t *model, uint8_t *const *start);
 
 /* The stem and a binary conv of one step, the LIF inside: map `out` of the arena from the frame,
  * or from map stage->source. */
@@ -179,6 +180,10 @@ typedef struct {
     uint64_t *window;           /* the input bits under a kernel: [QSNN_PLANES * max_window_words] */
     uint32_t *tap_offsets;      /* the stem's taps in the padded frame from a pixel's corner: [stem_taps] */
 } qsnn_host_scratch_t;
+
+/* stem_host.c: the stem's int16 weights tap-major and its taps' offsets in the padded frame into
+ * the scratch (at qsnn_init). */
+void qsnn_host_stem_init(const qsnn_model_t *model, const qsnn_host_scratch_t *scratch);
 
 /* lif_host.c: the levels of `stage`'s neurons (int8, [y][x][c], after those of the spiking
  * stages before it) */
