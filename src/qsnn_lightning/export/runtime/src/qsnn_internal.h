@@ -130,7 +130,7 @@ typedef struct {
     int32_t *negative;          /* per-channel counts of negative weights met: [max_channels + 31] */
     uint32_t *active;           /* an active set's weight offsets: [max_active] */
     uint32_t *chunk_end;        /* where its chunks end: [max_chunks] */
-    const uint32_t **sources;   /* the input pixels under a kernel: [QSNN_PLANES * max_taps] */
+    const uint32_t **sources;   /* the input pixels under a kernel (plane 0): [max_taps] */
     int8_t *taps;               /* the stem's taps of one pixel: [stem_taps] */
     int32_t *pairs;             /* as int16 pairs: [stem_taps / 2] */
 } qsnn_packed_scratch_t;

@@ -19,7 +19,7 @@ void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts)
     parts[2] = qsnn_round8((model->max_channels + 31u) * sizeof(int32_t));
     parts[3] = qsnn_round8(model->max_active * sizeof(uint32_t));
     parts[4] = qsnn_round8(model->max_chunks * sizeof(uint32_t));
-    parts[5] = QSNN_PLANES * model->max_taps * QSNN_POINTER_BYTES;
+    parts[5] = model->max_taps * QSNN_POINTER_BYTES;
     parts[6] = qsnn_round8(model->stem_taps);
     parts[7] = qsnn_round8(model->stem_taps / 2u * sizeof(int32_t));
 }
