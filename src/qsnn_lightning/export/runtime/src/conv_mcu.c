@@ -123,19 +123,29 @@ static QSNN_ALWAYS_INLINE void ripple(uint32_t *level, uint32_t carry, const uin
 
 /* Adds the 32-channel masks weights[entry] of the entries active[i], i in [from, to) and in plane
  * `plane`'s [plane_start, plane_end), each worth 2^plane, into the bit-sliced counters level[0..7]
- * (bit c of level[l] is bit l of counter c). Four masks at a time (as Harley and Seal's popcount):
- * two full adders at level `plane`, whose carries meet in a full adder at plane + 1, then one carry
- * ripples up; a last pair and a last odd mask the same way. Compiled once per constant plane. */
+ * (bit c of level[l] is bit l of counter c). Eight masks at a time (as Harley and Seal's popcount):
+ * four full adders at level `plane`, whose carries meet in two full adders at plane + 1 and theirs
+ * in one at plane + 2, then one carry ripples up; a last four, pair and odd mask the same way.
+ * Compiled once per constant plane. */
 static QSNN_ALWAYS_INLINE void add_masks(uint32_t *v, const uint32_t *active, uint32_t from, uint32_t to,
                                          uint32_t plane_start, uint32_t plane_end, const uint32_t *weights,
                                          const uint32_t plane)
 {
     const uint32_t *first = active + (from > plane_start ? from : plane_start);
     const uint32_t *last = active + (to < plane_end ? to : plane_end);
-    for (; first + 3 < last; first += 4) {
+    for (; first + 7 < last; first += 8) {   /* the tree twice as deep: eight masks, one ripple */
+        uint32_t low = full_add(&v[plane], weights[first[0]], weights[first[1]]);
+        uint32_t high = full_add(&v[plane], weights[first[2]], weights[first[3]]);
+        uint32_t twos = full_add(&v[plane + 1u], low, high);
+        low = full_add(&v[plane], weights[first[4]], weights[first[5]]);
+        high = full_add(&v[plane], weights[first[6]], weights[first[7]]);
+        ripple(v, full_add(&v[plane + 2u], twos, full_add(&v[plane + 1u], low, high)), plane + 3u);
+    }
+    if (first + 3 < last) {
         uint32_t low = full_add(&v[plane], weights[first[0]], weights[first[1]]);
         uint32_t high = full_add(&v[plane], weights[first[2]], weights[first[3]]);
         ripple(v, full_add(&v[plane + 1u], low, high), plane + 2u);
+        first += 4;
     }
     if (first + 1 < last) {
         ripple(v, full_add(&v[plane], weights[first[0]], weights[first[1]]), plane + 1u);
