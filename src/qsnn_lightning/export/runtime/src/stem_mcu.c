@@ -42,9 +42,9 @@ static QSNN_ALWAYS_INLINE uint32_t load_pairs(const qsnn_model_t *model, const q
     const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
     const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
     const int8_t *corner = ctx->padded + (y * padded_width + x) * stage->stride;
-    const int8_t *taps = ((const qsnn_packed_scratch_t *)ctx->scratch)->taps;
+    int8_t *taps = ((const qsnn_packed_scratch_t *)ctx->scratch)->taps;
     uint32_t i, t, changed = 0;
-    if (channels == 0u) qsnn_stem_taps(model, ctx, stage, y, x, ((const qsnn_packed_scratch_t *)ctx->scratch)->taps);
+    if (channels == 0u) qsnn_stem_taps(model, ctx, stage, y, x, taps);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
