@@ -64,29 +64,65 @@ static QSNN_ALWAYS_INLINE uint32_t load_pairs(const qsnn_model_t *model, const q
     return changed;
 }
 
+/* The per-layer constants of the stem's currents, in locals: the stores to the currents alias none */
+typedef struct {
+    const int32_t *multiplier, *bias;
+    int32_t scale;   /* 2^R */
+    uint32_t channels;
+} stem_constants_t;
+
+/* current[c] = ((acc * 2^R) * M_c) >> 32 + B_c (the high word of one SMULL on the Cortex-M4) for
+ * every channel, acc the dot product of `count` pairs with the channel's weights weight[c * stride..] */
+static QSNN_ALWAYS_INLINE void stem_currents(const stem_constants_t *k, const int32_t *weight, uint32_t stride,
+                                             const int32_t *pairs, const uint32_t count, int32_t *current)
+{
+    uint32_t c;
+    for (c = 0; c < k->channels; ++c) {
+        int32_t acc = dot_pairs(weight + c * stride, pairs, count) * k->scale;
+        current[c] = (int32_t)(((int64_t)acc * k->multiplier[c]) >> 32) + k->bias[c];
+    }
+}
+
 /* The stem with `pair_count` pairs of taps a pixel, `pairs` room for them; `channels` and `k`
- * the constant input channels and kernel size, or 0 for any. */
+ * the constant input channels and kernel size, or 0 for any. A window of an event frame with one
+ * nonzero pair (a lone event) takes one product a channel. */
 static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
                                           const qsnn_map_t *out, int32_t *pairs, const uint32_t pair_count,
                                           const uint32_t channels, const uint32_t k)
 {
     const qsnn_packed_scratch_t *scratch = (const qsnn_packed_scratch_t *)ctx->scratch;
     const qsnn_lif_t *lif = &stage->lif;
-    const int32_t *weight = stage->weight_pairs, *multiplier = lif->multiplier, *bias = lif->bias;
-    const int32_t scale = (int32_t)(1u << lif->acc_shift);
-    const uint32_t out_channels = out->channels;
     int32_t *current = scratch->currents;
     qsnn_fire_memo_t memo;
-    uint32_t y, x, c;
+    stem_constants_t constants;
+    uint32_t y, x, i;
+    constants.multiplier = lif->multiplier;
+    constants.bias = lif->bias;
+    constants.scale = (int32_t)(1u << lif->acc_shift);
+    constants.channels = out->channels;
     scratch->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     memo.valid = 0;
     for (y = 0; y < out->height; ++y) {
         for (x = 0; x < out->width; ++x) {
             if (load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k) != 0u || y + x == 0u) {
-                for (c = 0; c < out_channels; ++c) {   /* the constants in locals: `current` aliases none */
-                    /* ((acc * 2^R) * M_c) >> 32 + B_c: the high word of one SMULL on the Cortex-M4 */
-                    int32_t acc = dot_pairs(weight + c * pair_count, pairs, pair_count) * scale;
-                    current[c] = (int32_t)(((int64_t)acc * multiplier[c]) >> 32) + bias[c];
+                uint32_t nonzero = 0, last = 0;
+                int32_t value = 0;
+                if (model->event_frames) {   /* images are dense: nothing to find */
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+                    for (i = 0; i < pair_count; ++i) {
+                        if (pairs[i] != 0) {
+                            ++nonzero;
+                            last = i;
+                            value = pairs[i];
+                        }
+                    }
+                }
+                if (nonzero == 1u) {
+                    stem_currents(&constants, stage->weight_pairs + last, pair_count, &value, 1u, current);
+                } else {
+                    stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, current);
                 }
                 memo.valid = 0;
             }
