@@ -4,10 +4,12 @@
  *
  *   kernel_check
  *
- * For every stem or conv stage of the model, in a fresh context: four calls on random inputs (a
+ * For every stem or conv stage of the model, in a fresh context: six calls on random inputs (a
  * random int8 frame; or random input maps, spikes at a density of 1/2, 1/4, 1/8 then 1/16 and
- * pooled counts 0..4, the shortcut's map too), the membrane levels carried from call to call;
- * after each call the line "<stage> <call> <word> <word> ..." of the output spike map. */
+ * pooled counts 0..4, the shortcut's map too), the last two with the left half of the input
+ * uniform (the frame one value, the maps empty: pixels the runtime may skip or remember), the
+ * membrane levels carried from call to call; after each call the line
+ * "<stage> <call> <word> <word> ..." of the output spike map. */
 #include <stdio.h>
 #include <string.h>
 
@@ -32,8 +34,9 @@ static uint32_t random_bits(uint32_t sparsity)
     return bits;
 }
 
-/* Random values in every pixel of `map`: spikes, or counts 0..4 in three planes (4 only alone). */
-static void fill_map(const qsnn_ctx_t *ctx, const qsnn_map_t *map, uint32_t sparsity)
+/* Random values in every pixel of `map` (0 in its left half if `half`): spikes, or counts 0..4 in
+ * three planes (4 only alone). */
+static void fill_map(const qsnn_ctx_t *ctx, const qsnn_map_t *map, uint32_t sparsity, int half)
 {
     const uint32_t words = qsnn_words_for(map->channels);
     const uint32_t last = map->channels % 32u ? (1u << (map->channels % 32u)) - 1u : ~0u;
@@ -41,7 +44,7 @@ static void fill_map(const qsnn_ctx_t *ctx, const qsnn_map_t *map, uint32_t spar
     for (y = 0; y < map->height; ++y) {
         for (x = 0; x < map->width; ++x) {
             for (w = 0; w < words; ++w) {
-                uint32_t valid = w + 1u == words ? last : ~0u;
+                uint32_t valid = half && 2u * x < map->width ? 0u : w + 1u == words ? last : ~0u;
                 uint32_t bit0 = random_bits(sparsity) & valid, bit1 = random_bits(sparsity) & valid;
                 qsnn_pixel_words(ctx->arena, map, 0, y, x)[w] = bit0;
                 if (map->planes == 3u) {
@@ -65,13 +68,19 @@ int main(void)
         const qsnn_map_t *out = &model->maps[i];
         if (stage->kind == QSNN_STAGE_POOL) continue;
         if (qsnn_init(&ctx, model, workspace, sizeof workspace) != QSNN_OK) return 1;
-        for (call = 0; call < 4u; ++call) {
+        for (call = 0; call < 6u; ++call) {
+            int half = call >= 4u;
             if (stage->kind == QSNN_STAGE_STEM) {
-                for (n = 0; n < model->frame_size; ++n) frame[n] = (int8_t)(next_random() % 255u) - 127;
+                for (n = 0; n < model->frame_size; ++n) {
+                    int left = 2u * (n % model->input_width) < model->input_width;
+                    frame[n] = half && left ? (int8_t)(call * 23u) - 51 : (int8_t)((int32_t)(next_random() % 255u) - 127);
+                }
                 qsnn_run_stem(model, &ctx, stage, out, frame);
             } else {
-                fill_map(&ctx, &model->maps[stage->source], call + 1u);
-                if (stage->residual != QSNN_RESIDUAL_NONE) fill_map(&ctx, &model->maps[stage->residual_source], 2u);
+                fill_map(&ctx, &model->maps[stage->source], call % 4u + 1u, half);
+                if (stage->residual != QSNN_RESIDUAL_NONE) {
+                    fill_map(&ctx, &model->maps[stage->residual_source], 2u, half);
+                }
                 qsnn_run_conv(model, &ctx, stage, out);
             }
             printf("%lu %lu", (unsigned long)i, (unsigned long)call);

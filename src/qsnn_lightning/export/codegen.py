@@ -136,7 +136,7 @@ def workspace_bytes(model: IntegerModel, memory: MemoryPlan, host: bool) -> int:
                 PLANES * worst.window_words * 8, taps * 4]
     else:
         path = [memory.state_words * 4, 8 * POINTER_BYTES, worst.channels * 4, (worst.channels + 31) * 4,
-                worst.active * 4, worst.chunks * 4, PLANES * worst.taps * POINTER_BYTES, taps, taps // 2 * 4]
+                worst.active * 4, worst.chunks * 4, worst.taps * POINTER_BYTES, taps, taps // 2 * 4]
     return sum(_round8(size) for size in common + path)
 
 

@@ -116,7 +116,8 @@ def spike_accumulates(model: IntegerModel, maps: list[torch.Tensor]) -> int:
 class Stream:
     """The membrane levels of every spiking layer and the logits summed since :meth:`reset`, for a
     batch of independent streams; with ``count_accumulates``, ``accumulates`` counts the spike-driven
-    accumulates of every step since the stream was made (:func:`spike_accumulates`)."""
+    accumulates of every step since the stream was made (:func:`spike_accumulates`); ``spikes`` and
+    ``neuron_steps`` count the spikes and the neurons fired, every step since it was made."""
 
     def __init__(self, model: IntegerModel, count_accumulates: bool = False):
         self.model = model
@@ -124,6 +125,8 @@ class Stream:
         self.logits: torch.Tensor | None = None
         self.count_accumulates = count_accumulates
         self.accumulates = 0
+        self.spikes = 0
+        self.neuron_steps = 0
         self.reset()
 
     def reset(self) -> None:
@@ -134,6 +137,8 @@ class Stream:
     def _fire(self, index: int, lif: FoldedLIF, current: torch.Tensor) -> torch.Tensor:
         level = self.levels[index] if self.levels[index] is not None else torch.zeros_like(current)
         spikes, self.levels[index] = lif_step(lif, level, current)
+        self.spikes += int(spikes.sum())
+        self.neuron_steps += spikes.numel()
         return spikes
 
     def step(self, frame: torch.Tensor) -> torch.Tensor:
@@ -180,6 +185,14 @@ def accumulates(model: IntegerModel, inputs: torch.Tensor) -> int:
     stream = Stream(model, count_accumulates=True)
     classify(stream, inputs)
     return stream.accumulates
+
+
+def firing_rate(model: IntegerModel, inputs: torch.Tensor) -> float:
+    """The fraction of the spiking neurons' steps with a spike (every spiking layer, step and sample)
+    when classifying ``inputs``: the runtime's work follows it."""
+    stream = Stream(model)
+    classify(stream, inputs)
+    return stream.spikes / stream.neuron_steps
 
 
 def predict(logits: torch.Tensor) -> torch.Tensor:

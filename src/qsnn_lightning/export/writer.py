@@ -193,6 +193,7 @@ def write_folder(model: IntegerModel, plan: memory.MemoryPlan, samples: "torch.T
             (staging / "samples.bin").write_bytes(samples.numpy().astype(np.int8).tobytes())
             (staging / "expected.txt").write_text("\n".join(expected_lines(model, samples)) + "\n")
             (staging / "mcu" / "samples.h").write_text(samples_header(samples.numpy()))
+            info = {**info, "firing_rate": round(reference.firing_rate(model, samples), 4)}  # the samples' spikes
         if target in PARTS:
             info = {**info, **build_image(staging, target)}
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")

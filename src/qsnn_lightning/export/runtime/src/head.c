@@ -1,37 +1,44 @@
-/* head.c: the 8-bit classifier of a step's integer features, summed into the logits. */
-#include <string.h>
-
+/* head.c: the 8-bit classifier of a step's integer features, summed into the logits; both loops
+ * follow the spikes: set bits only, then nonzero features only (each cleared once used, so that
+ * the features are all 0 between steps: qsnn_init clears them once). */
 #include "qsnn_internal.h"
 
-/* The integer features of this step: counts summed over space per channel (global pooling) or
- * every count in (c, y, x) order (flatten). */
+/* The integer features of this step, into the cleared features: counts summed over space per
+ * channel (global pooling) or every count in (c, y, x) order (flatten). */
 static void head_features(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_map_t *in)
 {
     int32_t *features = ctx->features;
-    uint32_t c, y, x, p;
-    memset(features, 0, model->head_features * sizeof *features);
+    const uint32_t words = qsnn_words_for(in->channels), pixels = (uint32_t)in->height * in->width;
+    uint32_t w, pixel, p;
     for (p = 0; p < in->planes; ++p) {
-        for (y = 0; y < in->height; ++y) {
-            for (x = 0; x < in->width; ++x) {
-                const uint32_t *bits = qsnn_pixel_words(ctx->arena, in, p, y, x);
-                for (c = 0; c < in->channels; ++c) {
-                    int32_t value = (int32_t)(((bits[c / 32u] >> (c % 32u)) & 1u) << p);
-                    features[model->head->global_pool ? c : (c * in->height + y) * in->width + x] += value;
+        for (pixel = 0; pixel < pixels; ++pixel) {
+            const uint32_t *bits = qsnn_pixel_words(ctx->arena, in, p, pixel / in->width, pixel % in->width);
+            for (w = 0; w < words; ++w) {
+                uint32_t word;
+                for (word = bits[w]; word != 0u; word &= word - 1u) {
+                    uint32_t c = 32u * w + qsnn_lowest_bit(word);
+                    features[model->head->global_pool ? c : c * pixels + pixel] += (int32_t)(1u << p);
                 }
             }
         }
     }
 }
 
+/* summed[j] += B_j + sum over the nonzero features i of W'_ji * feature_i; the features cleared */
 void qsnn_run_head(const qsnn_model_t *model, const qsnn_ctx_t *ctx)
 {
     const qsnn_head_t *head = model->head;
+    int32_t *features = ctx->features;
+    const uint32_t classes = model->classes, count = model->head_features;   /* locals: `summed` aliases none */
+    int32_t *summed = ctx->summed;
     uint32_t j, i;
     head_features(model, ctx, &model->maps[head->source]);
-    for (j = 0; j < model->classes; ++j) {
-        const int8_t *row = head->weight + j * model->head_features;
-        int32_t sum = head->bias[j];
-        for (i = 0; i < model->head_features; ++i) sum += row[i] * ctx->features[i];
-        ctx->summed[j] += sum;
+    for (j = 0; j < classes; ++j) summed[j] += head->bias[j];
+    for (i = 0; i < count; ++i) {
+        const int8_t *column = head->weight + i;
+        const int32_t feature = features[i];
+        if (feature == 0) continue;
+        for (j = 0; j < classes; ++j) summed[j] += column[j * count] * feature;
+        features[i] = 0;
     }
 }

@@ -1,35 +1,76 @@
 /* lif_mcu.c: the LIF of one pixel's channels on k-bit levels packed in place (qsnn_internal.h's
- * qsnn_fire_pixel), compiled once for each field width (2, 4, 8 bits), so that the field shifts
- * and masks are constants, as they were when the width was a build-time macro; k = 2 (one level
- * each side) compares instead of rounding. */
+ * qsnn_fire_pixel, qsnn_fire_counts), compiled once for each field width (2, 4, 8 bits), so that
+ * the field shifts and masks are constants, and a whole word of fields unrolls without a branch
+ * per neuron; k = 2 (one level each side) compares instead of rounding. */
 #include "qsnn_internal.h"
 
-/*   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
- * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)] */
-static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_t *lif, int32_t levels_max, const int32_t *current,
-                                           uint32_t channels, uint32_t *levels, uint32_t *out, const uint32_t bits)
+/* The constants of a layer's LIF */
+typedef struct {
+    int32_t leak, threshold, half, levels;
+    uint32_t fraction;
+} lif_constants_t;
+
+/* A pixel's currents: current[c], or (`counts` below) from a binary conv's counts, computed as
+ * each neuron fires: M_c (total - 2 negative[c]) + B_c */
+typedef struct {
+    const int32_t *current, *negative, *multiplier, *bias;
+    int32_t total;
+} currents_t;
+
+/* The LIF of the `count` neurons of one word of `bits`-bit fields:
+ *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
+ * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
+ * the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md), gathered
+ * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1).
+ * The neurons' currents: current[i], or (`counts`) those of channels first + i of `in`'s counts.
+ * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
+static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current,
+                                             const currents_t *in, uint32_t first, uint32_t word, uint32_t count,
+                                             uint32_t *spikes, const uint32_t bits, const int counts)
 {
-    const uint32_t per_word = 32u / bits, mask = (1u << bits) - 1u, sign = 1u << (bits - 1u);
-    const uint32_t fraction = lif->fraction_bits;
-    const int32_t leak = (int32_t)(1u << (fraction - lif->tau_shift)), threshold = lif->threshold;
-    const int32_t half = (int32_t)(1u << (fraction - 1u));
-    uint32_t c, i, spikes = 0;
-    for (c = 0; c < channels; c += per_word, current += per_word) {
-        uint32_t word = *levels, next = 0;
-        uint32_t count = channels - c < per_word ? channels - c : per_word;
-        for (i = 0; i < count; ++i) {
-            uint32_t field = (word >> (i * bits)) & mask;
-            int32_t level = (int32_t)(field ^ sign) - (int32_t)sign;   /* two's complement */
-            int32_t membrane = level * leak + current[i];
-            if (membrane >= threshold) {
-                spikes |= 1u << ((c + i) % 32u);
-                continue;   /* hard reset: level 0, the field stays 0 in `next` */
-            }
-            level = bits == 2u ? (membrane > half) - (membrane < -half)
-                               : qsnn_next_level(membrane, fraction, half, levels_max);
-            next |= ((uint32_t)level & mask) << (i * bits);
+    const uint32_t mask = (1u << bits) - 1u;
+    const int32_t *negative = counts ? in->negative + first : NULL;
+    const int32_t *multiplier = counts ? in->multiplier + first : NULL, *bias = counts ? in->bias + first : NULL;
+    uint32_t i, next = 0, up = 0, down = 0, fired = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < count; ++i) {
+        int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
+        int32_t membrane = level * lif->leak
+                           + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
+        if (membrane >= lif->threshold) {   /* hard reset: level 0 */
+            fired |= 1u << i;
+        } else if (bits == 2u) {
+            up |= (((uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
+            down |= ((uint32_t)(membrane + lif->half) >> 31) << (i * bits);
+        } else {
+            next |= ((uint32_t)qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels) & mask) << (i * bits);
         }
-        *levels++ = next;
+    }
+    *spikes = fired;
+    return bits == 2u ? up | 3u * down : next;
+}
+
+/* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
+ * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped (from
+ * counts, the channels fill whole words: qsnn_fire_counts). */
+static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const currents_t *in, uint32_t channels,
+                                           uint32_t *levels, uint32_t *out, const uint32_t bits, const int counts)
+{
+    const uint32_t per_word = 32u / bits;
+    int32_t tail[16];
+    uint32_t c, i, fired, spikes = 0;
+    for (c = 0; c < channels; c += per_word, ++levels) {
+        const int32_t *current = counts ? NULL : in->current + c;
+        uint32_t count = channels - c < per_word ? channels - c : per_word, fields = ~0u;
+        if (!counts && count < per_word) {
+            for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? in->current[c + i] : 0;
+            current = tail;
+            fields = (1u << (count * bits)) - 1u;
+        }
+        *levels = fire_word(lif, current, in, c, *levels, per_word, &fired, bits, counts) & fields;
+        spikes |= (fired & ((1u << count) - 1u)) << (c % 32u);
         if ((c + per_word) % 32u == 0u || c + per_word >= channels) {   /* 32 spikes, or the last */
             out[c / 32u] = spikes;
             spikes = 0;
@@ -37,14 +78,62 @@ static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_t *lif, int32_t levels
     }
 }
 
+/* fire_fields for the model's field width */
+static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t *lif, const currents_t *in,
+                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts)
+{
+    lif_constants_t constants;
+    constants.fraction = lif->fraction_bits;
+    constants.leak = (int32_t)(1u << (constants.fraction - lif->tau_shift));
+    constants.threshold = lif->threshold;
+    constants.half = (int32_t)(1u << (constants.fraction - 1u));
+    constants.levels = model->levels;
+    if (model->field_bits == 2u) {
+        fire_fields(&constants, in, channels, levels, out, 2u, counts);
+    } else if (model->field_bits == 4u) {
+        fire_fields(&constants, in, channels, levels, out, 4u, counts);
+    } else {
+        fire_fields(&constants, in, channels, levels, out, 8u, counts);
+    }
+}
+
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out)
 {
-    if (model->field_bits == 2u) {
-        fire_fields(lif, model->levels, current, channels, levels, out, 2u);
-    } else if (model->field_bits == 4u) {
-        fire_fields(lif, model->levels, current, channels, levels, out, 4u);
-    } else {
-        fire_fields(lif, model->levels, current, channels, levels, out, 8u);
+    currents_t in;
+    in.current = current;
+    fire(model, lif, &in, channels, levels, out, 0);
+}
+
+void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                      uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    currents_t in;
+    in.negative = negative;
+    in.multiplier = lif->multiplier;
+    in.bias = lif->bias;
+    in.total = total;
+    fire(model, lif, &in, channels, levels, out, 1);
+}
+
+void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                          uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo)
+{
+    const uint32_t words = qsnn_words_for(channels * model->field_bits), spike_words = qsnn_words_for(channels);
+    uint32_t i, same = memo->valid;
+    if (words > QSNN_MEMO_WORDS) {
+        qsnn_fire_pixel(model, lif, current, channels, levels, out);
+        return;
     }
+    for (i = 0; i < words && same; ++i) same = levels[i] == memo->before[i];
+    if (same) {
+        for (i = 0; i < words; ++i) levels[i] = memo->after[i];
+        for (i = 0; i < spike_words; ++i) out[i] = memo->spikes[i];
+        return;
+    }
+    for (i = 0; i < words; ++i) memo->before[i] = levels[i];
+    qsnn_fire_pixel(model, lif, current, channels, levels, out);
+    for (i = 0; i < words; ++i) memo->after[i] = levels[i];
+    for (i = 0; i < spike_words; ++i) memo->spikes[i] = out[i];
+    memo->valid = 1;
 }

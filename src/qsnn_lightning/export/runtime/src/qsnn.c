@@ -52,11 +52,12 @@ qsnn_status qsnn_init(qsnn_ctx_t *ctx, const qsnn_model_t *model, void *workspac
     ctx->arena = (uint32_t *)(void *)start[ARENA];
     ctx->summed = (int32_t *)(void *)start[SUMMED];
     ctx->features = (int32_t *)(void *)start[FEATURES];
+    memset(ctx->features, 0, parts[FEATURES]);   /* head.c keeps them 0 between steps */
     ctx->padded = (int8_t *)start[PADDED];
     memset(ctx->padded, 0, parts[PADDED]);   /* the border stays 0: qsnn_pad_frame writes the inside */
     ctx->levels = start[LEVELS];
     ctx->levels_bytes = parts[LEVELS];
-    qsnn_path_views(&start[SCRATCH]);
+    qsnn_path_init(model, &start[SCRATCH]);
     ctx->scratch = start[SCRATCH];
     ctx->model = model;
     return qsnn_reset(model, ctx);

@@ -34,6 +34,27 @@ static inline uint32_t qsnn_words_for(uint32_t bits) { return (bits + 31u) / 32u
 
 static inline size_t qsnn_round8(size_t bytes) { return (bytes + 7u) & ~(size_t)7u; }
 
+/* The index of the lowest set bit of `bits` (nonzero) */
+static inline uint32_t qsnn_lowest_bit(uint32_t bits)
+{
+#if defined(__riscv) && !defined(__riscv_zbb)
+    /* no count-trailing-zeros instruction (GCC calls libgcc's __ctzsi2): the lowest set bit times a
+     * de Bruijn sequence puts a distinct 5-bit pattern in the top bits, indexing the bit's position */
+    static const uint8_t position[32] = {0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
+    return position[((bits & (0u - bits)) * 0x077CB531u) >> 27];
+#elif defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(bits);   /* RBIT + CLZ on the Cortex-M4 */
+#else
+    uint32_t bit = 0;
+    while ((bits & 1u) == 0u) {
+        bits >>= 1;
+        ++bit;
+    }
+    return bit;
+#endif
+}
+
 /* The words of pixel (y, x), plane p of a map in the arena. */
 static inline uint32_t *qsnn_pixel_words(uint32_t *arena, const qsnn_map_t *map, uint32_t plane, uint32_t y,
                                          uint32_t x)
@@ -91,8 +112,9 @@ int qsnn_path_accepts(const qsnn_model_t *model);
  * workspace_bytes sums the same). */
 void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts);
 
-/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..]. */
-void qsnn_path_views(uint8_t *const *start);
+/* Writes the path's scratch struct at start[0], pointing at the buffers start[1..], and what the
+ * path derives from `model` once (the host's stem weights, tap-major, and tap offsets). */
+void qsnn_path_init(const qsnn_model_t *model, uint8_t *const *start);
 
 /* The stem and a binary conv of one step, the LIF inside: map `out` of the arena from the frame,
  * or from map stage->source. */
@@ -108,7 +130,7 @@ typedef struct {
     int32_t *negative;          /* per-channel counts of negative weights met: [max_channels + 31] */
     uint32_t *active;           /* an active set's weight offsets: [max_active] */
     uint32_t *chunk_end;        /* where its chunks end: [max_chunks] */
-    const uint32_t **sources;   /* the input pixels under a kernel: [QSNN_PLANES * max_taps] */
+    const uint32_t **sources;   /* the input pixels under a kernel (plane 0): [max_taps] */
     int8_t *taps;               /* the stem's taps of one pixel: [stem_taps] */
     int32_t *pairs;             /* as int16 pairs: [stem_taps / 2] */
 } qsnn_packed_scratch_t;
@@ -127,6 +149,26 @@ static inline uint32_t *qsnn_state_words(const qsnn_model_t *model, const qsnn_c
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out);
 
+/* lif_mcu.c: qsnn_fire_pixel of a binary conv's pixel from its counts, current_c =
+ * M_c (total - 2 negative[c]) + B_c computed as each neuron fires (no currents stored); `channels`
+ * a multiple of 32 / field_bits (whole words of fields). */
+void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                      uint32_t channels, uint32_t *levels, uint32_t *out);
+
+/* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
+ * background, a pixel without input spikes), which reach the same levels from the same levels:
+ * the levels before and after, and the spikes, of pixels of up to QSNN_MEMO_WORDS level words. */
+#define QSNN_MEMO_WORDS 8u
+typedef struct {
+    uint32_t valid;   /* 0: nothing remembered, or for other currents */
+    uint32_t before[QSNN_MEMO_WORDS], after[QSNN_MEMO_WORDS], spikes[QSNN_MEMO_WORDS];
+} qsnn_fire_memo_t;
+
+/* qsnn_fire_pixel for currents equal to those of memo's last pixel (when memo->valid): the
+ * remembered result if `levels` are the remembered ones, else the LIF, remembered. */
+void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
+                          uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo);
+
 /* ---- the host layout (workspace_host.c) ------------------------------------------------------- */
 
 typedef struct {
@@ -138,6 +180,10 @@ typedef struct {
     uint64_t *window;           /* the input bits under a kernel: [QSNN_PLANES * max_window_words] */
     uint32_t *tap_offsets;      /* the stem's taps in the padded frame from a pixel's corner: [stem_taps] */
 } qsnn_host_scratch_t;
+
+/* stem_host.c: the stem's int16 weights tap-major and its taps' offsets in the padded frame into
+ * the scratch (at qsnn_init). */
+void qsnn_host_stem_init(const qsnn_model_t *model, const qsnn_host_scratch_t *scratch);
 
 /* lif_host.c: the levels of `stage`'s neurons (int8, [y][x][c], after those of the spiking
  * stages before it) */

@@ -35,19 +35,17 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     }
 }
 
-void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
-                   const qsnn_map_t *out, const int8_t *frame)
+void qsnn_host_stem_init(const qsnn_model_t *model, const qsnn_host_scratch_t *scratch)
 {
-    const qsnn_host_scratch_t *scratch = (const qsnn_host_scratch_t *)ctx->scratch;
-    const uint32_t taps = model->stem_taps, channels = out->channels;
+    const qsnn_stage_t *stage = model->stages;   /* the stem is stage 0 */
+    const uint32_t taps = model->stem_taps, channels = model->stem_channels;
     const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
     const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
-    int16_t *weight = scratch->stem_weight;   /* the int16 pairs, tap-major [tap][channel] */
     uint32_t t, c, ci, ky, kx;
-    for (c = 0; c < channels; ++c) {
+    for (c = 0; c < channels; ++c) {   /* the int16 pairs, tap-major [tap][channel] */
         for (t = 0; t < taps; ++t) {
             int32_t pair = stage->weight_pairs[c * (taps / 2u) + t / 2u];
-            weight[t * channels + c] = (int16_t)(t % 2u ? pair >> 16 : pair & 0xFFFF);
+            scratch->stem_weight[t * channels + c] = (int16_t)(t % 2u ? pair >> 16 : pair & 0xFFFF);
         }
     }
     for (t = 0, ci = 0; ci < model->input_channels; ++ci) {   /* tap t's place in the padded frame, (ci, ky, kx) */
@@ -55,6 +53,14 @@ void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             for (kx = 0; kx < stage->kernel; ++kx) scratch->tap_offsets[t++] = (ci * padded_height + ky) * padded_width + kx;
         }
     }
+}
+
+void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                   const qsnn_map_t *out, const int8_t *frame)
+{
+    const qsnn_host_scratch_t *scratch = (const qsnn_host_scratch_t *)ctx->scratch;
+    const int16_t *weight = scratch->stem_weight;   /* tap-major [tap][channel], from qsnn_host_stem_init */
+    const uint32_t channels = out->channels;
     qsnn_pad_frame(model, ctx, frame);
     if (channels == 16u) {
         int32_t acc[16];

@@ -23,7 +23,7 @@ void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts)
     parts[7] = qsnn_round8(model->stem_taps * sizeof(uint32_t));
 }
 
-void qsnn_path_views(uint8_t *const *start)
+void qsnn_path_init(const qsnn_model_t *model, uint8_t *const *start)
 {
     qsnn_host_scratch_t *views = (qsnn_host_scratch_t *)(void *)start[0];
     views->currents = (int32_t *)(void *)start[1];
@@ -33,4 +33,5 @@ void qsnn_path_views(uint8_t *const *start)
     views->acc = (int32_t *)(void *)start[5];
     views->window = (uint64_t *)(void *)start[6];
     views->tap_offsets = (uint32_t *)(void *)start[7];
+    qsnn_host_stem_init(model, views);
 }

@@ -19,12 +19,12 @@ void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts)
     parts[2] = qsnn_round8((model->max_channels + 31u) * sizeof(int32_t));
     parts[3] = qsnn_round8(model->max_active * sizeof(uint32_t));
     parts[4] = qsnn_round8(model->max_chunks * sizeof(uint32_t));
-    parts[5] = QSNN_PLANES * model->max_taps * QSNN_POINTER_BYTES;
+    parts[5] = model->max_taps * QSNN_POINTER_BYTES;
     parts[6] = qsnn_round8(model->stem_taps);
     parts[7] = qsnn_round8(model->stem_taps / 2u * sizeof(int32_t));
 }
 
-void qsnn_path_views(uint8_t *const *start)
+void qsnn_path_init(const qsnn_model_t *model, uint8_t *const *start)
 {
     qsnn_packed_scratch_t *views = (qsnn_packed_scratch_t *)(void *)start[0];
     views->currents = (int32_t *)(void *)start[1];
@@ -34,4 +34,5 @@ void qsnn_path_views(uint8_t *const *start)
     views->sources = (const uint32_t **)(void *)start[5];
     views->taps = (int8_t *)start[6];
     views->pairs = (int32_t *)(void *)start[7];
+    (void)model;   /* nothing derived: the kernels read the model as it is */
 }
