@@ -52,8 +52,9 @@ sweep: $(STAMP) data ## run a packaged sweep (SWEEP=lambda_k) or a sweep file wi
 test: $(STAMP) data ## the fast tier (about a minute): unit tests, one in-process train/test/export path; lists the slowest
 	$(BIN)/pytest -q --durations=15
 
-# The full tier in JOBS pytest processes (pytest-xdist), a file each at a time, each on one thread: torch's own two
-# threads in each of two processes spent a third more CPU time spinning than the serial run (44 against 46 min)
+# The full tier in JOBS pytest processes (pytest-xdist), a test file each at a time (module fixtures built once), each
+# on one thread. Fresh clone, 2 cores: serial 46 min of tests; two processes of two threads 44 min (64 min of CPU,
+# the threads spinning against each other); two of one thread 23 min (39 min of CPU)
 test-full: $(STAMP) data ## every test: also training runs, the wheel, the notebook, sanitizers, QEMU, DDP, benchmarks
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m '' -n $(JOBS) --dist loadfile --durations=30
 
