@@ -243,6 +243,24 @@ def test_cortex_m4_image_fits_and_prints_the_host_lines(checkpoints, tmp_path):
 
 @pytest.mark.toolchain
 @pytest.mark.slow
+@needs_fmnist
+def test_cortex_m4_manifest_gives_the_worst_case_beside_the_measured_figure(checkpoints, tmp_path):
+    """The worst case (app-worst.elf: -DQSNN_WORST_CASE, one inference of a dense input, every spike 1) is
+    counted under QEMU -icount as the measured figure is, and bounds it; 1w4u: 4-bit fields in the LIF."""
+    out = tmp_path / "m4"
+    result = subprocess.run([QSNN, "export", str(checkpoints["1w4u"]), "--out", str(out), "--target", "cortex-m4",
+                             "--samples", "5"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "manifest.json").read_text())
+    assert info["qemu_matches_expected"] and 0 < info["firing_rate"] < 1
+    assert 0 < info["m4_instructions_per_inference"] < info["m4_worst_instructions_per_inference"]
+    assert "samples=1" in (out / "cortex-m4" / "m4-worst.err").read_text()
+    again = subprocess.run(["make", "-s", "-C", str(out), "measure-m4"], capture_output=True, text=True)
+    assert f"m4_worst_instructions_per_inference={info['m4_worst_instructions_per_inference']} " in again.stdout
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment, write", [("nfmnist_1w2u", lambda root: write_fashion_mnist(root, train=20, test=10)),
                                                ("dvsgesture_mcu_1w2u", write_dvs_gesture)])
 def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experiment, write, tmp_path, capsys):
@@ -262,7 +280,7 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     count = info["samples"]  # the test split's first 3 (the DVS-Gesture files hold 3)
     assert info["event_frames"] and info["sample_shape"] == list(shape) and count == 3
     assert (out / "samples.bin").stat().st_size == count * int(np.prod(shape))
-    assert info["qemu_matches_expected"] and info["m4_instructions_per_inference"] > 0
+    assert info["qemu_matches_expected"] and 0 < info["m4_instructions_per_inference"] < info["m4_worst_instructions_per_inference"]
     assert info["flash_bytes"] <= 256 * 1024 and info["ram_bytes"] <= 64 * 1024 and info["membrane_state_bytes"] > 0
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()

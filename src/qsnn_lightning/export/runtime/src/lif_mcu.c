@@ -39,7 +39,7 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
         int32_t membrane = level * lif->leak
                            + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
-        if (membrane >= lif->threshold) {   /* hard reset: level 0 */
+        if (membrane >= lif->threshold && !QSNN_WORST) {   /* hard reset: level 0 (worst case: the dearer branch) */
             fired |= 1u << i;
         } else if (bits == 2u) {
             up |= (((uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
@@ -48,7 +48,7 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
             next |= ((uint32_t)qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels) & mask) << (i * bits);
         }
     }
-    *spikes = fired;
+    *spikes = QSNN_WORST ? ~0u : fired;
     return bits == 2u ? up | 3u * down : next;
 }
 
@@ -120,7 +120,7 @@ void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, cons
                           uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo)
 {
     const uint32_t words = qsnn_words_for(channels * model->field_bits), spike_words = qsnn_words_for(channels);
-    uint32_t i, same = memo->valid;
+    uint32_t i, same = QSNN_WORST ? 0u : memo->valid;   /* worst case: never remembered */
     if (words > QSNN_MEMO_WORDS) {
         qsnn_fire_pixel(model, lif, current, channels, levels, out);
         return;

@@ -27,6 +27,15 @@ typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
 #define QSNN_ALWAYS_INLINE inline
 #endif
 
+/* 1 in the microcontrollers' worst-case build (-DQSNN_WORST_CASE, the measure targets' second
+ * image): every spike 1, every pooled count all three planes, and no kernel skips work for a zero
+ * or repeated input (docs/export.md, The worst case per inference); 0 in every other build. */
+#if defined(QSNN_WORST_CASE)
+#define QSNN_WORST 1
+#else
+#define QSNN_WORST 0
+#endif
+
 #define QSNN_PLANES 3u         /* at most: 2x2-pooled counts 0..4 */
 #define QSNN_POINTER_BYTES 8u  /* the workspace's budget for one pointer, on every target */
 
