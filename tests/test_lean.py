@@ -8,7 +8,7 @@ from torch import nn
 from qsnn_lightning.snn.backbones import build_model
 from qsnn_lightning.snn.layers import AvgPool, BatchNorm, MultiStep, normalize
 from qsnn_lightning.snn.lean import lean_blockers
-from qsnn_lightning.snn.lean_block import chunkable, uses_chunks
+from qsnn_lightning.snn.lean_block import _kept_outputs, chunkable, uses_chunks
 from qsnn_lightning.snn.losses import WSDRLoss
 from qsnn_lightning.snn.neurons import LIF, spiking_layers
 from qsnn_lightning.snn.quant import BinaryWeight
@@ -165,6 +165,25 @@ def test_three_steps_of_lean_training_equal_the_full_path(arch, shape, events, b
             torch.testing.assert_close(state_b[key], state_a[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
+def test_the_last_blocks_keep_their_conv_outputs_within_the_largest():
+    model = build_model(ModelSpec(arch="vggsnn"), input_shape=(2, 128, 128), activation_memory="lean")
+    # conv outputs per sample and step: 64 x 128^2, 128 x 128^2, 256 x 64^2 (twice), 512 x 32^2 (twice), 512 x 16^2 (twice)
+    assert _kept_outputs(tuple(model.segments()), torch.Size((2, 128, 128))) == [False] * 4 + [True] * 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", [0.0, 100.0])
+def test_kept_conv_outputs_give_the_recomputed_ones_training_bit_for_bit(share, monkeypatch):
+    """Every block recomputing its conv output (share 0), every block keeping it (100), the
+    default (the last four): the same three steps, bit for bit."""
+    from qsnn_lightning.snn import lean_block
+
+    args = ("vggsnn", "1w4u", "learned", (2, 32, 32), True, "lean")
+    default = _train(*args)
+    monkeypatch.setattr(lean_block, "KEEP_Y_SHARE", share)
+    _assert_same_training(default, _train(*args), exact=True)
+
+
 @pytest.mark.slow
 def test_lean_training_with_adam_and_the_reference_neuron_equals_the_full_path():
     for neuron, optimizer in (("reference", "sgd"), ("fused", "adam")):
@@ -213,8 +232,10 @@ def test_lean_keeps_bits_between_the_passes():
     neurons = 64 * 32**2 + 128 * 32**2 + 256 * 16**2 * 2 + 512 * 8**2 * 2 + 512 * 4**2 * 2
     membranes = (steps - 1) * batch * neurons // 2
     classifier_input = steps * batch * 512 * 2 * 2 * 4
-    assert lean <= steps * batch * inputs + membranes + 2 * classifier_input + 64 * 1024, (full, lean)
-    assert lean < full / 15, (full, lean)
+    # the conv outputs the last four blocks keep (float32): together within the largest (128 x 32 x 32)
+    kept_outputs = steps * batch * (512 * 8**2 * 2 + 512 * 4**2 * 2) * 4
+    assert lean <= steps * batch * inputs + membranes + kept_outputs + 2 * classifier_input + 64 * 1024, (full, lean)
+    assert lean - kept_outputs < full / 15, (full, lean)  # beside the kept conv outputs, bits
 
 
 def test_layers_that_cannot_be_recomputed_are_named():

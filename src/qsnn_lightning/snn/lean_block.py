@@ -24,7 +24,12 @@ normalizes element by element). Per block::
 
 BatchNorm's backward needs sums over every step before any dL/dy, so the second pass computes
 dL/dz again rather than keep it (or y) at full size: three convs per block instead of the full
-path's two in the backward pass, and chunk-sized tensors only.
+path's two in the backward pass, and chunk-sized tensors only. The chain's last blocks keep y
+from the forward pass instead (:func:`_kept_outputs`) and run no conv again: their outputs are
+the smallest and their convs the costliest per output value (C_in x 9 multiply-adds), and what
+they keep together stays within the largest y, which the forward pass holds whole anyway. On
+VGGSNN the last four blocks: half of the multiply-adds, so that the lean step runs
+1 + 2 (1/2 x 2) + 2 = 4 convs per block on average against the full path's 3.
 
 Gradients differ from the full path's only in the order of these sums (measured on VGGSNN: at most 1.6e-4
 of a parameter's largest gradient, benchmarks/memopt_compare.py).
@@ -41,6 +46,7 @@ from .quant import FullPrecisionWeight
 from .segments import Segment, levels_after, pack_codes, pack_input, unpack_codes, unpack_rows
 
 CHUNK_BYTES = 64 * 2**20  # a chunk holds whole steps, about this many bytes per float tensor (at least one step)
+KEEP_Y_SHARE = 1.0  # the last blocks keep their conv outputs up to this share of the largest one (_kept_outputs)
 CHANNELS = (1, -1, 1, 1)
 
 
@@ -98,6 +104,7 @@ class _Block:
     chunks: list  # (start, stop) of every chunk of steps
     step_shape: torch.Size  # the conv output of one step and sample: [C, H, W]
     out_shape: torch.Size  # the block's output (after the poolings), [T, B, ...]
+    y: "torch.Tensor | None"  # the conv output of every step, [T B, C, H, W], where kept (None: recomputed)
 
 
 def _parts(segment: Segment):
@@ -150,9 +157,33 @@ def _membrane(kept: torch.Tensor, numel: int, scale: "torch.Tensor | None", leve
     return fused_lif.stored_value(unpack_codes(kept, 2 * levels, numel).to(torch.float32) - levels, scale, levels)
 
 
-def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None"):
+def _kept_outputs(segments: tuple[Segment, ...], step_input: torch.Size) -> list[bool]:
+    """Which blocks keep their conv output ``y`` for the backward pass: the chain's last blocks,
+    as long as what they keep together stays within KEEP_Y_SHARE of the chain's largest ``y``
+    (the forward pass holds that one whole anyway). The last blocks have the most multiply-adds
+    per output (Cin 3 x 3), so each byte kept saves the most of the two recomputations.
+
+        keep y_l  iff  sum_{m >= l} |y_m| <= KEEP_Y_SHARE max_m |y_m|
+    """
+    sizes, shape = [], torch.Size((1, *step_input))
+    for segment in segments:  # the shapes of one sample and step, on the meta device
+        conv, _, _, pools = _parts(segment)
+        y = conv.op(torch.empty(shape, device="meta"), conv.weight.to("meta"), None)
+        sizes.append(y.numel())
+        for pool in pools:
+            y = pool[0].pool(y)
+        shape = y.shape
+    budget, kept, keep = KEEP_Y_SHARE * max(sizes), 0, []
+    for size in reversed(sizes):
+        kept += size
+        keep.append(kept <= budget)
+    return keep[::-1]
+
+
+def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None", keep_y: bool):
     """One block's forward pass: ``(output, f_l, kept)``, the output packed with ``pack_levels``
-    for the next block, or floats (``pack_levels`` None: the chain's last block)."""
+    for the next block, or floats (``pack_levels`` None: the chain's last block); ``keep_y``:
+    keep the conv output for the backward pass instead of recomputing it there."""
     conv, bn, lif, pools = _parts(segment)
     steps, batch = source.shape[:2]
     quant, spec = lif.membrane_quant, lif.spec
@@ -169,6 +200,7 @@ def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None")
         spikes, _, v, step_scales, stored = kernels.forward_steps(
             z.view(stop - start, -1), v, spec.tau, spec.theta, levels, *quant.scale_rule(), True, quant.squash, False,
         )
+        del z
         scales.append(step_scales)
         membranes += [_keep_membranes(stored[t], None if levels is None else step_scales[t], levels)
                       for t in range(stop - start) if start + t < steps - 1]  # the last step's state is never read
@@ -177,14 +209,16 @@ def _forward_block(segment: Segment, source: _Source, pack_levels: "int | None")
         for pool in pools:
             pooled = pool(pooled)
         outputs.append(pooled if pack_levels is None else pack_input(pooled, pack_levels))
-    del y
+        out_shape = torch.Size((steps, batch, *pooled.shape[2:]))
+        del spikes, stored, pooled  # before the next chunk's are made
+    if not keep_y:
+        del y
     scales = torch.cat(scales) if levels is not None else None
     if quant.enabled and quant.training:
         quant.track(scales)
     rate = spiked.to(torch.float32) / (steps * batch * step_shape.numel())  # f_l of Eq. 15, as out.mean()
     lif.v, lif.firing_rate = None, rate  # no state to carry: every training forward starts cleared
-    out_shape = torch.Size((steps, batch, *pooled.shape[2:]))
-    kept = _Block(segment, source, stats, mean, var, scales, membranes, chunks, step_shape, out_shape)
+    kept = _Block(segment, source, stats, mean, var, scales, membranes, chunks, step_shape, out_shape, y if keep_y else None)
     return torch.cat(outputs), rate, kept
 
 
@@ -217,8 +251,12 @@ def _recompute_chunk(block: _Block, start: int, stop: int, grad_out, grad_rate, 
     quant, spec = lif.membrane_quant, lif.spec
     levels = quant.levels if quant.enabled else None
     kernels = fused_lif.kernels(spec.compile)
-    numel = block.source.shape[1] * block.step_shape.numel()
-    y = conv.op(block.source.rows(start, stop), quantized, conv.bias)
+    batch = block.source.shape[1]
+    numel = batch * block.step_shape.numel()
+    if block.y is None:
+        y = conv.op(block.source.rows(start, stop), quantized, conv.bias)
+    else:
+        y = block.y[start * batch: stop * batch]  # a view of the kept conv output (the second pass overwrites it)
     z = normalize(bn, y, block.mean, block.var)
     v = (torch.zeros(numel, device=y.device) if start == 0 else
          _membrane(block.membranes[start - 1], numel, block.scales[start - 1] if levels else None, levels))
@@ -253,7 +291,7 @@ def _backward_block(block: _Block, grad_out, grad_rate, input_grad: bool):
         y, grad_z, grad_v, step_alpha = _recompute_chunk(block, start, stop, grad_out, grad_rate, grad_v, quantized, alpha)
         grad_alpha = step_alpha if grad_alpha is None else grad_alpha + step_alpha
         sums[0] += grad_z.sum(dim=(0, 2, 3), dtype=torch.float64)
-        sums[1] += (grad_z * y.sub_(mean)).sum(dim=(0, 2, 3), dtype=torch.float64)
+        sums[1] += (grad_z * (y - mean if block.y is not None else y.sub_(mean))).sum(dim=(0, 2, 3), dtype=torch.float64)
         del y, grad_z
     count = steps * batch * block.step_shape[1:].numel()
     invstd = inverse_std(block.var, bn.eps)
@@ -271,6 +309,7 @@ def _backward_block(block: _Block, grad_out, grad_rate, input_grad: bool):
         if grad_x is not None:
             grad_x[start * batch: stop * batch] = conv.input_grad(grad_y, x, quantized)
         grad_quantized += conv.weight_grads(grad_y, x, conv.weight, False)[0]
+        del grad_y, grad_z, x  # before the next chunk's are made
     grad_weight = conv.weight_quant.vjp(conv.weight, grad_quantized, block.stats) if block.stats else grad_quantized
     grads = {id(conv.weight): grad_weight, id(bn.weight): dot * invstd, id(bn.bias): grad_sum}
     if alpha is not None:
@@ -289,10 +328,11 @@ class ChunkedChain(torch.autograd.Function):
         output; keeps the chain's input (packed when it holds spikes or counts) and each block's statistics, membrane
         levels and scales."""
         source, blocks, rates = _Source(x.shape, segments[0].input_levels, values=x), [], []
+        keep_y = _kept_outputs(segments, x.shape[2:])
         for index, segment in enumerate(segments):
             last = index == len(segments) - 1
             levels = None if last else levels_after(segment.modules)
-            out, rate, block = _forward_block(segment, source, levels)
+            out, rate, block = _forward_block(segment, source, levels, keep_y[index])
             blocks.append(block)
             rates.append(rate)
             if not last:
