@@ -20,7 +20,7 @@ update per step. The other membrane scales of :class:`~qsnn_lightning.snn.quant.
     tanh:     v[t] = Q_u(tanh r[t])     g[t] becomes g[t] (1 - tanh^2 r[t]) in the line above
     learned:  dL/dalpha_u = sum_t sum g[t] (q[t] - n r[t] / alpha_u) / n     (q[t] the stored level)
 
-The steps are small pure functions (`fire`, `store`, `step_backward`) that two functions chain
+The steps are small functions (`charge`, `reset_`, `store_`, `step_backward`) that two functions chain
 over all T steps: `forward_steps` and `backward_steps`. ``compile=True`` compiles those two with
 ``torch.compile`` (TorchInductor: a few C++/OpenMP loops on CPU, Triton kernels on CUDA), so a
 layer's T steps are one call in each pass, each step a pass or two over memory instead of one
@@ -36,17 +36,26 @@ from .quant import MembraneQuant, compiled, integer_levels, membrane_scale
 from .surrogate import triangle
 
 
-def fire(v: torch.Tensor, x: torch.Tensor, tau: float, theta: float):
-    """Eq. 1-3: charge, fire, hard reset. Returns ``(u, s, r)``: the membrane before reset, the
-    spikes and the membrane after reset."""
-    u = tau * v + x  # Eq. 1
-    spiked = u >= theta  # Eq. 2
-    return u, spiked.to(u.dtype), u.masked_fill(spiked, 0.0)  # Eq. 3
+def charge(v: torch.Tensor, x: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 1: the membrane before reset ``u = tau v + x``, a new tensor."""
+    return (v * tau).add_(x)
 
 
-def store(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
-    """Eq. 8-10: the k-bit membrane ``alpha_u / n * round(n clip(r / alpha_u, -1, 1))``."""
-    return stored_value(integer_levels(r, alpha, levels), alpha, levels)
+def reset_(u: torch.Tensor, spiked: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 in place: the membrane after a hard reset ``r = u (1 - s)``."""
+    return u.masked_fill_(spiked, 0.0)
+
+
+def store_(r: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """Eq. 8-10 in place: the k-bit membrane ``alpha_u / n * round(n clip(r / alpha_u, -1, 1))``,
+    with the arithmetic of :func:`~qsnn_lightning.snn.quant.integer_levels` and :func:`stored_value`."""
+    return r.mul_(levels).div_(alpha).round_().clamp_(-levels, levels).mul_(alpha / levels)
+
+
+def largest_magnitude(r: torch.Tensor) -> torch.Tensor:
+    """``max |r|`` without a temporary the size of ``r``."""
+    low, high = torch.aminmax(r)
+    return torch.maximum(high, low.neg())
 
 
 def stored_value(level: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
@@ -83,22 +92,25 @@ def forward_steps(
     reset ``[T, N]``, the last stored membrane, the T scales alpha_u (``[T]``; None for
     full-precision membranes, ``levels`` None) and, with ``keep_stored``, every stored membrane
     ``[T, N]`` (else None). The scale of a step is :func:`~qsnn_lightning.snn.quant.membrane_scale`
-    of its max |r| (of tanh r with ``squash``). Steps are written into tensors allocated once."""
+    of its max |r| (of tanh r with ``squash``). Steps are written into tensors allocated once, and a
+    step works in place on one tensor of its own: ``u``, then ``r``, then the stored membrane."""
     spikes = torch.empty_like(x)
     charged = torch.empty_like(x) if keep_charged else None
     stored = torch.empty_like(x) if keep_stored else None
     scales = []
     for step, x_t in enumerate(x.unbind(0)):
-        u, s, v = fire(v, x_t, tau, theta)
-        if levels is not None:
-            if squash:
-                v = torch.tanh(v)
-            alpha = membrane_scale(v.abs().amax(), running, use_running)  # Eq. 8's alpha_u
-            v = store(v, alpha, levels)
-            scales.append(alpha)
-        spikes[step] = s
+        u = charge(v, x_t, tau)  # Eq. 1
+        spiked = u >= theta  # Eq. 2
+        spikes[step] = spiked
         if keep_charged:
             charged[step] = u
+        v = reset_(u, spiked)  # Eq. 3
+        if levels is not None:
+            if squash:
+                v.tanh_()
+            alpha = membrane_scale(largest_magnitude(v), running, use_running)  # Eq. 8's alpha_u
+            v = store_(v, alpha, levels)  # Eq. 8-10
+            scales.append(alpha)
         if keep_stored:
             stored[step] = v
     return spikes, charged, v, torch.stack(scales) if scales else None, stored
