@@ -7,10 +7,18 @@ Each path trains ``--steps`` SGD steps from the same seed at ``--batch`` (2x``si
 frames, T = 16) in its own process (`qsnn train ... speed.activation_memory=full|lean`); the
 script prints each process's peak RSS (``wait4``'s ru_maxrss) and wall time, the ratios, and how
 far apart the two ``last.ckpt`` files are: weights, buffers and optimizer state.
+
+    python benchmarks/lean_cli_check.py --paper-batch [--size 128] [--dir /tmp/lean_cli]
+
+runs instead ``qsnn train dvsgesture_1w4u trainer.fast_dev_run=true`` as the experiment file has it
+(batch 64, 2x128x128, the default ``speed.activation_memory=auto``) on 99 training samples, and
+prints the preflight's choice, the peak RSS, the wall time and the exit status: whether the
+paper's batch trains a step on this machine (slow on a CPU: about half an hour on two cores).
 """
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +50,28 @@ def train(mode: str, data: Path, runs: Path, batch: int, steps: int, size: int) 
     return usage.ru_maxrss * 1024, seconds, checkpoint
 
 
+def paper_batch(root: Path, size: int) -> None:
+    """One ``fast_dev_run`` step of ``dvsgesture_1w4u`` at its own batch of 64, printed as it went."""
+    data = root / "data64"
+    if not (data / "DVSGesture").exists():
+        write_dvs_gesture(data, labels=tuple(range(11)))  # 33 training samples in three folders
+        train_folders = data / "DVSGesture" / "ibmGestureTrain"
+        for user in range(3, 9):  # six more folders of 11: 99 samples, a full batch of 64
+            shutil.copytree(train_folders / "user01_led", train_folders / f"user{user:02d}_led")
+    command = [QSNN, "train", "dvsgesture_1w4u", f"data.data_dir={data}", f"run_dir={root / 'runs64'}",
+               "trainer.fast_dev_run=true", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+               f"data.events.resize={size}"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    output = process.stdout.read()
+    print("\n".join(line for line in output.splitlines() if "activation_memory" in line or "test accuracy" in line))
+    print(f"batch 64: exit status {os.waitstatus_to_exitcode(status)}, peak RSS {usage.ru_maxrss * 1024 / 1e9:.2f} GB, {seconds:.0f} s")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(output[-3000:])
+
+
 def differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, float, int, int]]:
     """(name, largest |a - b|, entries beyond 1e-5 + 1e-5 |a|, entries) of every float tensor in two nested dicts."""
     rows = []
@@ -61,8 +91,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--dir", default="/tmp/lean_cli_check")
+    parser.add_argument("--paper-batch", action="store_true", help="one fast_dev_run step at batch 64 instead (auto's choice)")
     args = parser.parse_args()
     root = Path(args.dir)
+    if args.paper_batch:
+        return paper_batch(root, args.size)
     data = root / "data"
     if not (data / "DVSGesture").exists():
         write_dvs_gesture(data, labels=tuple(range(8)))  # 24 training samples: three batches of 8
