@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataset_files import write_fashion_mnist
+from dataset_files import write_dvs_gesture, write_fashion_mnist
 from qsnn_lightning.bench import bench_checkpoint, results_path
 from qsnn_lightning.bench.harness import split_loader
 from qsnn_lightning.bench.view import deployed_view
@@ -131,6 +131,29 @@ def test_neurobench_figures_agree_with_ours(experiment, tmp_path):
     manifest = export_checkpoint(checkpoint, str(tmp_path / "export"), samples=0, overrides=overrides)
     assert report["exported_model_bytes"] == manifest["model_bytes"]
 
+
+
+@pytest.mark.slow
+def test_a_dvs_gesture_checkpoint_is_benched_on_tonics_files_or_told_where_they_go(tmp_path, capsys):
+    """DVS-Gesture as NeuroBench's own benchmark read it (tonic's ``DVSGesture`` files; the loader
+    left NeuroBench after 0.1.0): the test split's 3 samples, accuracy as ``qsnn test``'s; without the
+    files, one line saying where they go, exit status 2, no neurobench.json."""
+    write_dvs_gesture(tmp_path / "data")
+    overrides = [f"data.data_dir={tmp_path / 'data'}", "data.download=false"]
+    cfg = load_config("dvsgesture_mcu_1w2u", [*overrides, f"run_dir={tmp_path / 'runs'}", "data.batch_size=3", "trainer.max_epochs=1",
+                                                "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
+    checkpoint = train(cfg)["checkpoint"]
+    capsys.readouterr()
+    assert main(["bench", checkpoint, "--json", *overrides]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == 3 and report["experiment"] == "dvsgesture_mcu_1w2u"
+    assert report["accuracy"] == pytest.approx(evaluate_checkpoint(checkpoint, overrides)["test_acc"], abs=1e-6)
+    results_path(checkpoint).unlink()
+    capsys.readouterr()
+    assert main(["bench", checkpoint, f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "DVSGesture/ibmGestureTest" in error and "extract both into <data_dir>/DVSGesture/" in error
+    assert not results_path(checkpoint).exists()
 
 
 @pytest.mark.slow
