@@ -40,6 +40,8 @@ TWO_MODELS = Path(__file__).with_name("c") / "two_models.c"
 TWO_MODELS_MCU = Path(__file__).with_name("c") / "two_models_mcu.c"
 EXPORT_OF = Path(__file__).with_name("c") / "export_of.c"
 KERNEL_CHECK = Path(__file__).with_name("c") / "kernel_check.c"
+FIRE_BIAS_CHECK = Path(__file__).with_name("c") / "fire_bias_check.c"
+RUNTIME = Path(__file__).parents[1] / "src" / "qsnn_lightning" / "export" / "runtime"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
 
@@ -414,13 +416,16 @@ def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized
     assert compile_and_run(folder, API_CHECK, path).splitlines() == [expected, expected]
 
 
-@pytest.mark.parametrize("name, shape, bits", [("fmnistnet", (1, 28, 28), "1w2u"), ("resnet19", (3, 16, 16), "1w8u")])
-def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, tmp_path):
+@pytest.mark.parametrize("name, shape, bits, frames", [("fmnistnet", (1, 28, 28), "1w2u", False),
+                                                       ("resnet19", (3, 16, 16), "1w8u", False),
+                                                       ("dvsmcunet", (2, 32, 32), "1w2u", True)])
+def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, frames, tmp_path):
     """tests/c/kernel_check.c, sanitized, on each build path: every stem and binary conv (ResNet19's identity and
     1x1 conv shortcuts among them) on random frames and random spike and count maps, sparse to dense, then half
     uniform (pixels the kernels skip or remember), levels carried over six calls: the microcontroller and host
-    kernels write the reference kernels' spikes."""
-    model = fold(trained_like(name, shape, bits))
+    kernels write the reference kernels' spikes. The event-frame dvsmcunet (two input channels, 2-bit levels) takes
+    the stem's windows of one or two nonzero pairs of taps inside the LIF."""
+    model = fold(trained_like(name, shape, bits), event_frames=frames)
     write_folder(model, plan(model), None, tmp_path / "out", {})
     outputs = {}
     for path in RUNTIME_PATHS:
@@ -432,6 +437,17 @@ def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, sh
     lines = outputs["reference"].splitlines()
     assert len(lines) == 6 * (1 + sum(not isinstance(layer, PoolLayer) for layer in model.layers))
     assert all(len(set(line.split()[2:])) > 1 for line in lines)  # every output map varies: spikes, not none or all
+
+
+def test_lif_of_pixels_without_input_equals_the_lif_of_their_biases(tmp_path):
+    """tests/c/fire_bias_check.c, sanitized: the microcontrollers' LIF of a pixel whose currents are the biases (a
+    conv pixel without input, a stem window of zeros: the layer's outcomes at each level, selected per neuron) writes
+    qsnn_fire_pixel's levels and spikes, at 2-, 4- and 8-bit fields, 1 to 136 channels, remembered pixels among them."""
+    program = tmp_path / "fire_bias_check"
+    subprocess.run([*SANITIZED, f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", str(FIRE_BIAS_CHECK),
+                    str(RUNTIME / "src" / "lif_mcu.c"), "-o", str(program)], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(program)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.endswith(" 0 mismatches\n"), result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")

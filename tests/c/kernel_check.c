@@ -5,10 +5,11 @@
  *   kernel_check
  *
  * For every stem or conv stage of the model, in a fresh context: six calls on random inputs (a
- * random int8 frame; or random input maps, spikes at a density of 1/2, 1/4, 1/8 then 1/16 and
- * pooled counts 0..4, the shortcut's map too), the last two with the left half of the input
- * uniform (the frame one value, the maps empty: pixels the runtime may skip or remember), the
- * membrane levels carried from call to call; after each call the line
+ * random int8 frame, nonzero at a density of 1, 1/2, 1/4 then 1/8: windows of zeros, of one, two
+ * or more nonzero pairs of taps; or random input maps, spikes at a density of 1/2, 1/4, 1/8 then
+ * 1/16 and pooled counts 0..4, the shortcut's map too), the last two with the left half of the
+ * input uniform (the frame 0 then another value, the maps empty: pixels the runtime may skip or
+ * remember), the membrane levels carried from call to call; after each call the line
  * "<stage> <call> <word> <word> ..." of the output spike map. */
 #include <stdio.h>
 #include <string.h>
@@ -16,15 +17,7 @@
 #include "qsnn_internal.h"
 #include "qsnn_model.h"
 
-static uint32_t random_state = 2463534242u;
-
-static uint32_t next_random(void)   /* xorshift32 */
-{
-    random_state ^= random_state << 13;
-    random_state ^= random_state >> 17;
-    random_state ^= random_state << 5;
-    return random_state;
-}
+#include "next_random.h"
 
 /* a word with each bit set with probability 2^-sparsity */
 static uint32_t random_bits(uint32_t sparsity)
@@ -73,7 +66,9 @@ int main(void)
             if (stage->kind == QSNN_STAGE_STEM) {
                 for (n = 0; n < model->frame_size; ++n) {
                     int left = 2u * (n % model->input_width) < model->input_width;
-                    frame[n] = half && left ? (int8_t)(call * 23u) - 51 : (int8_t)((int32_t)(next_random() % 255u) - 127);
+                    int8_t value = (int8_t)((int32_t)(next_random() % 255u) - 127);
+                    frame[n] = half && left ? (call == 4u ? 0 : (int8_t)(call * 23u) - 51)
+                                            : (random_bits(call % 4u) & 1u) ? value : 0;
                 }
                 qsnn_run_stem(model, &ctx, stage, out, frame);
             } else {

@@ -1,8 +1,13 @@
 /* conv_mcu.c: binary convs on the microcontrollers, event-driven: per output pixel, the active
  * inputs under the kernel are listed once, and each adds its output-channel masks (32 channels a
- * word) into bit-sliced counters, so the work follows the spikes; the LIF of lif_mcu.c, remembered
- * for the pixels without input (their currents are the biases). */
+ * word) into bit-sliced counters, so the work follows the spikes (a count map's input pixels without
+ * a count are skipped before the planes are read); the LIF of lif_mcu.c, from the layer's outcomes at
+ * each level for the pixels without input (their currents are the biases: qsnn_fire_bias). */
+#include <limits.h>
+
 #include "qsnn_internal.h"
+
+#define QSNN_ROWS 32u   /* the most input rows of a map whose occupied pixels are found by rows */
 
 /* The active inputs under the kernel of one output pixel, plane by plane: one entry per set bit,
  * the offset of its output-channel masks in the weights, (position * groups) for input position
@@ -19,15 +24,16 @@ typedef struct {
  * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci. */
 static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch, uint32_t planes,
                                             uint32_t plane_words, uint32_t taps, uint32_t channels, uint32_t groups,
-                                            active_set_t *set, const uint32_t words)
+                                            active_set_t *set, const uint32_t words, const uint8_t *index)
 {
     const uint32_t *const *sources = scratch->sources;
     uint32_t *const active = scratch->active, *entry = active, *chunk_end = scratch->chunk_end;
     uint32_t p, tap, w, offset, chunks = 0, pending = 0, total = 0;
     for (p = 0; p < planes; ++p) {
-        for (tap = 0, offset = 0; tap < taps; ++tap, offset += channels * groups) {
+        for (tap = 0; tap < taps; ++tap) {
             const uint32_t *bits = sources[tap];
             if (bits == NULL) continue;
+            offset = (index != NULL ? index[tap] : tap) * channels * groups;
             bits += p * plane_words;
             for (w = 0; w < words; ++w) {
                 uint32_t word = bits[w], *first = entry, units;
@@ -55,12 +61,30 @@ static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch
 
 /* gather_words, compiled apart for inputs of at most 32 channels (one word a pixel: no word loop) */
 static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t plane_words, uint32_t taps,
-                          uint32_t channels, uint32_t groups, active_set_t *set)
+                          uint32_t channels, uint32_t groups, active_set_t *set, const uint8_t *index)
 {
-    if (channels <= 32u) {
-        gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u);
+    if (index != NULL) {   /* the sources are the occupied input pixels, index[] their kernel positions */
+        if (channels <= 32u) {
+            gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u, index);
+        } else {
+            gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels), index);
+        }
+    } else if (channels <= 32u && planes == 3u && taps <= 32u) {   /* count maps: the taps without a count skipped */
+        const uint32_t **sources = scratch->sources;
+        uint32_t tap, occupied = 0;
+        uint8_t index[32];   /* the kernel position of each source kept */
+        for (tap = 0; tap < taps; ++tap) {
+            const uint32_t *bits = sources[tap];
+            if (bits != NULL && (bits[0] | bits[plane_words] | bits[2u * plane_words]) != 0u) {
+                sources[occupied] = bits;
+                index[occupied++] = (uint8_t)tap;
+            }
+        }
+        gather_words(scratch, 3u, plane_words, occupied, channels, groups, set, 1u, index);
+    } else if (channels <= 32u) {
+        gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u, NULL);
     } else {
-        gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels));
+        gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels), NULL);
     }
 }
 
@@ -68,9 +92,11 @@ static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes,
  * added to it if `add`: the 8 x 8 bit blocks of the eight words (one per byte) transposed in
  * place, three rounds of swaps between words l and l + s, so that byte b of word j holds counter
  * 8b + j (unrolled: the words stay in registers). */
+static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *negative, uint32_t add);
+
 static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, uint32_t add)
 {
-    uint32_t s, l, j, b;
+    uint32_t s, l;
 #if defined(__GNUC__)
 #pragma GCC unroll 3
 #endif
@@ -87,6 +113,13 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
             }
         }
     }
+    store_counters(level, negative, add);
+}
+
+/* negative[8b + j] = byte b of level[j] (added to it if `add`) */
+static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *negative, uint32_t add)
+{
+    uint32_t j, b;
 #if defined(__GNUC__)
 #pragma GCC unroll 8
 #endif
@@ -98,6 +131,28 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
             int32_t count = (int32_t)((level[j] >> (8u * b)) & 0xFFu);
             negative[8u * b + j] = add ? negative[8u * b + j] + count : count;
         }
+    }
+}
+
+#define QSNN_FEW 4u   /* active sets of at most this many entries skip the bit-sliced counters */
+
+/* count_negatives of a set of at most QSNN_FEW entries: each mask's bits spread straight into byte
+ * counters (byte b of word j: channel 8b + j, as add_counters leaves them), worth 2^plane each */
+static void count_few(const qsnn_packed_scratch_t *scratch, const active_set_t *set, const uint32_t *weights,
+                      uint32_t groups)
+{
+    uint32_t group, e, j;
+    for (group = 0; group < groups; ++group) {
+        uint32_t level[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+        for (e = 0; e < set->count; ++e) {
+            const uint32_t mask = weights[scratch->active[e] + group];
+            const uint32_t plane = e < set->plane_end[0] ? 0u : e < set->plane_end[1] ? 1u : 2u;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+            for (j = 0; j < 8u; ++j) level[j] += ((mask >> j) & 0x01010101u) << plane;
+        }
+        store_counters(level, scratch->negative + 32u * group, 0u);
     }
 }
 
@@ -196,29 +251,87 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const int32_t *multiplier = lif->multiplier, *bias = lif->bias;   /* in locals: `current` aliases none */
     const uint32_t channels = out->channels, groups = qsnn_words_for(channels), k = stage->kernel, taps = k * k;
     int32_t *current = scratch->currents, *negative = scratch->negative;
-    uint32_t y, x, c, ky, kx;
+    /* in locals: the stores to `sources` could alias the maps' and stage's bytes */
+    const uint32_t stride = stage->stride, padding = stage->padding, in_height = in->height, in_width = in->width;
+    const uint32_t level_words = qsnn_words_for(channels * model->field_bits);
+    const uint32_t *in_plane = qsnn_pixel_words(ctx->arena, in, 0, 0, 0);
+    uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, 0, 0);   /* [y][x][word] */
+    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                      /* [y][x][word] */
+    /* maps of at most 32 x 32 pixels: which input pixels hold a spike or count (bit ix of occupied[iy]),
+     * found once a step; a kernel's sources are then only those */
+    const uint32_t by_rows = in_width <= 32u && in_height <= QSNN_ROWS && k <= 5u;
+    /* k = 2 from counts: the biases raised by half a level, in `current` (unused on that path) */
+    const uint32_t raise = model->field_bits == 2u && stage->residual == QSNN_RESIDUAL_NONE && channels % 16u == 0u
+                           && !QSNN_WORST && lif->threshold <= INT32_MAX - (int32_t)(1u << (lif->fraction_bits - 1u));
+    uint32_t occupied[QSNN_ROWS];
+    uint8_t index[25];   /* by_rows: the kernel position of each source */
+    uint32_t y, x, c, ky, kx, tap, count, w;
     active_set_t set;
-    qsnn_fire_memo_t memo;   /* the LIF of the pixels without input */
-    memo.valid = 0;
-    for (y = 0; y < out->height; ++y) {
-        for (x = 0; x < out->width; ++x) {
-            uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, y, x);
-            uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, y, x);
-            for (ky = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
-                uint32_t iy = y * stage->stride + ky - stage->padding, ix = x * stage->stride - stage->padding;
-                const uint32_t *row = iy < in->height ? qsnn_pixel_words(ctx->arena, in, 0, iy, 0) : NULL;
-                for (kx = 0; kx < k; ++kx, ++ix) {   /* unsigned: a negative index is out too */
-                    sources[ky * k + kx] = row != NULL && ix < in->width ? row + ix * in_words : NULL;
-                }
+    qsnn_fire_bias_t without_input;   /* the LIF of the pixels without input */
+    without_input.valid = 0;
+    for (c = 0; c < channels && raise; ++c) current[c] = bias[c] + (int32_t)(1u << (lif->fraction_bits - 1u));
+    for (y = 0; y < in_height && by_rows; ++y) {
+        const uint32_t *bits = in_plane + y * in_width * in_words;
+        uint32_t row = 0;
+        for (x = 0; x < in_width; ++x, bits += in_words) {
+            uint32_t any = 0;
+            for (c = 0; c < in->planes; ++c) {
+                for (w = 0; w < in_words; ++w) any |= bits[c * plane_words + w];
             }
-            gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set);
+            row |= (any != 0u ? 1u : 0u) << x;
+        }
+        occupied[y] = row;
+    }
+    for (y = 0; y < out->height; ++y) {
+        for (x = 0; x < out->width; ++x, levels += level_words, spikes += groups) {
+            if (by_rows) {   /* the occupied input pixels under the kernel */
+                const int32_t left = (int32_t)(x * stride) - (int32_t)padding;   /* the kernel's first column */
+                uint32_t under[5], any = 0;   /* bit kx of under[ky]: input pixel (ky, kx) of the kernel occupied */
+                for (ky = 0; ky < k; ++ky) {
+                    const uint32_t iy = y * stride + ky - padding;   /* unsigned: a negative index is out too */
+                    under[ky] = iy >= in_height ? 0u
+                                                : (left >= 0 ? occupied[iy] >> left : occupied[iy] << -left) & ((1u << k) - 1u);
+                    any |= under[ky];
+                }
+                if (any == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
+                    qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
+                    continue;
+                }
+                for (ky = 0, count = 0; ky < k; ++ky) {
+                    const uint32_t iy = y * stride + ky - padding;
+                    uint32_t row = under[ky];
+                    for (; row != 0u; row &= row - 1u) {
+                        kx = qsnn_lowest_bit(row);
+                        sources[count] = in_plane + (iy * in_width + (uint32_t)(left + (int32_t)kx)) * in_words;
+                        index[count++] = (uint8_t)(ky * k + kx);
+                    }
+                }
+                gather_active(scratch, in->planes, plane_words, count, in->channels, groups, &set, index);
+            } else {
+                for (ky = 0, tap = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
+                    uint32_t iy = y * stride + ky - padding, ix = x * stride - padding;
+                    const uint32_t *row = iy < in_height ? in_plane + iy * in_width * in_words : NULL;
+                    for (kx = 0; kx < k; ++kx, ++ix, ++tap) {   /* unsigned: a negative index is out too */
+                        sources[tap] = row != NULL && ix < in_width ? row + ix * in_words : NULL;
+                    }
+                }
+                gather_active(scratch, in->planes, plane_words, taps, in->channels, groups, &set, NULL);
+            }
             if (set.total == 0 && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
-                qsnn_fire_pixel_memo(model, lif, bias, channels, levels, spikes, &memo);
+                qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                 continue;
             }
-            if (set.total != 0) count_negatives(scratch, &set, stage->weight_bits, groups);
+            if (set.count <= QSNN_FEW && !QSNN_WORST) {   /* worst case: the counters */
+                count_few(scratch, &set, stage->weight_bits, groups);
+            } else if (set.total != 0) {
+                count_negatives(scratch, &set, stage->weight_bits, groups);
+            }
             if (stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u) {
-                qsnn_fire_counts(model, lif, negative, set.total, channels, levels, spikes);   /* currents unstored */
+                if (raise) {
+                    qsnn_fire_counts_raised(model, lif, negative, set.total, current, channels, levels, spikes);
+                } else {
+                    qsnn_fire_counts(model, lif, negative, set.total, channels, levels, spikes);   /* currents unstored */
+                }
                 continue;
             }
             for (c = 0; c < channels; ++c) {
@@ -229,7 +342,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             } else if (stage->residual == QSNN_RESIDUAL_CONV) {   /* 1x1, strided: one input pixel */
                 sources[0] = qsnn_pixel_words(ctx->arena, shortcut, 0, y * stage->residual_stride,
                                               x * stage->residual_stride);
-                gather_active(scratch, shortcut->planes, shortcut_words, 1u, shortcut->channels, groups, &set);
+                gather_active(scratch, shortcut->planes, shortcut_words, 1u, shortcut->channels, groups, &set, NULL);
                 if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups);
                 for (c = 0; c < channels && set.total != 0; ++c) {
                     current[c] += stage->residual_multiplier[c] * (set.total - 2 * negative[c]);

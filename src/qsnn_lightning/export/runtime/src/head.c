@@ -7,17 +7,19 @@
  * channel (global pooling) or every count in (c, y, x) order (flatten). */
 static void head_features(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_map_t *in)
 {
+    /* in locals: the stores to the features could alias the maps' and the head's bytes */
     int32_t *features = ctx->features;
     const uint32_t words = qsnn_words_for(in->channels), pixels = (uint32_t)in->height * in->width;
+    const uint32_t planes = in->planes, global_pool = model->head->global_pool;
+    const uint32_t *bits = qsnn_pixel_words(ctx->arena, in, 0, 0, 0);   /* [plane][y][x][word] */
     uint32_t w, pixel, p;
-    for (p = 0; p < in->planes; ++p) {
-        for (pixel = 0; pixel < pixels; ++pixel) {
-            const uint32_t *bits = qsnn_pixel_words(ctx->arena, in, p, pixel / in->width, pixel % in->width);
+    for (p = 0; p < planes; ++p) {
+        for (pixel = 0; pixel < pixels; ++pixel, bits += words) {
             for (w = 0; w < words; ++w) {
                 uint32_t word;
                 for (word = bits[w]; word != 0u; word &= word - 1u) {
                     uint32_t c = 32u * w + qsnn_lowest_bit(word);
-                    features[model->head->global_pool ? c : c * pixels + pixel] += (int32_t)(1u << p);
+                    features[global_pool ? c : c * pixels + pixel] += (int32_t)(1u << p);
                 }
             }
         }

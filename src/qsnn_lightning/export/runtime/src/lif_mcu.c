@@ -8,6 +8,7 @@
 typedef struct {
     int32_t leak, threshold, half, levels;
     uint32_t fraction;
+    int32_t raised_threshold;   /* Theta + 2^(F-1) (`raised`) */
 } lif_constants_t;
 
 /* A pixel's currents: current[c], or (`counts` below) from a binary conv's counts, computed as
@@ -15,6 +16,7 @@ typedef struct {
 typedef struct {
     const int32_t *current, *negative, *multiplier, *bias;
     int32_t total;
+    const int32_t *raised;     /* `raised`: B_c + 2^(F-1) in place of bias */
 } currents_t;
 
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
@@ -26,19 +28,31 @@ typedef struct {
  * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
 static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current,
                                              const currents_t *in, uint32_t first, uint32_t word, uint32_t count,
-                                             uint32_t *spikes, const uint32_t bits, const int counts)
+                                             uint32_t *spikes, const uint32_t bits, const int counts,
+                                             const int raised)
 {
     const uint32_t mask = (1u << bits) - 1u;
     const int32_t *negative = counts ? in->negative + first : NULL;
-    const int32_t *multiplier = counts ? in->multiplier + first : NULL, *bias = counts ? in->bias + first : NULL;
+    const int32_t *multiplier = counts ? in->multiplier + first : NULL;
+    const int32_t *bias = counts ? (raised ? in->raised : in->bias) + first : NULL;
     uint32_t i, next = 0, up = 0, down = 0, fired = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
-        int32_t membrane = level * lif->leak
-                           + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
+        int32_t membrane;
+        if (raised) {   /* k = 2 from counts: V = U + 2^(F-1), compared as U is below, one addition fewer */
+            membrane = multiplier[i] * (in->total - 2 * negative[i]) + (level * lif->leak + bias[i]);
+            if (membrane >= lif->raised_threshold && !QSNN_WORST) {
+                fired |= 1u << i;
+            } else {
+                up |= ((2u * (uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
+                down |= ((uint32_t)membrane >> 31) << (i * bits);
+            }
+            continue;
+        }
+        membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
         if (membrane >= lif->threshold && !QSNN_WORST) {   /* hard reset: level 0 (worst case: the dearer branch) */
             fired |= 1u << i;
         } else if (bits == 2u) {
@@ -56,7 +70,8 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
  * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped (from
  * counts, the channels fill whole words: qsnn_fire_counts). */
 static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const currents_t *in, uint32_t channels,
-                                           uint32_t *levels, uint32_t *out, const uint32_t bits, const int counts)
+                                           uint32_t *levels, uint32_t *out, const uint32_t bits, const int counts,
+                                           const int raised)
 {
     const uint32_t per_word = 32u / bits;
     int32_t tail[16];
@@ -69,7 +84,7 @@ static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const cur
             current = tail;
             fields = (1u << (count * bits)) - 1u;
         }
-        *levels = fire_word(lif, current, in, c, *levels, per_word, &fired, bits, counts) & fields;
+        *levels = fire_word(lif, current, in, c, *levels, per_word, &fired, bits, counts, raised) & fields;
         spikes |= (fired & ((1u << count) - 1u)) << (c % 32u);
         if ((c + per_word) % 32u == 0u || c + per_word >= channels) {   /* 32 spikes, or the last */
             out[c / 32u] = spikes;
@@ -80,7 +95,8 @@ static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const cur
 
 /* fire_fields for the model's field width */
 static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t *lif, const currents_t *in,
-                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts)
+                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts,
+                                    const int raised)
 {
     lif_constants_t constants;
     constants.fraction = lif->fraction_bits;
@@ -88,12 +104,18 @@ static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t 
     constants.threshold = lif->threshold;
     constants.half = (int32_t)(1u << (constants.fraction - 1u));
     constants.levels = model->levels;
-    if (model->field_bits == 2u) {
-        fire_fields(&constants, in, channels, levels, out, 2u, counts);
+    constants.raised_threshold = raised ? lif->threshold + constants.half : 0;
+#if defined(__GNUC__)
+    __asm__("" : "+r"(constants.leak));   /* a multiplier, not a shift: level * leak + x is one MLA */
+#endif
+    if (raised) {   /* the caller's: k = 2 */
+        fire_fields(&constants, in, channels, levels, out, 2u, counts, 1);
+    } else if (model->field_bits == 2u) {
+        fire_fields(&constants, in, channels, levels, out, 2u, counts, 0);
     } else if (model->field_bits == 4u) {
-        fire_fields(&constants, in, channels, levels, out, 4u, counts);
+        fire_fields(&constants, in, channels, levels, out, 4u, counts, 0);
     } else {
-        fire_fields(&constants, in, channels, levels, out, 8u, counts);
+        fire_fields(&constants, in, channels, levels, out, 8u, counts, 0);
     }
 }
 
@@ -102,7 +124,7 @@ void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int
 {
     currents_t in;
     in.current = current;
-    fire(model, lif, &in, channels, levels, out, 0);
+    fire(model, lif, &in, channels, levels, out, 0, 0);
 }
 
 void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
@@ -113,7 +135,18 @@ void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const in
     in.multiplier = lif->multiplier;
     in.bias = lif->bias;
     in.total = total;
-    fire(model, lif, &in, channels, levels, out, 1);
+    fire(model, lif, &in, channels, levels, out, 1, 0);
+}
+
+void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                             const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    currents_t in;
+    in.negative = negative;
+    in.multiplier = lif->multiplier;
+    in.raised = raised;
+    in.total = total;
+    fire(model, lif, &in, channels, levels, out, 1, 1);
 }
 
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
@@ -136,4 +169,64 @@ void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, cons
     for (i = 0; i < words; ++i) memo->after[i] = levels[i];
     for (i = 0; i < spike_words; ++i) memo->spikes[i] = out[i];
     memo->valid = 1;
+}
+
+/* Bits 0, 2, ..., 30 of x to bits 0..15, bits 1, 3, ..., 31 to bits 16..31 (an unshuffle: four
+ * swaps of bit groups) */
+static inline uint32_t unzip_bits(uint32_t x)
+{
+    uint32_t t;
+    t = (x ^ (x >> 1)) & 0x22222222u;
+    x ^= t ^ (t << 1);
+    t = (x ^ (x >> 2)) & 0x0C0C0C0Cu;
+    x ^= t ^ (t << 2);
+    t = (x ^ (x >> 4)) & 0x00F000F0u;
+    x ^= t ^ (t << 4);
+    t = (x ^ (x >> 8)) & 0x0000FF00u;
+    x ^= t ^ (t << 8);
+    return x;
+}
+
+void qsnn_fire_bias(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t channels, uint32_t *levels,
+                    uint32_t *out, qsnn_fire_bias_t *table)
+{
+    const uint32_t words = qsnn_words_for(channels * model->field_bits), spike_words = qsnn_words_for(channels);
+    static const uint32_t every[3] = {0u, 0x55555555u, 0xFFFFFFFFu};   /* all fields 0, 1, -1 */
+    uint32_t w, q, i, same;
+    if (QSNN_WORST || model->field_bits != 2u || words > QSNN_MEMO_WORDS) {
+        if (!table->valid) table->memo.valid = 0;
+        table->valid = 1;
+        qsnn_fire_pixel_memo(model, lif, lif->bias, channels, levels, out, &table->memo);
+        return;
+    }
+    if (!table->valid) table->memo.valid = 0;
+    for (i = 0, same = table->memo.valid; i < words && same; ++i) same = levels[i] == table->memo.before[i];
+    if (same) {   /* the levels of the last such pixel: its result */
+        for (i = 0; i < words; ++i) levels[i] = table->memo.after[i];
+        for (i = 0; i < spike_words; ++i) out[i] = table->memo.spikes[i];
+        return;
+    }
+    for (i = 0; i < words; ++i) table->memo.before[i] = levels[i];
+    if (!table->valid) {   /* the three outcomes: the LIF of every neuron at one level */
+        for (q = 0; q < 3u; ++q) {
+            for (i = 0; i < words; ++i) table->next[q][i] = every[q];
+            qsnn_fire_pixel(model, lif, lif->bias, channels, table->next[q], table->spikes[q]);
+        }
+        table->valid = 1;
+    }
+    for (i = 0; i < spike_words; ++i) out[i] = 0;
+    for (w = 0; w < words; ++w) {
+        /* fields 00 (level 0), 01 (1), 11 (-1): `low` marks the nonzero ones, `high` those at -1 */
+        const uint32_t level = levels[w], low = level & 0x55555555u, high = (level >> 1) & 0x55555555u;
+        const uint32_t one = low & ~high, packed = unzip_bits(level), nonzero = packed & 0xFFFFu, minus = packed >> 16;
+        const uint32_t shift = 16u * (w % 2u);
+        uint32_t spikes;
+        levels[w] = (table->next[0][w] & ~(3u * low)) | (table->next[1][w] & 3u * one) | (table->next[2][w] & 3u * high);
+        spikes = ((table->spikes[0][w / 2u] >> shift) & ~nonzero)
+                 | ((table->spikes[1][w / 2u] >> shift) & nonzero & ~minus) | ((table->spikes[2][w / 2u] >> shift) & minus);
+        out[w / 2u] |= (spikes & 0xFFFFu) << shift;
+    }
+    for (i = 0; i < words; ++i) table->memo.after[i] = levels[i];
+    for (i = 0; i < spike_words; ++i) table->memo.spikes[i] = out[i];
+    table->memo.valid = 1;
 }

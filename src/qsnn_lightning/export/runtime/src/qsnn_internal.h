@@ -164,6 +164,12 @@ void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int
 void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
                       uint32_t channels, uint32_t *levels, uint32_t *out);
 
+/* lif_mcu.c: qsnn_fire_counts at k = 2 (field_bits 2, `channels` a multiple of 16) from the biases
+ * raised by half a level, raised[c] = B_c + 2^(F-1), for Theta + 2^(F-1) within int32: V = U + 2^(F-1)
+ * is compared as U is (one addition fewer a neuron). */
+void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
+                             const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
+
 /* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
  * background, a pixel without input spikes), which reach the same levels from the same levels:
  * the levels before and after, and the spikes, of pixels of up to QSNN_MEMO_WORDS level words. */
@@ -177,6 +183,36 @@ typedef struct {
  * remembered result if `levels` are the remembered ones, else the LIF, remembered. */
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                           uint32_t *levels, uint32_t *out, qsnn_fire_memo_t *memo);
+
+/* lif_mcu.c: the LIF of the pixels whose currents are the biases B_c (a conv pixel without input
+ * spikes, a stem window of zeros). At k = 2 a neuron's next level and spike then follow from its
+ * level alone (-1, 0 or 1): the layer's three outcomes (every neuron at level 0, at 1, at -1) are
+ * computed once, at the first such pixel of a kernel's call, and each pixel selects its neurons'
+ * from them, 16 neurons a word with a few bit operations; a pixel of the last one's levels reuses
+ * its result (as qsnn_fire_pixel_memo). Pixels of more than QSNN_MEMO_WORDS words of levels, other
+ * field widths and the worst-case build take qsnn_fire_pixel_memo. */
+typedef struct {
+    uint32_t valid;   /* 0: not computed yet (set it to 0 before a kernel's first pixel) */
+    uint32_t next[3][QSNN_MEMO_WORDS];              /* the levels after, from every level 0, 1, -1 */
+    uint32_t spikes[3][(QSNN_MEMO_WORDS + 1u) / 2u];   /* the spikes, from every level 0, 1, -1 */
+    qsnn_fire_memo_t memo;   /* the fallback's */
+} qsnn_fire_bias_t;
+
+void qsnn_fire_bias(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t channels, uint32_t *levels,
+                    uint32_t *out, qsnn_fire_bias_t *table);
+
+/* qsnn_fire_bias, the remembered result of a pixel of one word of levels and of spikes taken inline */
+static inline void qsnn_fire_bias_inline(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t channels,
+                                         uint32_t *levels, uint32_t *out, qsnn_fire_bias_t *table)
+{
+    if (!QSNN_WORST && table->valid && table->memo.valid && channels * model->field_bits <= 32u
+        && levels[0] == table->memo.before[0]) {
+        levels[0] = table->memo.after[0];
+        out[0] = table->memo.spikes[0];
+        return;
+    }
+    qsnn_fire_bias(model, lif, channels, levels, out, table);
+}
 
 /* ---- the host layout (workspace_host.c) ------------------------------------------------------- */
 
