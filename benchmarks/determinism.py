@@ -15,13 +15,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from sweep_tables import QSNN
 
-QSNN = str(Path(sys.executable).with_name("qsnn"))
 ISA_ENVIRONMENTS = {
     "default": {},
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from dataset_files import write_dvs_gesture  # noqa: E402  (tonic's layout, as the tests write it)
+from sweep_tables import QSNN  # noqa: E402  (benchmarks/ is the script's folder)
 
-QSNN = str(Path(sys.executable).with_name("qsnn"))
+from dataset_files import write_dvs_gesture  # noqa: E402  (tonic's layout, as the tests write it)
 
 
 def train(mode: str, data: Path, runs: Path, batch: int, steps: int, size: int) -> tuple[int, float, Path]:
