@@ -113,22 +113,35 @@ def _assert_same_training(full, lean, exact: bool):
     the straight-through window's edge (|w_hat| = ste_window) can have its gradient passed on
     one path and stopped on the other once the weights differ by rounding (from the second
     step on): up to one binary weight in 10,000 (and at least one) may differ more, with its
-    optimizer state."""
+    optimizer state and the running statistics of the BatchNorm after it (the next step's batch
+    statistics see the differing weight; Adam turns a rounding-sized difference of a gradient
+    near 0 into a step of the learning rate's size)."""
     (model_a, opt_a, rec_a), (model_b, opt_b, rec_b) = full, lean
     for (logits_a, loss_a, rates_a), (logits_b, loss_b, rates_b) in zip(rec_a, rec_b):
         assert torch.equal(logits_a, logits_b) and torch.equal(loss_a, loss_b) and torch.equal(rates_a, rates_b)
     binary = {id(m.weight) for m in model_a.modules() if isinstance(getattr(m, "weight_quant", None), BinaryWeight)}
     names = {id(p): name for name, p in model_a.named_parameters()}
     binary_names = {names[key] for key in binary}
+    statistics_after_binary = {f"{prefix}{later_name}.{statistic}" for prefix, earlier, later_name, later in _neighbours(model_a)
+                               if id(getattr(earlier, "weight", None)) in binary and isinstance(later, nn.BatchNorm2d)
+                               for statistic in ("running_mean", "running_var")}
     state_a, state_b = model_a.state_dict(), model_b.state_dict()  # weights, BatchNorm statistics, running alpha_u
     assert state_a.keys() == state_b.keys()
     for key in state_a:
-        _assert_close(state_b[key], state_a[key], exact, key, key in binary_names)
+        _assert_close(state_b[key], state_a[key], exact, key, key in binary_names | statistics_after_binary)
     parameters_a = [p for group in opt_a.param_groups for p in group["params"]]
     parameters_b = [p for group in opt_b.param_groups for p in group["params"]]
     for parameter_a, parameter_b in zip(parameters_a, parameters_b):
         for key in opt_a.state[parameter_a]:
             _assert_close(opt_b.state[parameter_b][key], opt_a.state[parameter_a][key], exact, key, id(parameter_a) in binary)
+
+
+def _neighbours(model: nn.Module):
+    """(prefix, module, name and module of the one after it) of every module's consecutive children."""
+    for name, parent in model.named_modules():
+        children = list(parent.named_children())
+        for (_, earlier), (later_name, later) in zip(children, children[1:]):
+            yield f"{name}." if name else "", earlier, later_name, later
 
 
 def _assert_close(actual, expected, exact: bool, name: str, binary: bool):
