@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,18 @@ from sweep_tables import QSNN  # noqa: E402  (benchmarks/ is the script's folder
 from dataset_files import write_dvs_gesture  # noqa: E402  (tonic's layout, as the tests write it)
 
 
+def run(command: list[str]) -> tuple[int, int, float, str]:
+    """(exit status, peak RSS in bytes from ``wait4``, seconds, stdout and stderr) of one process; its
+    output goes to a file, so a full pipe cannot stall it."""
+    with tempfile.TemporaryFile("w+") as output:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        output.seek(0)
+        return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, seconds, output.read()
+
+
 def train(mode: str, data: Path, runs: Path, batch: int, steps: int, size: int) -> tuple[int, float, Path]:
     """(peak RSS in bytes, seconds, last.ckpt) of one ``qsnn train`` process."""
     command = [
@@ -39,15 +52,11 @@ def train(mode: str, data: Path, runs: Path, batch: int, steps: int, size: int) 
         f"trainer.max_steps={steps}", f"data.events.resize={size}", f"speed.activation_memory={mode}",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "test_every_epoch=false",
     ]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    output = process.stdout.read() + process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    status, rss, seconds, output = run(command)
+    if status != 0:
         raise SystemExit(f"qsnn train ({mode}) failed:\n{output[-3000:]}")
     (checkpoint,) = (runs / mode).rglob("last.ckpt")
-    return usage.ru_maxrss * 1024, seconds, checkpoint
+    return rss, seconds, checkpoint
 
 
 def paper_batch(root: Path, size: int) -> None:
@@ -61,14 +70,10 @@ def paper_batch(root: Path, size: int) -> None:
     command = [QSNN, "train", "dvsgesture_1w4u", f"data.data_dir={data}", f"run_dir={root / 'runs64'}",
                "trainer.fast_dev_run=true", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
                f"data.events.resize={size}"]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    output = process.stdout.read()
+    status, rss, seconds, output = run(command)
     print("\n".join(line for line in output.splitlines() if "activation_memory" in line or "test accuracy" in line))
-    print(f"batch 64: exit status {os.waitstatus_to_exitcode(status)}, peak RSS {usage.ru_maxrss * 1024 / 1e9:.2f} GB, {seconds:.0f} s")
-    if os.waitstatus_to_exitcode(status) != 0:
+    print(f"batch 64: exit status {status}, peak RSS {rss / 1e9:.2f} GB, {seconds:.0f} s")
+    if status != 0:
         raise SystemExit(output[-3000:])
 
 
