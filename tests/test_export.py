@@ -424,7 +424,8 @@ def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, sh
     1x1 conv shortcuts among them) on random frames and random spike and count maps, sparse to dense, then half
     uniform (pixels the kernels skip or remember), levels carried over six calls: the microcontroller and host
     kernels write the reference kernels' spikes. The event-frame dvsmcunet (two input channels, 2-bit levels) takes
-    the stem's windows of one or two nonzero pairs of taps inside the LIF."""
+    the stem's fused path: windows of one to four nonzero pairs of taps (found from the rows' nonzero columns) and of
+    more, resting and charged neurons."""
     model = fold(trained_like(name, shape, bits), event_frames=frames)
     write_folder(model, plan(model), None, tmp_path / "out", {})
     outputs = {}

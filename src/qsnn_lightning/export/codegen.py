@@ -135,7 +135,9 @@ def workspace_bytes(model: IntegerModel, memory: MemoryPlan, host: bool) -> int:
                 taps * model.stem.output.channels * 2, PLANES * (worst.channels + 3) * 4, (worst.channels + 3) * 4,
                 PLANES * worst.window_words * 8, taps * 4]
     else:
-        path = [memory.state_words * 4, 8 * POINTER_BYTES, worst.channels * 4, (worst.channels + 31) * 4,
+        # currents: a pixel's, or the stem's (multiplier, raised bias) pairs (stem_mcu.c)
+        currents = max(worst.channels, 2 * model.stem.output.channels)
+        path = [memory.state_words * 4, 8 * POINTER_BYTES, currents * 4, (worst.channels + 31) * 4,
                 worst.active * 4, worst.chunks * 4, worst.taps * POINTER_BYTES, taps, taps // 2 * 4]
     return sum(_round8(size) for size in common + path)
 

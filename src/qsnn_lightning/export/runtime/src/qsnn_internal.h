@@ -20,11 +20,14 @@
  * does so; C99 leaves it to the implementation). */
 typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
 
-/* a kernel compiled once per constant argument (a field width, a channel count) */
+/* a kernel compiled once per constant argument (a field width, a channel count); one compiled once,
+ * called from many such */
 #if defined(__GNUC__)
 #define QSNN_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define QSNN_NOINLINE __attribute__((noinline))
 #else
 #define QSNN_ALWAYS_INLINE inline
+#define QSNN_NOINLINE
 #endif
 
 /* 1 in the microcontrollers' worst-case build (-DQSNN_WORST_CASE, the measure targets' second
@@ -134,8 +137,13 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
 
 /* ---- the packed layout (workspace_packed.c), the microcontroller and reference paths ---------- */
 
+/* the entries of the packed scratch's `currents`: a pixel's currents, or the stem's (M_c, B_c + 2^(F-1)) */
+#define QSNN_CURRENTS(model) \
+    ((model)->max_channels > 2u * (model)->stem_channels ? (model)->max_channels : 2u * (model)->stem_channels)
+
 typedef struct {
-    int32_t *currents;          /* one pixel's output channels, before its LIF: [max_channels] */
+    int32_t *currents;          /* one pixel's output channels, before its LIF; the stem's (M_c, B_c + 2^(F-1))
+                                   (stem_mcu.c): [QSNN_CURRENTS(model)] */
     int32_t *negative;          /* per-channel counts of negative weights met: [max_channels + 31] */
     uint32_t *active;           /* an active set's weight offsets: [max_active] */
     uint32_t *chunk_end;        /* where its chunks end: [max_chunks] */

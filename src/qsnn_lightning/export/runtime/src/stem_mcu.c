@@ -5,9 +5,10 @@
  * the padded frame, the pairs stay in registers and the dot products unroll. A pixel whose taps
  * equal the last computed pixel's (a uniform background, an event frame's empty regions) keeps
  * its currents: the dot products are skipped, and its LIF is remembered (lif_mcu.c). A window of
- * zeros has the biases as currents (lif_mcu.c's qsnn_fire_bias); an event frame's window with one or
- * two nonzero pairs takes one or two products a channel, at k = 2 inside the LIF (no currents
- * stored). */
+ * zeros has the biases as currents (lif_mcu.c's qsnn_fire_bias). An event frame's window at k = 2
+ * takes the products of its nonzero pairs alone (up to four; its taps found from the rows' nonzero
+ * columns, only those read), 16 neurons at a time into a buffer, then their LIF from (M_c, B_c)
+ * pairs (one LDRD), without the leak term where the 16 levels are 0 (no currents stored). */
 #include <limits.h>
 #include <string.h>
 
@@ -17,6 +18,16 @@
 #include <arm_acle.h>
 #endif
 
+/* acc + the two products of a weight pair and a tap pair (acc unused when `first`: the products alone) */
+static QSNN_ALWAYS_INLINE int32_t add_pair_products(int32_t acc, int32_t weight, int32_t taps, const int first)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return first ? __smuad(weight, taps) : __smlad(weight, taps, acc);   /* two products */
+#else
+    return (first ? 0 : acc) + (int16_t)(weight & 0xFFFF) * (int16_t)(taps & 0xFFFF) + (weight >> 16) * (taps >> 16);
+#endif
+}
+
 /* sum of the products of two strings of `count` int16 pairs (tap 2i in the low half, 2i + 1 in the high) */
 static QSNN_ALWAYS_INLINE int32_t dot_pairs(const int32_t *weight, const int32_t *taps, const uint32_t count)
 {
@@ -25,13 +36,7 @@ static QSNN_ALWAYS_INLINE int32_t dot_pairs(const int32_t *weight, const int32_t
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-    for (i = 0; i < count; ++i) {
-#if defined(__ARM_FEATURE_DSP)
-        acc = i == 0u ? __smuad(weight[0], taps[0]) : __smlad(weight[i], taps[i], acc);   /* two products */
-#else
-        acc += (int16_t)(weight[i] & 0xFFFF) * (int16_t)(taps[i] & 0xFFFF) + (weight[i] >> 16) * (taps[i] >> 16);
-#endif
-    }
+    for (i = 0; i < count; ++i) acc = add_pair_products(acc, weight[i], taps[i], i == 0u);
     return acc;
 }
 
@@ -81,12 +86,19 @@ static QSNN_ALWAYS_INLINE uint32_t load_pairs(const qsnn_model_t *model, const q
     return changed;
 }
 
+/* The most pairs of a pixel's taps in a constant shape (3x3 over two channels), and their offsets */
+#define QSNN_STEM_PAIRS 9u
+static const uint32_t every_pair[QSNN_STEM_PAIRS] = {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u};
+
 /* The per-layer constants of the stem's currents, in locals: the stores to the currents alias none */
 typedef struct {
     const int32_t *multiplier, *bias;
-    const int32_t *raised;   /* B_c + 2^(F-1) (fire_two_pairs), in the scratch's `negative` */
+    const int32_t *scaled;   /* M_c, B_c + 2^(F-1) (fire_pairs): [channels][2], in the scratch's `currents` */
     int32_t scale;   /* 2^R */
     uint32_t channels;
+    uint32_t unit;        /* 2^F (fire_pairs) */
+    int32_t threshold;    /* Theta + 2^(F-1) */
+    int32_t leak;         /* 2^(F - tau_shift): level * leak */
 } stem_constants_t;
 
 /* current[c] = ((acc * 2^R) * M_c) >> 32 + B_c (the high word of one SMULL on the Cortex-M4) for
@@ -115,52 +127,99 @@ static QSNN_ALWAYS_INLINE void stem_currents_two(const stem_constants_t *k, cons
     }
 }
 
-/* The LIF at k = 2 (2-bit fields, 16 a word) of a window whose taps are 0 but for pairs a and b
- * (values a_taps, b_taps: `two` 1), for pair a alone (`two` 0), or for one tap alone, the low (`two`
- * 2) or high (3) half of pair a, a_taps then its value * 2^R; the currents computed as each neuron
- * fires: weight points at channel 0's pair a, `stride` pairs a channel, pair b lies b_offset further.
- * The arithmetic of lif_mcu.c's fire_word (k = 2) on the currents of stem_currents. */
-static QSNN_ALWAYS_INLINE void fire_two_pairs(const qsnn_model_t *model, const qsnn_lif_t *lif,
-                                              const stem_constants_t *k, const int32_t *weight, const uint32_t stride,
-                                              uint32_t b_offset, int32_t a_taps, int32_t b_taps, uint32_t *levels,
-                                              uint32_t *out, const int two)
+/* acc[i] = neuron i's products (* 2^R) of a window whose taps are 0 but for `count` pairs, pair
+ * j at offsets[j] from neuron i's weights (weight + i * stride) with value values[j]; or, `half`
+ * 1 (the low half) or 2 (the high), of one tap alone, of the pair at offsets[0], values[0] then
+ * its value * 2^R */
+static QSNN_ALWAYS_INLINE void window_products(const int32_t *weight, const uint32_t stride, const uint32_t *offsets,
+                                               const int32_t *values, const uint32_t count, const int half,
+                                               int32_t scale, int32_t *acc)
 {
-    const uint32_t fraction = lif->fraction_bits, unit = 1u << fraction;
-    int32_t leak = (int32_t)(1u << (fraction - lif->tau_shift));
-    const int32_t threshold = lif->threshold + (int32_t)(unit / 2u), scale = k->scale;
-    uint32_t c, i;
-    (void)model;
-#if defined(__GNUC__)
-    __asm__("" : "+r"(leak));   /* a multiplier, not a shift: level * leak + x is one MLA */
-#endif
-    for (c = 0; c < k->channels; c += 16u) {
-        const int32_t *w = weight + c * stride, *w_b = w + b_offset, *multiplier = k->multiplier + c;
-        const int32_t *bias = k->raised + c;
-        const uint32_t word = levels[c / 16u];
-        uint32_t up = 0, down = 0, fired = 0;
-#if defined(__GNUC__)
-        if (two == 1) __asm__("" : "+r"(w_b));   /* a base of its own: pair b at immediate offsets, not 16 offsets kept */
-#endif
+    const int32_t *w[QSNN_STEM_PAIRS];
+    int32_t v[QSNN_STEM_PAIRS];   /* in registers: the stores to acc alias no value */
+    uint32_t i, j;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-        for (i = 0; i < 16u; ++i) {
-            const int32_t pair[2] = {a_taps, b_taps}, both[2] = {w[i * stride], two == 1 ? w_b[i * stride] : 0};
-            /* one tap: its weight (the pair's low or high half) times the tap's value, already * 2^R */
-            const int32_t acc = two == 2 ? (int32_t)(int16_t)w[i * stride] * a_taps
-                                : two == 3 ? (w[i * stride] >> 16) * a_taps
-                                           : dot_pairs(both, pair, two == 1 ? 2u : 1u) * scale;
-            const int32_t level = (int32_t)(word << (30u - 2u * i)) >> 30;
-            /* U + 2^(F-1): U >= Theta, U > 2^(F-1) and U < -2^(F-1) of lif_mcu.c's fire_word */
-            const int32_t raised = high_product_add(acc, multiplier[i], level * leak + bias[i]);
-            if (raised >= threshold) {
-                fired |= 1u << i;
-            } else {
-                up |= ((unit - (uint32_t)raised) >> 31) << (2u * i);
-                down |= ((uint32_t)raised >> 31) << (2u * i);
-            }
+    for (j = 0; j < count; ++j) {
+        w[j] = weight + offsets[j];   /* a base each: immediate offsets */
+        v[j] = values[j];
+    }
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < 16u; ++i) {
+        int32_t sum = 0;
+        if (half == 1) {
+            sum = (int32_t)(int16_t)w[0][i * stride] * v[0];
+        } else if (half == 2) {
+            sum = (w[0][i * stride] >> 16) * v[0];
+        } else {
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+            for (j = 0; j < count; ++j) sum = add_pair_products(sum, w[j][i * stride], v[j], j == 0u);
+            sum *= scale;
         }
-        levels[c / 16u] = up | 3u * down;
+        acc[i] = sum;
+    }
+}
+
+/* The LIF at k = 2 (2-bit fields, 16 a word) of 16 neurons from their products acc (* 2^R), the
+ * arithmetic of lif_mcu.c's fire_word (k = 2) on the currents of stem_currents:
+ *   U + 2^(F-1) = ((acc * 2^R) * M_c) >> 32 + level * leak + B_c + 2^(F-1)   (Eq. 4, 8)
+ * fires at U >= Theta; else the next level is 1 at U > 2^(F-1), -1 (field 3) at U < -2^(F-1).
+ * `resting`: every level 0 (*word 0), no leak term. Returns the spikes (bit i: neuron i); *word
+ * the levels, in place. */
+static QSNN_ALWAYS_INLINE uint32_t fire_sixteen(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
+                                                uint32_t *word, const int resting)
+{
+    const uint32_t unit = k->unit, before = *word;
+    const int32_t threshold = k->threshold, leak = k->leak;
+    uint32_t i, fields = 0, fired = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < 16u; ++i) {
+        const int32_t level = (int32_t)(before << (30u - 2u * i)) >> 30;
+        const int32_t multiplier = scaled[2u * i], raised_bias = scaled[2u * i + 1u];   /* one LDRD */
+        const int32_t raised = high_product_add(acc[i], multiplier, resting ? raised_bias : level * leak + raised_bias);
+        if (raised >= threshold) {
+            fired |= 1u << i;
+        } else {   /* 1 above 2^(F-1) (unit - raised < 0), 3 below 0 */
+            fields |= (((uint32_t)(raised >> 31) & 3u) | ((unit - (uint32_t)raised) >> 31)) << (2u * i);
+        }
+    }
+    *word = fields;
+    return fired;
+}
+
+/* fire_sixteen of 16 resting neurons (most of a stem's), and of any: compiled once each, for every window */
+static QSNN_NOINLINE uint32_t fire_sixteen_resting(const stem_constants_t *k, const int32_t *scaled,
+                                                   const int32_t *acc, uint32_t *word)
+{
+    return fire_sixteen(k, scaled, acc, word, 1);
+}
+
+static QSNN_NOINLINE uint32_t fire_sixteen_any(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
+                                               uint32_t *word)
+{
+    return fire_sixteen(k, scaled, acc, word, 0);
+}
+
+/* The LIF at k = 2 of a window whose taps are 0 but for `count` pairs (window_products' arguments),
+ * 16 neurons at a time: their products into a buffer, then their LIF (two passes: few registers each) */
+static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32_t *weight, const uint32_t stride,
+                                          const uint32_t *offsets, const int32_t *values, const uint32_t count,
+                                          const int half, uint32_t *levels, uint32_t *out)
+{
+    int32_t acc[16];
+    uint32_t c;
+    for (c = 0; c < k->channels; c += 16u) {
+        uint32_t fired, *word = &levels[c / 16u];
+        window_products(weight + c * stride, stride, offsets, values, count, half, k->scale, acc);
+        fired = *word == 0u ? fire_sixteen_resting(k, k->scaled + 2u * c, acc, word)
+                            : fire_sixteen_any(k, k->scaled + 2u * c, acc, word);
         if (c % 32u == 0u) {
             out[c / 32u] = fired;
         } else {
@@ -189,8 +248,8 @@ static void row_occupancy(const int8_t *row, uint32_t width, uint32_t *low, uint
 }
 
 /* The stem with `pair_count` pairs of taps a pixel, `pairs` room for them; `channels` and `k`
- * the constant input channels and kernel size, or 0 for any. A window of an event frame with one
- * or two nonzero pairs (a lone event) takes one or two products a channel. */
+ * the constant input channels and kernel size, or 0 for any. A window of an event frame takes
+ * the products of its nonzero pairs alone (fire_pairs). */
 static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
                                           const qsnn_map_t *out, int32_t *pairs, const uint32_t pair_count,
                                           const uint32_t channels, const uint32_t k)
@@ -211,42 +270,54 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     const uint32_t spike_words = qsnn_words_for(out->channels);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
-    /* event frames at k = 2 whose windows of one or two nonzero pairs take the LIF of fire_two_pairs
+    /* event frames at k = 2 whose windows take fire_pairs
      * (Theta + 2^(F-1) within int32; not in the worst case) */
     const uint32_t fused = model->event_frames && model->field_bits == 2u && out->channels % 16u == 0u
                            && channels != 0u && !QSNN_WORST
                            && lif->threshold <= INT32_MAX - (int32_t)(1u << (lif->fraction_bits - 1u));
     const uint32_t one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
-    uint32_t y, x, i, occupied_low[4], occupied_high[4];   /* the nonzero columns of the k rows */
+    /* the windows' nonzero pairs found from the rows' nonzero columns: of at most four, only their taps read */
+    const uint32_t tap_masks = skip_zeros && fused;
+    /* tap t (in (ci, ky, kx) order) from a window's corner; an odd count's last high half any tap (its weights 0) */
+    uint32_t tap_offset[2u * QSNN_STEM_PAIRS] = {0u};
+    /* [ci][ky]: the nonzero columns of the rows, 0..31, 32..63 and (tap_masks) 16..47 */
+    uint32_t y, x, i, occupied_low[2][3], occupied_high[2][3], occupied_middle[2][3];
+    for (i = 0; i < channels * k * k && tap_masks; ++i) {
+        tap_offset[i] = (i / (k * k) * padded_height + i / k % k) * padded_width + i % k;
+    }
     constants.multiplier = lif->multiplier;
     constants.bias = lif->bias;
-    constants.raised = scratch->negative;
-    for (i = 0; i < out->channels && fused; ++i) scratch->negative[i] = lif->bias[i] + (int32_t)(1u << (lif->fraction_bits - 1u));
+    constants.scaled = scratch->currents;
+    for (i = 0; i < out->channels && fused; ++i) {
+        scratch->currents[2u * i] = lif->multiplier[i];
+        scratch->currents[2u * i + 1u] = lif->bias[i] + (int32_t)(1u << (lif->fraction_bits - 1u));
+    }
     constants.scale = (int32_t)(1u << lif->acc_shift);
     constants.channels = out->channels;
+    constants.unit = 1u << lif->fraction_bits;
+    constants.threshold = lif->threshold + (int32_t)(constants.unit / 2u);
+    constants.leak = (int32_t)(1u << (lif->fraction_bits - lif->tau_shift));
     scratch->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     memo.valid = 0;
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
         uint32_t windows = ~0u;   /* bit x: output pixel x of the row may have a nonzero tap */
         if (skip_zeros) {   /* the rows under the kernel, their nonzero columns spread over the kernel's width */
-            uint32_t low = 0, high = 0, ci, ky, row_low, row_high;
-            for (ky = y == 0u ? 0u : k - 1u; ky < k; ++ky) {   /* rows y + ky of every channel; the others kept */
-                occupied_low[ky % 4u] = occupied_high[ky % 4u] = 0u;
-                for (ci = 0; ci < channels; ++ci) {
-                    row_occupancy(ctx->padded + (ci * padded_height + y + ky) * padded_width, padded_width, &row_low,
-                                  &row_high);
-                    occupied_low[ky % 4u] |= row_low;
-                    occupied_high[ky % 4u] |= row_high;
+            uint32_t low = 0, high = 0, ci, ky;
+            for (ci = 0; ci < channels; ++ci) {
+                for (ky = 0; ky + 1u < k && y != 0u; ++ky) {   /* the last row's rows 1.., its rows 0.. */
+                    occupied_low[ci][ky] = occupied_low[ci][ky + 1u];
+                    occupied_high[ci][ky] = occupied_high[ci][ky + 1u];
                 }
-            }
-            for (ky = 0; ky < k; ++ky) {
-                low |= occupied_low[ky];
-                high |= occupied_high[ky];
-            }
-            for (ky = 0; ky + 1u < k; ++ky) {   /* the next row's first rows */
-                occupied_low[ky] = occupied_low[ky + 1u];
-                occupied_high[ky] = occupied_high[ky + 1u];
+                for (ky = y == 0u ? 0u : k - 1u; ky < k; ++ky) {   /* the new rows y + ky */
+                    row_occupancy(ctx->padded + (ci * padded_height + y + ky) * padded_width, padded_width,
+                                  &occupied_low[ci][ky], &occupied_high[ci][ky]);
+                }
+                for (ky = 0; ky < k; ++ky) {
+                    low |= occupied_low[ci][ky];
+                    high |= occupied_high[ci][ky];
+                    occupied_middle[ci][ky] = occupied_low[ci][ky] >> 16 | occupied_high[ci][ky] << 16;
+                }
             }
             windows = 0;
             for (i = 0; i < k; ++i) windows |= i == 0u ? low : (low >> i) | (high << (32u - i));
@@ -258,43 +329,73 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
                 continue;
             }
             if (model->event_frames) {   /* sparse windows: their nonzero pairs found, nothing remembered */
-                uint32_t nonzero = 0, first = 0, last = 0;
-                load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
+                uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
+                int32_t values[QSNN_STEM_PAIRS];
+                uint32_t taps = 0, few = 0, ci, ky;
+                if (tap_masks) {   /* bit t: tap t is nonzero, from the rows' nonzero columns */
+                    const uint32_t(*columns)[3] = x < 16u ? occupied_low : occupied_middle;   /* x..x + 2: 0..33 */
+                    for (ci = 0; ci < channels; ++ci) {
+                        for (ky = 0; ky < k; ++ky) {
+                            taps |= (columns[ci][ky] >> x % 16u & ((1u << k) - 1u)) << (k * (ci * k + ky));
+                        }
+                    }
+                    taps = (taps | taps >> 1) & 0x55555555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
+                    few = taps & (taps - 1u);
+                    few &= few - 1u;
+                    few &= few - 1u;
+                    few &= few - 1u;   /* 0: at most four pairs */
+                }
+                if (tap_masks && few == 0u) {   /* those pairs alone read */
+                    const int8_t *corner = ctx->padded + y * padded_width + x;
+                    for (; taps != 0u; taps &= taps - 1u, ++nonzero) {
+                        const uint32_t t = (uint32_t)__builtin_ctz(taps);   /* even: pair t / 2 */
+                        offsets[nonzero] = t / 2u;
+                        values[nonzero] = (int32_t)(pair_half(corner[tap_offset[t]], 0u)
+                                                    | pair_half(corner[tap_offset[t + 1u]], 1u));
+                    }
+                } else if (tap_masks) {   /* five pairs or more: every pair */
+                    load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
+                               0);
+                    nonzero = pair_count;
+                } else {
+                    load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
+                               0);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-                for (i = 0; i < pair_count; ++i) {
-                    if (pairs[i] != 0) {
-                        first = nonzero == 0u ? i : first;
-                        ++nonzero;
-                        last = i;
+                    for (i = 0; i < pair_count; ++i) {
+                        offsets[nonzero] = i;
+                        values[nonzero] = pairs[i];
+                        nonzero += pairs[i] != 0 ? 1u : 0u;
                     }
                 }
                 if (nonzero == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
                     qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
-                } else if ((nonzero == 1u || nonzero == 2u) && fused) {   /* one or two products a neuron, as it fires */
-                    if (nonzero == 1u) {   /* a lone pair */
-                        const int32_t low = (int16_t)(pairs[first] & 0xFFFF), high = pairs[first] >> 16;
-                        if (high == 0 && one_tap) {   /* one tap: the low half */
-                            fire_two_pairs(model, lif, &constants, stage->weight_pairs + first, pair_count, 0u,
-                                           low * constants.scale, 0, levels, spikes, 2);
-                        } else if (low == 0 && one_tap) {
-                            fire_two_pairs(model, lif, &constants, stage->weight_pairs + first, pair_count, 0u,
-                                           high * constants.scale, 0, levels, spikes, 3);
-                        } else {
-                            fire_two_pairs(model, lif, &constants, stage->weight_pairs + first, pair_count, 0u,
-                                           pairs[first], 0, levels, spikes, 0);
-                        }
-                    } else {
-                        fire_two_pairs(model, lif, &constants, stage->weight_pairs + first, pair_count, last - first,
-                                       pairs[first], pairs[last], levels, spikes, 1);
+                } else if (fused) {   /* the products of the nonzero pairs alone, as each neuron fires */
+                    const int32_t *weight = stage->weight_pairs;
+                    const int32_t low = (int16_t)(values[0] & 0xFFFF), high = values[0] >> 16;
+                    const int32_t tap[1] = {(high == 0 ? low : high) * constants.scale};
+                    if (nonzero == 1u && one_tap && (high == 0 || low == 0)) {   /* one tap: one product a neuron */
+                        fire_pairs(&constants, weight, pair_count, offsets, tap, 1u, high == 0 ? 1 : 2, levels,
+                                   spikes);
+                    } else if (nonzero == 1u) {
+                        fire_pairs(&constants, weight, pair_count, offsets, values, 1u, 0, levels, spikes);
+                    } else if (nonzero == 2u) {
+                        fire_pairs(&constants, weight, pair_count, offsets, values, 2u, 0, levels, spikes);
+                    } else if (nonzero == 3u) {
+                        fire_pairs(&constants, weight, pair_count, offsets, values, 3u, 0, levels, spikes);
+                    } else if (nonzero == 4u) {
+                        fire_pairs(&constants, weight, pair_count, offsets, values, 4u, 0, levels, spikes);
+                    } else {   /* every pair: one base, immediate offsets */
+                        fire_pairs(&constants, weight, pair_count, every_pair, pairs, pair_count, 0, levels,
+                                   spikes);
                     }
                 } else {
                     if (nonzero == 1u) {
-                        stem_currents(&constants, stage->weight_pairs + last, pair_count, &pairs[last], 1u, current);
+                        stem_currents(&constants, stage->weight_pairs + offsets[0], pair_count, values, 1u, current);
                     } else if (nonzero == 2u) {
-                        stem_currents_two(&constants, stage->weight_pairs, pair_count, first, last, pairs[first],
-                                          pairs[last], current);
+                        stem_currents_two(&constants, stage->weight_pairs, pair_count, offsets[0], offsets[1],
+                                          values[0], values[1], current);
                     } else {
                         stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, current);
                     }

@@ -15,7 +15,7 @@ void qsnn_path_parts(const qsnn_model_t *model, size_t *levels, size_t *parts)
 {
     *levels = qsnn_round8(model->state_words * sizeof(uint32_t));
     parts[0] = QSNN_SCRATCH_STRUCT_BYTES;
-    parts[1] = qsnn_round8(model->max_channels * sizeof(int32_t));
+    parts[1] = qsnn_round8(QSNN_CURRENTS(model) * sizeof(int32_t));
     parts[2] = qsnn_round8((model->max_channels + 31u) * sizeof(int32_t));
     parts[3] = qsnn_round8(model->max_active * sizeof(uint32_t));
     parts[4] = qsnn_round8(model->max_chunks * sizeof(uint32_t));
