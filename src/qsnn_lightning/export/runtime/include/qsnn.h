@@ -29,7 +29,8 @@ typedef enum {
     QSNN_ERROR_CONTEXT = -2,     /**< the context is not initialized, or was initialized for another model */
     QSNN_ERROR_SIZE = -3,        /**< the input holds a number of values the model does not read */
     QSNN_ERROR_BUFFER = -4,      /**< a buffer is too small (or the workspace not aligned to 8 bytes) */
-    QSNN_ERROR_MODEL = -5        /**< the model was generated for another runtime version or build path */
+    QSNN_ERROR_MODEL = -5        /**< the model was generated for another runtime version or build path, or is an
+                                      event model in a build for static images (QSNN_STATIC_ONLY) */
 } qsnn_status;
 
 /** The generated model's layout: bumped whenever the structures below change. */
@@ -147,7 +148,8 @@ typedef struct {
  *        `<NAME>_CTX_BYTES` (the build's path chooses the layout: QSNN_HOST or not).
  * @param[in]  model  a generated model
  * @param[out] bytes  the size in bytes; the workspace must also be aligned to 8 bytes
- * @return QSNN_OK; QSNN_ERROR_NULL; QSNN_ERROR_MODEL if @p model is of another runtime version or build path
+ * @return QSNN_OK; QSNN_ERROR_NULL; QSNN_ERROR_MODEL if @p model is of another runtime version or build path (or an
+ *         event model in a QSNN_STATIC_ONLY build)
  */
 qsnn_status qsnn_workspace_bytes(const qsnn_model_t *model, size_t *bytes);
 

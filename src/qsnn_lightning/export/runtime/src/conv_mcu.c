@@ -3,7 +3,6 @@
  * word) into bit-sliced counters, so the work follows the spikes (a count map's input pixels without
  * a count are skipped before the planes are read); the LIF of lif_mcu.c, from the layer's outcomes at
  * each level for the pixels without input (their currents are the biases: qsnn_fire_bias). */
-#include <limits.h>
 
 #include "qsnn_internal.h"
 
@@ -88,12 +87,28 @@ static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes,
     }
 }
 
+/* negative[8b + j] = byte b of level[j] (added to it if `add`) */
+static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *negative, uint32_t add)
+{
+    uint32_t j, b;
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+    for (j = 0; j < 8u; ++j) {
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+        for (b = 0; b < 4u; ++b) {
+            int32_t count = (int32_t)((level[j] >> (8u * b)) & 0xFFu);
+            negative[8u * b + j] = add ? negative[8u * b + j] + count : count;
+        }
+    }
+}
+
 /* negative[c] = counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c),
  * added to it if `add`: the 8 x 8 bit blocks of the eight words (one per byte) transposed in
  * place, three rounds of swaps between words l and l + s, so that byte b of word j holds counter
  * 8b + j (unrolled: the words stay in registers). */
-static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *negative, uint32_t add);
-
 static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, uint32_t add)
 {
     uint32_t s, l;
@@ -114,24 +129,6 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
         }
     }
     store_counters(level, negative, add);
-}
-
-/* negative[8b + j] = byte b of level[j] (added to it if `add`) */
-static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *negative, uint32_t add)
-{
-    uint32_t j, b;
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-    for (j = 0; j < 8u; ++j) {
-#if defined(__GNUC__)
-#pragma GCC unroll 4
-#endif
-        for (b = 0; b < 4u; ++b) {
-            int32_t count = (int32_t)((level[j] >> (8u * b)) & 0xFFu);
-            negative[8u * b + j] = add ? negative[8u * b + j] + count : count;
-        }
-    }
 }
 
 #define QSNN_FEW 4u   /* active sets of at most this many entries skip the bit-sliced counters */
@@ -262,7 +259,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const uint32_t by_rows = in_width <= 32u && in_height <= QSNN_ROWS && k <= 5u;
     /* k = 2 from counts: the biases raised by half a level, in `current` (unused on that path) */
     const uint32_t raise = model->field_bits == 2u && stage->residual == QSNN_RESIDUAL_NONE && channels % 16u == 0u
-                           && !QSNN_WORST && lif->threshold <= INT32_MAX - (int32_t)(1u << (lif->fraction_bits - 1u));
+                           && !QSNN_WORST && qsnn_can_raise(lif);
     uint32_t occupied[QSNN_ROWS];
     uint8_t index[25];   /* by_rows: the kernel position of each source */
     uint32_t y, x, c, ky, kx, tap, count, w;

@@ -4,13 +4,6 @@
  * per neuron; k = 2 (one level each side) compares instead of rounding. */
 #include "qsnn_internal.h"
 
-/* The constants of a layer's LIF */
-typedef struct {
-    int32_t leak, threshold, half, levels;
-    uint32_t fraction;
-    int32_t raised_threshold;   /* Theta + 2^(F-1) (`raised`) */
-} lif_constants_t;
-
 /* A pixel's currents: current[c], or (`counts` below) from a binary conv's counts, computed as
  * each neuron fires: M_c (total - 2 negative[c]) + B_c */
 typedef struct {
@@ -23,10 +16,11 @@ typedef struct {
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
  * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
  * the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md), gathered
- * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1).
+ * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1);
+ * `raised` (from counts, the biases raised by half a level): qsnn_fire_raised of V = U + 2^(F-1).
  * The neurons' currents: current[i], or (`counts`) those of channels first + i of `in`'s counts.
  * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
-static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const int32_t *current,
+static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, const int32_t *current,
                                              const currents_t *in, uint32_t first, uint32_t word, uint32_t count,
                                              uint32_t *spikes, const uint32_t bits, const int counts,
                                              const int raised)
@@ -42,14 +36,9 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
         int32_t membrane;
-        if (raised) {   /* k = 2 from counts: V = U + 2^(F-1), compared as U is below, one addition fewer */
-            membrane = multiplier[i] * (in->total - 2 * negative[i]) + (level * lif->leak + bias[i]);
-            if (membrane >= lif->raised_threshold && !QSNN_WORST) {
-                fired |= 1u << i;
-            } else {
-                up |= ((2u * (uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
-                down |= ((uint32_t)membrane >> 31) << (i * bits);
-            }
+        if (raised) {   /* k = 2 from counts: V = U + 2^(F-1), one addition fewer than U below */
+            qsnn_fire_raised(multiplier[i] * (in->total - 2 * negative[i]) + (level * lif->leak + bias[i]), lif, i,
+                             &fired, &next);
             continue;
         }
         membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
@@ -63,13 +52,13 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const lif_constants_t *lif, const i
         }
     }
     *spikes = QSNN_WORST ? ~0u : fired;
-    return bits == 2u ? up | 3u * down : next;
+    return bits == 2u && !raised ? up | 3u * down : next;
 }
 
 /* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
  * as a whole one on currents padded with 0 (level 0, no spike), its missing fields dropped (from
  * counts, the channels fill whole words: qsnn_fire_counts). */
-static QSNN_ALWAYS_INLINE void fire_fields(const lif_constants_t *lif, const currents_t *in, uint32_t channels,
+static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_constants_t *lif, const currents_t *in, uint32_t channels,
                                            uint32_t *levels, uint32_t *out, const uint32_t bits, const int counts,
                                            const int raised)
 {
@@ -98,13 +87,8 @@ static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t 
                                     uint32_t channels, uint32_t *levels, uint32_t *out, const int counts,
                                     const int raised)
 {
-    lif_constants_t constants;
-    constants.fraction = lif->fraction_bits;
-    constants.leak = (int32_t)(1u << (constants.fraction - lif->tau_shift));
-    constants.threshold = lif->threshold;
-    constants.half = (int32_t)(1u << (constants.fraction - 1u));
-    constants.levels = model->levels;
-    constants.raised_threshold = raised ? lif->threshold + constants.half : 0;
+    qsnn_lif_constants_t constants;
+    qsnn_lif_constants(model, lif, &constants);
 #if defined(__GNUC__)
     __asm__("" : "+r"(constants.leak));   /* a multiplier, not a shift: level * leak + x is one MLA */
 #endif

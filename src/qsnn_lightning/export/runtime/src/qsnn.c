@@ -33,6 +33,7 @@ qsnn_status qsnn_workspace_bytes(const qsnn_model_t *model, size_t *bytes)
     size_t parts[PARTS];
     if (model == NULL || bytes == NULL) return QSNN_ERROR_NULL;
     if (model->version != QSNN_MODEL_VERSION || !qsnn_path_accepts(model)) return QSNN_ERROR_MODEL;
+    if (model->event_frames && !QSNN_EVENT_KERNELS) return QSNN_ERROR_MODEL;   /* a build for static images */
     *bytes = workspace_parts(model, parts);
     return QSNN_OK;
 }

@@ -11,6 +11,7 @@
 #ifndef QSNN_INTERNAL_H
 #define QSNN_INTERNAL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,15 @@ typedef char qsnn_needs_arithmetic_shift[(-8 >> 1) == -4 ? 1 : -1];
 #define QSNN_WORST 1
 #else
 #define QSNN_WORST 0
+#endif
+
+/* 0 in a build for static images alone (-DQSNN_STATIC_ONLY: `qsnn export` writes it into sources.mk for a
+ * static model): the stem's event-frame kernels are left out of the image (their flash), and an event
+ * model is refused (QSNN_ERROR_MODEL); 1 in every other build, which runs both kinds. */
+#if defined(QSNN_STATIC_ONLY)
+#define QSNN_EVENT_KERNELS 0
+#else
+#define QSNN_EVENT_KERNELS 1
 #endif
 
 #define QSNN_PLANES 3u         /* at most: 2x2-pooled counts 0..4 */
@@ -165,6 +175,45 @@ static inline uint32_t *qsnn_state_words(const qsnn_model_t *model, const qsnn_c
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U) */
 void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
                      uint32_t *levels, uint32_t *out);
+
+/* Nonzero if Theta + 2^(F-1) fits int32: the layer's LIF at k = 2 may run on U + 2^(F-1) (qsnn_fire_raised) */
+static inline int qsnn_can_raise(const qsnn_lif_t *lif)
+{
+    return lif->threshold <= INT32_MAX - (int32_t)(1u << (lif->fraction_bits - 1u));
+}
+
+/* lif_mcu.c, stem_mcu.c: the constants of a layer's LIF on the microcontrollers */
+typedef struct {
+    int32_t leak;               /* 2^(F-m): level * leak is the level's share of U */
+    int32_t threshold, half, levels;
+    uint32_t fraction;          /* F */
+    int32_t raised_threshold;   /* Theta + 2^(F-1) where qsnn_can_raise (else INT32_MAX: unused) */
+} qsnn_lif_constants_t;
+
+static inline void qsnn_lif_constants(const qsnn_model_t *model, const qsnn_lif_t *lif, qsnn_lif_constants_t *out)
+{
+    out->fraction = lif->fraction_bits;
+    out->leak = (int32_t)(1u << (out->fraction - lif->tau_shift));
+    out->threshold = lif->threshold;
+    out->half = (int32_t)(1u << (out->fraction - 1u));
+    out->levels = model->levels;
+    out->raised_threshold = qsnn_can_raise(lif) ? lif->threshold + out->half : INT32_MAX;
+}
+
+/* The LIF at k = 2 of neuron i of a word of 2-bit fields from its membrane raised by half a level,
+ * V = U + 2^(F-1) (|V| < 2^31):
+ *   spike = V >= Theta + 2^(F-1);  else next level 1 at V > 2^F (field 01), -1 at V < 0 (field 11), else 0
+ * (clamp(round_half_even(U / 2^F), -1, 1), Eq. 6): adds the spike to bit i of *fired, or the level's
+ * field to field i of *fields; in the worst case, never a spike (the dearer branch). */
+static QSNN_ALWAYS_INLINE void qsnn_fire_raised(int32_t raised, const qsnn_lif_constants_t *lif, uint32_t i,
+                                                uint32_t *fired, uint32_t *fields)
+{
+    if (raised >= lif->raised_threshold && !QSNN_WORST) {
+        *fired |= 1u << i;
+    } else {   /* 3 below 0 (the sign bit twice), 1 above 2^F (2^F - V < 0) */
+        *fields |= (((uint32_t)(raised >> 31) & 3u) | ((2u * (uint32_t)lif->half - (uint32_t)raised) >> 31)) << (2u * i);
+    }
+}
 
 /* lif_mcu.c: qsnn_fire_pixel of a binary conv's pixel from its counts, current_c =
  * M_c (total - 2 negative[c]) + B_c computed as each neuron fires (no currents stored); `channels`

@@ -1,15 +1,16 @@
 /* stem_mcu.c: the 8-bit conv of the int8 frame on the microcontrollers: the taps of a pixel as
  * int16 pairs, two products per instruction (SMLAD on the Cortex-M4), the LIF of lif_mcu.c.
- * Compiled once for each common kernel (3x3 over one input channel, or over two: the event
- * cameras' polarities) and once for any: with constant shapes the taps are read straight from
- * the padded frame, the pairs stay in registers and the dot products unroll. A pixel whose taps
- * equal the last computed pixel's (a uniform background, an event frame's empty regions) keeps
- * its currents: the dot products are skipped, and its LIF is remembered (lif_mcu.c). A window of
- * zeros has the biases as currents (lif_mcu.c's qsnn_fire_bias). An event frame's window at k = 2
- * takes the products of its nonzero pairs alone (up to four; its taps found from the rows' nonzero
- * columns, only those read), 16 neurons at a time into a buffer, then their LIF from (M_c, B_c)
- * pairs (one LDRD), without the leak term where the 16 levels are 0 (no currents stored). */
-#include <limits.h>
+ * Compiled once for each common kernel (a static image's 3x3 over one input channel, an event
+ * frame's over two: the polarities) and once for any shape of each kind, each a function of its
+ * own (a build for static images, QSNN_STATIC_ONLY, leaves the event frames' out): with constant
+ * shapes the taps are read straight from the padded frame, the pairs stay in registers and the
+ * dot products unroll. A static image's pixel whose taps equal the last computed pixel's (a
+ * uniform background) keeps its currents: the dot products are skipped, and its LIF is remembered
+ * (lif_mcu.c). A window of zeros has the biases as currents (lif_mcu.c's qsnn_fire_bias). An
+ * event frame's window at k = 2 takes the products of its nonzero pairs alone (up to four; its taps
+ * found from the rows' nonzero columns, only those read), 16 neurons at a time into a buffer, then
+ * their LIF from (M_c, B_c) pairs (one LDRD), without the leak term where the 16 levels are 0 (no
+ * currents stored). */
 #include <string.h>
 
 #include "qsnn_internal.h"
@@ -90,15 +91,14 @@ static QSNN_ALWAYS_INLINE uint32_t load_pairs(const qsnn_model_t *model, const q
 #define QSNN_STEM_PAIRS 9u
 static const uint32_t every_pair[QSNN_STEM_PAIRS] = {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u};
 
-/* The per-layer constants of the stem's currents, in locals: the stores to the currents alias none */
+/* The per-layer constants of the stem's currents and (fire_pairs) LIF, in locals: the stores to the
+ * currents alias none */
 typedef struct {
     const int32_t *multiplier, *bias;
     const int32_t *scaled;   /* M_c, B_c + 2^(F-1) (fire_pairs): [channels][2], in the scratch's `currents` */
     int32_t scale;   /* 2^R */
     uint32_t channels;
-    uint32_t unit;        /* 2^F (fire_pairs) */
-    int32_t threshold;    /* Theta + 2^(F-1) */
-    int32_t leak;         /* 2^(F - tau_shift): level * leak */
+    qsnn_lif_constants_t lif;
 } stem_constants_t;
 
 /* current[c] = ((acc * 2^R) * M_c) >> 32 + B_c (the high word of one SMULL on the Cortex-M4) for
@@ -106,10 +106,11 @@ typedef struct {
 static QSNN_ALWAYS_INLINE void stem_currents(const stem_constants_t *k, const int32_t *weight, uint32_t stride,
                                              const int32_t *pairs, const uint32_t count, int32_t *current)
 {
-    uint32_t c;
-    for (c = 0; c < k->channels; ++c) {
-        int32_t acc = dot_pairs(weight + c * stride, pairs, count) * k->scale;
-        current[c] = (int32_t)(((int64_t)acc * k->multiplier[c]) >> 32) + k->bias[c];
+    const int32_t *multiplier = k->multiplier, *bias = k->bias, scale = k->scale;
+    const int32_t *const end = current + k->channels;   /* one register for the loop: few are left */
+    for (; current != end; ++current, ++multiplier, ++bias, weight += stride) {
+        int32_t acc = dot_pairs(weight, pairs, count) * scale;
+        *current = (int32_t)(((int64_t)acc * *multiplier) >> 32) + *bias;
     }
 }
 
@@ -165,17 +166,16 @@ static QSNN_ALWAYS_INLINE void window_products(const int32_t *weight, const uint
     }
 }
 
-/* The LIF at k = 2 (2-bit fields, 16 a word) of 16 neurons from their products acc (* 2^R), the
- * arithmetic of lif_mcu.c's fire_word (k = 2) on the currents of stem_currents:
+/* The LIF at k = 2 (2-bit fields, 16 a word) of 16 neurons from their products acc (* 2^R): the
+ * currents of stem_currents, raised by half a level for qsnn_fire_raised:
  *   U + 2^(F-1) = ((acc * 2^R) * M_c) >> 32 + level * leak + B_c + 2^(F-1)   (Eq. 4, 8)
- * fires at U >= Theta; else the next level is 1 at U > 2^(F-1), -1 (field 3) at U < -2^(F-1).
  * `resting`: every level 0 (*word 0), no leak term. Returns the spikes (bit i: neuron i); *word
  * the levels, in place. */
 static QSNN_ALWAYS_INLINE uint32_t fire_sixteen(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
                                                 uint32_t *word, const int resting)
 {
-    const uint32_t unit = k->unit, before = *word;
-    const int32_t threshold = k->threshold, leak = k->leak;
+    const qsnn_lif_constants_t lif = k->lif;   /* in registers */
+    const uint32_t before = *word;
     uint32_t i, fields = 0, fired = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
@@ -183,12 +183,8 @@ static QSNN_ALWAYS_INLINE uint32_t fire_sixteen(const stem_constants_t *k, const
     for (i = 0; i < 16u; ++i) {
         const int32_t level = (int32_t)(before << (30u - 2u * i)) >> 30;
         const int32_t multiplier = scaled[2u * i], raised_bias = scaled[2u * i + 1u];   /* one LDRD */
-        const int32_t raised = high_product_add(acc[i], multiplier, resting ? raised_bias : level * leak + raised_bias);
-        if (raised >= threshold) {
-            fired |= 1u << i;
-        } else {   /* 1 above 2^(F-1) (unit - raised < 0), 3 below 0 */
-            fields |= (((uint32_t)(raised >> 31) & 3u) | ((unit - (uint32_t)raised) >> 31)) << (2u * i);
-        }
+        qsnn_fire_raised(high_product_add(acc[i], multiplier, resting ? raised_bias : level * lif.leak + raised_bias),
+                         &lif, i, &fired, &fields);
     }
     *word = fields;
     return fired;
@@ -247,12 +243,67 @@ static void row_occupancy(const int8_t *row, uint32_t width, uint32_t *low, uint
     *high = bits[1];
 }
 
-/* The stem with `pair_count` pairs of taps a pixel, `pairs` room for them; `channels` and `k`
- * the constant input channels and kernel size, or 0 for any. A window of an event frame takes
- * the products of its nonzero pairs alone (fire_pairs). */
-static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
-                                          const qsnn_map_t *out, int32_t *pairs, const uint32_t pair_count,
-                                          const uint32_t channels, const uint32_t k)
+/* The nonzero columns of the rows of the padded frame under a row of windows (3x3 kernels at stride 1,
+ * at most two input channels): [ci][ky], columns 0..31 in `low`, 32..63 in `high` */
+typedef struct {
+    uint32_t low[2][3], high[2][3];
+} row_columns_t;
+
+/* Whether the windows of the stem's output row y may hold a nonzero tap (bit x % 32 of windows[x / 32]),
+ * from the nonzero columns of the rows under them: row y - 1's rows 1.. kept as rows 0.., the new rows
+ * y + ky read (y = 0: all). For constant 3x3 shapes at stride 1 and rows of at most 64 padded columns. */
+static QSNN_ALWAYS_INLINE void row_windows(const qsnn_ctx_t *ctx, uint32_t y, row_columns_t *rows,
+                                           const uint32_t channels, const uint32_t k, uint32_t padded_height,
+                                           uint32_t padded_width, uint32_t *windows)
+{
+    uint32_t low = 0, high = 0, ci, ky, i;
+    for (ci = 0; ci < channels; ++ci) {
+        for (ky = 0; ky + 1u < k && y != 0u; ++ky) {
+            rows->low[ci][ky] = rows->low[ci][ky + 1u];
+            rows->high[ci][ky] = rows->high[ci][ky + 1u];
+        }
+        for (ky = y == 0u ? 0u : k - 1u; ky < k; ++ky) {
+            row_occupancy(ctx->padded + (ci * padded_height + y + ky) * padded_width, padded_width, &rows->low[ci][ky],
+                          &rows->high[ci][ky]);
+        }
+        for (ky = 0; ky < k; ++ky) {
+            low |= rows->low[ci][ky];
+            high |= rows->high[ci][ky];
+        }
+    }
+    windows[0] = low;
+    windows[1] = high;
+    for (i = 1; i < k; ++i) {   /* spread over kx */
+        windows[0] |= (low >> i) | (high << (32u - i));
+        windows[1] |= high >> i;
+    }
+}
+
+/* Nonzero where row_windows applies (constant 3x3 shapes at stride 1, padded rows of at most 64
+ * columns): the windows of zeros found without reading their taps (not in the worst case) */
+static inline uint32_t finds_zero_windows(const qsnn_stage_t *stage, uint32_t channels, uint32_t k,
+                                          uint32_t padded_width)
+{
+    return channels != 0u && k == 3u && stage->stride == 1u && padded_width <= 64u && !QSNN_WORST;
+}
+
+/* The constants of stem_currents and fire_pairs */
+static void init_constants(stem_constants_t *constants, const qsnn_model_t *model, const qsnn_lif_t *lif,
+                           uint32_t channels)
+{
+    constants->multiplier = lif->multiplier;
+    constants->bias = lif->bias;
+    constants->scale = (int32_t)(1u << lif->acc_shift);
+    constants->channels = channels;
+    qsnn_lif_constants(model, lif, &constants->lif);
+}
+
+/* The stem of a static image with `pair_count` pairs of taps a pixel, `pairs` room for them; `channels`
+ * and `k` the constant input channels and kernel size, or 0 for any. A window of zeros has the biases
+ * as currents; a window of the last computed window's taps keeps its currents, its LIF remembered. */
+static QSNN_ALWAYS_INLINE void run_image_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
+                                                const qsnn_stage_t *stage, const qsnn_map_t *out, int32_t *pairs,
+                                                const uint32_t pair_count, const uint32_t channels, const uint32_t k)
 {
     const qsnn_packed_scratch_t *scratch = (const qsnn_packed_scratch_t *)ctx->scratch;
     const qsnn_lif_t *lif = &stage->lif;
@@ -260,147 +311,26 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     qsnn_fire_memo_t memo;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
     stem_constants_t constants;
+    row_columns_t rows;
     const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
     const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
-    /* constant 3x3 shapes at stride 1, rows of at most 32 outputs and 64 padded columns: the windows of
-     * zeros found from the rows' nonzero columns, without reading their taps (not in the worst case) */
-    const uint32_t skip_zeros = channels != 0u && k == 3u && stage->stride == 1u && out->width <= 32u
-                                && padded_width <= 64u && !QSNN_WORST;
+    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
     const uint32_t level_words = qsnn_words_for(out->channels * model->field_bits);
     const uint32_t spike_words = qsnn_words_for(out->channels);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
-    /* event frames at k = 2 whose windows take fire_pairs
-     * (Theta + 2^(F-1) within int32; not in the worst case) */
-    const uint32_t fused = model->event_frames && model->field_bits == 2u && out->channels % 16u == 0u
-                           && channels != 0u && !QSNN_WORST
-                           && lif->threshold <= INT32_MAX - (int32_t)(1u << (lif->fraction_bits - 1u));
-    const uint32_t one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
-    /* the windows' nonzero pairs found from the rows' nonzero columns: of at most four, only their taps read */
-    const uint32_t tap_masks = skip_zeros && fused;
-    /* tap t (in (ci, ky, kx) order) from a window's corner; an odd count's last high half any tap (its weights 0) */
-    uint32_t tap_offset[2u * QSNN_STEM_PAIRS] = {0u};
-    /* [ci][ky]: the nonzero columns of the rows, 0..31, 32..63 and (tap_masks) 16..47 */
-    uint32_t y, x, i, occupied_low[2][3], occupied_high[2][3], occupied_middle[2][3];
-    for (i = 0; i < channels * k * k && tap_masks; ++i) {
-        tap_offset[i] = (i / (k * k) * padded_height + i / k % k) * padded_width + i % k;
-    }
-    constants.multiplier = lif->multiplier;
-    constants.bias = lif->bias;
-    constants.scaled = scratch->currents;
-    for (i = 0; i < out->channels && fused; ++i) {
-        scratch->currents[2u * i] = lif->multiplier[i];
-        scratch->currents[2u * i + 1u] = lif->bias[i] + (int32_t)(1u << (lif->fraction_bits - 1u));
-    }
-    constants.scale = (int32_t)(1u << lif->acc_shift);
-    constants.channels = out->channels;
-    constants.unit = 1u << lif->fraction_bits;
-    constants.threshold = lif->threshold + (int32_t)(constants.unit / 2u);
-    constants.leak = (int32_t)(1u << (lif->fraction_bits - lif->tau_shift));
+    uint32_t y, x, i;
+    init_constants(&constants, model, lif, out->channels);
     scratch->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     memo.valid = 0;
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
-        uint32_t windows = ~0u;   /* bit x: output pixel x of the row may have a nonzero tap */
-        if (skip_zeros) {   /* the rows under the kernel, their nonzero columns spread over the kernel's width */
-            uint32_t low = 0, high = 0, ci, ky;
-            for (ci = 0; ci < channels; ++ci) {
-                for (ky = 0; ky + 1u < k && y != 0u; ++ky) {   /* the last row's rows 1.., its rows 0.. */
-                    occupied_low[ci][ky] = occupied_low[ci][ky + 1u];
-                    occupied_high[ci][ky] = occupied_high[ci][ky + 1u];
-                }
-                for (ky = y == 0u ? 0u : k - 1u; ky < k; ++ky) {   /* the new rows y + ky */
-                    row_occupancy(ctx->padded + (ci * padded_height + y + ky) * padded_width, padded_width,
-                                  &occupied_low[ci][ky], &occupied_high[ci][ky]);
-                }
-                for (ky = 0; ky < k; ++ky) {
-                    low |= occupied_low[ci][ky];
-                    high |= occupied_high[ci][ky];
-                    occupied_middle[ci][ky] = occupied_low[ci][ky] >> 16 | occupied_high[ci][ky] << 16;
-                }
-            }
-            windows = 0;
-            for (i = 0; i < k; ++i) windows |= i == 0u ? low : (low >> i) | (high << (32u - i));
-        }
+        uint32_t windows[2] = {~0u, ~0u};
+        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
         for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
             uint32_t changed, any = 0;
-            if (skip_zeros && ((windows >> x) & 1u) == 0u) {   /* every tap 0: the currents are the biases */
+            if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
                 qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
-                continue;
-            }
-            if (model->event_frames) {   /* sparse windows: their nonzero pairs found, nothing remembered */
-                uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
-                int32_t values[QSNN_STEM_PAIRS];
-                uint32_t taps = 0, few = 0, ci, ky;
-                if (tap_masks) {   /* bit t: tap t is nonzero, from the rows' nonzero columns */
-                    const uint32_t(*columns)[3] = x < 16u ? occupied_low : occupied_middle;   /* x..x + 2: 0..33 */
-                    for (ci = 0; ci < channels; ++ci) {
-                        for (ky = 0; ky < k; ++ky) {
-                            taps |= (columns[ci][ky] >> x % 16u & ((1u << k) - 1u)) << (k * (ci * k + ky));
-                        }
-                    }
-                    taps = (taps | taps >> 1) & 0x55555555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
-                    few = taps & (taps - 1u);
-                    few &= few - 1u;
-                    few &= few - 1u;
-                    few &= few - 1u;   /* 0: at most four pairs */
-                }
-                if (tap_masks && few == 0u) {   /* those pairs alone read */
-                    const int8_t *corner = ctx->padded + y * padded_width + x;
-                    for (; taps != 0u; taps &= taps - 1u, ++nonzero) {
-                        const uint32_t t = (uint32_t)__builtin_ctz(taps);   /* even: pair t / 2 */
-                        offsets[nonzero] = t / 2u;
-                        values[nonzero] = (int32_t)(pair_half(corner[tap_offset[t]], 0u)
-                                                    | pair_half(corner[tap_offset[t + 1u]], 1u));
-                    }
-                } else if (tap_masks) {   /* five pairs or more: every pair */
-                    load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
-                               0);
-                    nonzero = pair_count;
-                } else {
-                    load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
-                               0);
-#if defined(__GNUC__)
-#pragma GCC unroll 16
-#endif
-                    for (i = 0; i < pair_count; ++i) {
-                        offsets[nonzero] = i;
-                        values[nonzero] = pairs[i];
-                        nonzero += pairs[i] != 0 ? 1u : 0u;
-                    }
-                }
-                if (nonzero == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
-                    qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
-                } else if (fused) {   /* the products of the nonzero pairs alone, as each neuron fires */
-                    const int32_t *weight = stage->weight_pairs;
-                    const int32_t low = (int16_t)(values[0] & 0xFFFF), high = values[0] >> 16;
-                    const int32_t tap[1] = {(high == 0 ? low : high) * constants.scale};
-                    if (nonzero == 1u && one_tap && (high == 0 || low == 0)) {   /* one tap: one product a neuron */
-                        fire_pairs(&constants, weight, pair_count, offsets, tap, 1u, high == 0 ? 1 : 2, levels,
-                                   spikes);
-                    } else if (nonzero == 1u) {
-                        fire_pairs(&constants, weight, pair_count, offsets, values, 1u, 0, levels, spikes);
-                    } else if (nonzero == 2u) {
-                        fire_pairs(&constants, weight, pair_count, offsets, values, 2u, 0, levels, spikes);
-                    } else if (nonzero == 3u) {
-                        fire_pairs(&constants, weight, pair_count, offsets, values, 3u, 0, levels, spikes);
-                    } else if (nonzero == 4u) {
-                        fire_pairs(&constants, weight, pair_count, offsets, values, 4u, 0, levels, spikes);
-                    } else {   /* every pair: one base, immediate offsets */
-                        fire_pairs(&constants, weight, pair_count, every_pair, pairs, pair_count, 0, levels,
-                                   spikes);
-                    }
-                } else {
-                    if (nonzero == 1u) {
-                        stem_currents(&constants, stage->weight_pairs + offsets[0], pair_count, values, 1u, current);
-                    } else if (nonzero == 2u) {
-                        stem_currents_two(&constants, stage->weight_pairs, pair_count, offsets[0], offsets[1],
-                                          values[0], values[1], current);
-                    } else {
-                        stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, current);
-                    }
-                    qsnn_fire_pixel(model, lif, current, out->channels, levels, spikes);
-                }
                 continue;
             }
             changed = load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
@@ -422,18 +352,182 @@ static QSNN_ALWAYS_INLINE void run_pixels(const qsnn_model_t *model, const qsnn_
     }
 }
 
+/* The stem of an event frame, arguments as run_image_pixels': each window's nonzero pairs found
+ * (nothing remembered: an event frame's windows rarely repeat). At k = 2 and a constant shape (`fused`)
+ * a window of up to four nonzero pairs, found from the rows' nonzero columns, takes their products
+ * alone (fire_pairs); otherwise the currents of its nonzero pairs, then qsnn_fire_pixel. */
+static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
+                                                const qsnn_stage_t *stage, const qsnn_map_t *out, int32_t *pairs,
+                                                const uint32_t pair_count, const uint32_t channels, const uint32_t k)
+{
+    const qsnn_lif_t *lif = &stage->lif;
+    int32_t *const scaled_or_current = ((const qsnn_packed_scratch_t *)ctx->scratch)->currents;   /* fused or not */
+    stem_constants_t constants;
+    row_columns_t rows;
+    qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
+    const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
+    const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
+    const uint32_t level_words = qsnn_words_for(out->channels * model->field_bits);
+    const uint32_t spike_words = qsnn_words_for(out->channels);
+    uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
+    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
+    /* k = 2 on whole words of 16 neurons, on U + 2^(F-1) (not in the worst case) */
+    const uint32_t fused = model->field_bits == 2u && out->channels % 16u == 0u && channels != 0u && !QSNN_WORST
+                           && qsnn_can_raise(lif);
+    const uint32_t one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
+    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
+    /* and from them the windows' nonzero pairs: of at most four, only their taps read */
+    const uint32_t tap_masks = skip_zeros && fused;
+    /* tap t (in (ci, ky, kx) order) from a window's corner; an odd count's last high half any tap (its weights 0) */
+    uint32_t tap_offset[2u * QSNN_STEM_PAIRS] = {0u};
+    uint32_t chunks[4][2][3];   /* [j][ci][ky]: the rows' nonzero columns 16 j.. 16 j + 31 (0 past 63) */
+    uint32_t y, x, i, ci, ky;
+    for (i = 0; i < channels * k * k && tap_masks; ++i) {
+        tap_offset[i] = (i / (k * k) * padded_height + i / k % k) * padded_width + i % k;
+    }
+    init_constants(&constants, model, lif, out->channels);
+    constants.scaled = scaled_or_current;
+    for (i = 0; i < out->channels && fused; ++i) {
+        scaled_or_current[2u * i] = lif->multiplier[i];
+        scaled_or_current[2u * i + 1u] = lif->bias[i] + constants.lif.half;
+    }
+    ((const qsnn_packed_scratch_t *)ctx->scratch)->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
+    zeros.valid = 0;
+    for (y = 0; y < out->height; ++y) {
+        uint32_t windows[2] = {~0u, ~0u};
+        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
+        for (ci = 0; ci < channels && tap_masks; ++ci) {
+            for (ky = 0; ky < k; ++ky) {
+                const uint32_t low = rows.low[ci][ky], high = rows.high[ci][ky];
+                chunks[0][ci][ky] = low;
+                chunks[1][ci][ky] = low >> 16 | high << 16;
+                chunks[2][ci][ky] = high;
+                chunks[3][ci][ky] = high >> 16;
+            }
+        }
+        for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
+            uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
+            int32_t values[QSNN_STEM_PAIRS];
+            uint32_t taps = 0, few = 0;
+            if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
+                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                continue;
+            }
+            if (tap_masks) {   /* bit t: tap t is nonzero, from the rows' nonzero columns */
+                const uint32_t(*columns)[3] = chunks[x / 16u];   /* columns x..x + 2: bits x % 16.. */
+                for (ci = 0; ci < channels; ++ci) {
+                    for (ky = 0; ky < k; ++ky) {
+                        taps |= (columns[ci][ky] >> x % 16u & ((1u << k) - 1u)) << (k * (ci * k + ky));
+                    }
+                }
+                taps = (taps | taps >> 1) & 0x55555555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
+                few = taps & (taps - 1u);
+                few &= few - 1u;
+                few &= few - 1u;
+                few &= few - 1u;   /* 0: at most four pairs */
+            }
+            if (tap_masks && few == 0u) {   /* those pairs alone read */
+                const int8_t *corner = ctx->padded + y * padded_width + x;
+                for (; taps != 0u; taps &= taps - 1u, ++nonzero) {
+                    const uint32_t t = qsnn_lowest_bit(taps);   /* even: pair t / 2 */
+                    offsets[nonzero] = t / 2u;
+                    values[nonzero] = (int32_t)(pair_half(corner[tap_offset[t]], 0u)
+                                                | pair_half(corner[tap_offset[t + 1u]], 1u));
+                }
+            } else if (tap_masks) {   /* five pairs or more: every pair */
+                load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
+                nonzero = pair_count;
+            } else {
+                load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+                for (i = 0; i < pair_count; ++i) {
+                    offsets[nonzero] = i;
+                    values[nonzero] = pairs[i];
+                    nonzero += pairs[i] != 0 ? 1u : 0u;
+                }
+            }
+            if (nonzero == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
+                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+            } else if (fused) {   /* the products of the nonzero pairs alone, as each neuron fires */
+                const int32_t *weight = stage->weight_pairs;
+                const int32_t low = nonzero == 1u ? (int16_t)(values[0] & 0xFFFF) : 0;
+                const int32_t high = nonzero == 1u ? values[0] >> 16 : 0;
+                const int32_t tap[1] = {(high == 0 ? low : high) * constants.scale};
+                if (nonzero == 1u && one_tap && (high == 0 || low == 0)) {   /* one tap: one product a neuron */
+                    fire_pairs(&constants, weight, pair_count, offsets, tap, 1u, high == 0 ? 1 : 2, levels, spikes);
+                } else if (nonzero == 1u) {
+                    fire_pairs(&constants, weight, pair_count, offsets, values, 1u, 0, levels, spikes);
+                } else if (nonzero == 2u) {
+                    fire_pairs(&constants, weight, pair_count, offsets, values, 2u, 0, levels, spikes);
+                } else if (nonzero == 3u) {
+                    fire_pairs(&constants, weight, pair_count, offsets, values, 3u, 0, levels, spikes);
+                } else if (nonzero == 4u) {
+                    fire_pairs(&constants, weight, pair_count, offsets, values, 4u, 0, levels, spikes);
+                } else {   /* every pair: one base, immediate offsets */
+                    fire_pairs(&constants, weight, pair_count, every_pair, pairs, pair_count, 0, levels, spikes);
+                }
+            } else {
+                if (nonzero == 1u) {
+                    stem_currents(&constants, stage->weight_pairs + offsets[0], pair_count, values, 1u,
+                                  scaled_or_current);
+                } else if (nonzero == 2u) {
+                    stem_currents_two(&constants, stage->weight_pairs, pair_count, offsets[0], offsets[1], values[0],
+                                      values[1], scaled_or_current);
+                } else {
+                    stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, scaled_or_current);
+                }
+                qsnn_fire_pixel(model, lif, scaled_or_current, out->channels, levels, spikes);
+            }
+        }
+    }
+}
+
+/* The stem of a static image (`events` 0) or of an event frame in a constant shape (`channels`,
+ * `k` and `pair_count` nonzero: the pairs in registers) or in any (0: the pairs in the scratch) */
+static QSNN_ALWAYS_INLINE void run_shape(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                                         const qsnn_map_t *out, const int events, const uint32_t pair_count,
+                                         const uint32_t channels, const uint32_t k)
+{
+    int32_t constant_shape[QSNN_STEM_PAIRS] = {0};
+    int32_t *pairs = channels != 0u ? constant_shape : ((const qsnn_packed_scratch_t *)ctx->scratch)->pairs;
+    const uint32_t count = channels != 0u ? pair_count : model->stem_taps / 2u;
+    if (events) {
+        run_event_pixels(model, ctx, stage, out, pairs, count, channels, k);
+    } else {
+        run_image_pixels(model, ctx, stage, out, pairs, count, channels, k);
+    }
+}
+
+/* Each kind and shape a function of its own: a build for static images alone (QSNN_EVENT_KERNELS 0)
+ * compiles a static image's alike and leaves the event frames' out. The common shapes: a static
+ * image's 3x3 over one channel, an event frame's over two (the polarities). */
+#define STEM_KERNEL(name, events, pair_count, channels, k)                                                       \
+    static QSNN_NOINLINE void name(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage, \
+                                   const qsnn_map_t *out)                                                      \
+    {                                                                                                          \
+        run_shape(model, ctx, stage, out, events, pair_count, channels, k);                                    \
+    }
+STEM_KERNEL(run_image_3x3x1, 0, 5u, 1u, 3u)
+STEM_KERNEL(run_image_any, 0, 0u, 0u, 0u)
+STEM_KERNEL(run_event_3x3x2, 1, 9u, 2u, 3u)
+STEM_KERNEL(run_event_any, 1, 0u, 0u, 0u)
+
 void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
                    const qsnn_map_t *out, const int8_t *frame)
 {
+    const int three_by_three = stage->kernel == 3u;
     qsnn_pad_frame(model, ctx, frame);
-    if (stage->kernel == 3u && model->input_channels == 1u) {
-        int32_t pairs[5] = {0};
-        run_pixels(model, ctx, stage, out, pairs, 5u, 1u, 3u);
-    } else if (stage->kernel == 3u && model->input_channels == 2u) {
-        int32_t pairs[9] = {0};
-        run_pixels(model, ctx, stage, out, pairs, 9u, 2u, 3u);
+    if (QSNN_EVENT_KERNELS && model->event_frames) {
+        if (three_by_three && model->input_channels == 2u) {
+            run_event_3x3x2(model, ctx, stage, out);
+        } else {
+            run_event_any(model, ctx, stage, out);
+        }
+    } else if (three_by_three && model->input_channels == 1u) {
+        run_image_3x3x1(model, ctx, stage, out);
     } else {
-        run_pixels(model, ctx, stage, out, ((const qsnn_packed_scratch_t *)ctx->scratch)->pairs, model->stem_taps / 2u,
-                   0u, 0u);
+        run_image_any(model, ctx, stage, out);
     }
 }
