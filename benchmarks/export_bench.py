@@ -4,12 +4,12 @@
                                            [--m4-samples 20] [--json FILE]
 
 Prints, for the checkpoint's model:
-- host C latency per image (the exported program as its Makefile builds it: -O3, the runtime's
-  host path; one thread; the time of a run on the first image alone subtracted, over the other
-  images) against PyTorch fp32 batch-1
-  eval inference on one thread, and their ratio;
-  the two are timed in alternating rounds and the best round of each counts;
-- instructions per inference of the host build, from ``valgrind --tool=callgrind`` (two runs
+- host C latency per image (the exported program as its Makefile builds it, -O3: ``qsnn_host`` on
+  the runtime's host path, and ``qsnn_mcu`` on the microcontrollers' event-driven kernels; one
+  thread; the time of a run on the first image alone subtracted, over the other images) against
+  PyTorch fp32 batch-1 eval inference on one thread, and their ratios; the three are timed in
+  alternating rounds and the best round of each counts;
+- instructions per inference of both host builds, from ``valgrind --tool=callgrind`` (two runs
   with different image counts, so start-up costs cancel out);
 - with arm-none-eabi-gcc and qemu-system-arm installed: the Cortex-M4 export's instructions per
   inference (QEMU -icount, SysTick), flash and RAM, and the packed membrane state;
@@ -38,10 +38,13 @@ from qsnn_lightning.export.targets import ARM_GCC, QEMU
 from qsnn_lightning.export.writer import export_checkpoint, first_test_samples
 from qsnn_lightning.training.config import restore_config
 
+# the export's host programs: the host path's kernels, and the microcontrollers'
+HOST_PROGRAMS = ("qsnn_host", "qsnn_mcu")
 
-def build_host(folder: Path) -> Path:
-    subprocess.run(["make", "-s", "-C", str(folder), "host"], check=True)
-    return folder / "qsnn_host"
+
+def build_program(folder: Path, name: str) -> Path:
+    subprocess.run(["make", "-s", "-C", str(folder), name], check=True)
+    return folder / name
 
 
 def c_seconds(binary: Path, samples: Path) -> float:
@@ -58,19 +61,22 @@ def torch_seconds(backbone, images: torch.Tensor) -> float:
         return time.perf_counter() - start
 
 
-def interleaved_latencies(binary: Path, timed: Path, first: Path, backbone, images: torch.Tensor, rounds: int):
-    """Per-image seconds of the C program and of PyTorch, best of ``rounds`` alternating rounds; the
-    C program's start-up is taken out as its run on the first image alone (``first``; the host
-    program refuses an empty samples file): (t(all) - t(first)) / (images - 1)."""
+def interleaved_latencies(binaries: dict, timed: Path, first: Path, backbone, images: torch.Tensor, rounds: int):
+    """Per-image seconds of each C program (``{name: binary}``) and of PyTorch, best of ``rounds``
+    alternating rounds; a C program's start-up is taken out as its run on the first image alone
+    (``first``; the host program refuses an empty samples file): (t(all) - t(first)) / (images - 1)."""
     torch.set_num_threads(1)
     with torch.no_grad():
         backbone(images[:1])
-    c_best = torch_best = startup = float("inf")
+    c_best = {name: float("inf") for name in binaries}
+    startup = dict(c_best)
+    torch_best = float("inf")
     for _ in range(rounds):
-        startup = min(startup, c_seconds(binary, first))
-        c_best = min(c_best, c_seconds(binary, timed))
+        for name, binary in binaries.items():
+            startup[name] = min(startup[name], c_seconds(binary, first))
+            c_best[name] = min(c_best[name], c_seconds(binary, timed))
         torch_best = min(torch_best, torch_seconds(backbone, images))
-    return (c_best - startup) / (len(images) - 1), torch_best / len(images)
+    return {name: (c_best[name] - startup[name]) / (len(images) - 1) for name in binaries}, torch_best / len(images)
 
 
 def m4_figures(checkpoint: str, samples: int) -> dict:
@@ -119,32 +125,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "export"
         info = export_checkpoint(args.checkpoint, str(folder), samples=args.images)
-        binary = build_host(folder)
+        binaries = {name: build_program(folder, name) for name in HOST_PROGRAMS}
         samples = folder / "samples.bin"
         sample_bytes = images[0].numel()
         timed, first = folder / "timed.bin", folder / "first.bin"
         timed.write_bytes(samples.read_bytes()[: len(timed_images) * sample_bytes])
         first.write_bytes(samples.read_bytes()[:sample_bytes])
-        c_latency, torch_latency = interleaved_latencies(binary, timed, first, backbone, timed_images, args.rounds)
-        instructions = (callgrind_instructions(binary, samples, sample_bytes)
-                        if shutil.which("valgrind") else None)
-        c_lines = subprocess.run([str(binary), str(samples)], check=True, capture_output=True, text=True).stdout
+        c_latency, torch_latency = interleaved_latencies(binaries, timed, first, backbone, timed_images, args.rounds)
+        instructions = {name: callgrind_instructions(binary, samples, sample_bytes) if shutil.which("valgrind") else None
+                        for name, binary in binaries.items()}
+        c_lines = {name: subprocess.run([str(binary), str(samples)], check=True, capture_output=True, text=True).stdout
+                   for name, binary in binaries.items()}
     model = fold(backbone, event_frames=info["event_frames"])
     codes = quantize_input(images, model)
     integer_predictions = torch.cat([reference.predict(reference.run(model, batch)) for batch in codes.split(500)])
-    c_predictions = torch.tensor([int(line.split()[0]) for line in c_lines.splitlines()])
+    c_predictions = {name: torch.tensor([int(line.split()[0]) for line in lines.splitlines()])
+                     for name, lines in c_lines.items()}
     with torch.no_grad():
         float_predictions = torch.cat([backbone(batch).mean(0).argmax(1) for batch in images.split(500)])
     fp32_bytes = sum(p.numel() * 4 for p in backbone.parameters())
     figures = {
         "arch": info["arch"], "bits": info["bits"], "images": len(images),
-        "c_ms_per_image": 1e3 * c_latency, "torch_fp32_batch1_ms_per_image": 1e3 * torch_latency,
-        "c_speedup_vs_torch": torch_latency / c_latency,
-        "host_instructions_per_inference": instructions,
+        "c_ms_per_image": 1e3 * c_latency["qsnn_host"], "c_mcu_kernels_ms_per_image": 1e3 * c_latency["qsnn_mcu"],
+        "torch_fp32_batch1_ms_per_image": 1e3 * torch_latency,
+        "c_speedup_vs_torch": torch_latency / c_latency["qsnn_host"],
+        "c_mcu_kernels_speedup_vs_torch": torch_latency / c_latency["qsnn_mcu"],
+        "host_instructions_per_inference": instructions["qsnn_host"],
+        "mcu_kernels_host_instructions_per_inference": instructions["qsnn_mcu"],
         **m4_figures(args.checkpoint, args.m4_samples),
         "model_bytes": info["model_bytes"], "fp32_weight_bytes": fp32_bytes,
         "size_ratio_fp32_over_export": fp32_bytes / info["model_bytes"],
-        "c_equals_reference": bool(torch.equal(c_predictions, integer_predictions)),
+        "c_equals_reference": all(torch.equal(p, integer_predictions) for p in c_predictions.values()),
         "integer_vs_pytorch_agreement": float((integer_predictions == float_predictions).float().mean()),
         "pytorch_accuracy": float((float_predictions == labels).float().mean()),
         "integer_accuracy": float((integer_predictions == labels).float().mean()),

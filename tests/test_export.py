@@ -63,12 +63,20 @@ def checkpoints(tmp_path_factory):
     return {bits: briefly_trained(bits, runs) for bits in ("1w2u", "1w4u", "1w8u")}
 
 
-def build_command(folder: Path, path: str = "mcu", flags=SANITIZED) -> list[str]:
+def model_flags(folder: Path) -> list[str]:
+    """The build flags the export's model chooses (``QSNN_MODEL_FLAGS`` of its sources.mk)."""
+    line = next(line for line in (folder / "sources.mk").read_text().splitlines() if line.startswith("QSNN_MODEL_FLAGS"))
+    return line.split(":=", 1)[1].split()
+
+
+def build_command(folder: Path, path: str = "mcu", flags=SANITIZED, own_flags: bool = True) -> list[str]:
     """The compiler command line, less the program and its output, for the runtime of an export folder on one
-    build path (its files, ``-DQSNN_HOST`` for the host's) and the folder's generated model."""
+    build path (its files, ``-DQSNN_HOST`` for the host's) and the folder's generated model, with the model's
+    build flags as its Makefiles give them (``own_flags``; without them the runtime runs every kind of model)."""
     sources = [folder / "src" / name for name in (*RUNTIME_SOURCES["common"], *RUNTIME_SOURCES[path], "qsnn_model.c")]
-    return [*flags, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}", f"-I{folder / 'src'}",
-            *map(str, sources)]
+    return [*flags, *(model_flags(folder) if own_flags else []), *(["-DQSNN_HOST"] if path == "host" else []),
+            f"-I{folder / 'include'}",
+            f"-I{folder / 'src'}", *map(str, sources)]
 
 
 def compile_and_run(folder: Path, main_c: "Path | None" = None, path: str = "mcu") -> str:
@@ -131,8 +139,10 @@ def test_host_c_equals_the_integer_reference_on_100_test_images(checkpoints, bit
     backbone, _ = backbone_from_checkpoint(read_checkpoint(str(checkpoints[bits])))
     field_bits = {layer.lif.field_bits for layer in fold(backbone.eval()).spiking_layers()}
     assert field_bits == {{"1w2u": 2, "1w4u": 4, "1w8u": 8}[bits]}
-    # the Makefile's own host build and check agree
-    assert subprocess.run(["make", "-s", "-C", str(folder), "check-host"], capture_output=True).returncode == 0
+    # the Makefile's own host builds (static images alone) and checks agree
+    assert model_flags(folder) == ["-DQSNN_STATIC_ONLY"]
+    for check in ("check-host", "check-mcu", "check-reference"):
+        assert subprocess.run(["make", "-s", "-C", str(folder), check], capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
@@ -287,6 +297,10 @@ def test_event_models_stream_their_frames_bit_exact_on_host_and_cortex_m4(experi
     expected = (out / "expected.txt").read_text()
     assert compile_and_run(out) == expected == (out / "cortex-m4" / "m4.out").read_text()
     assert compile_and_run(out, path="host") == compile_and_run(out, path="reference") == expected
+    # the Makefile's host programs, for both kinds of model (no QSNN_STATIC_ONLY)
+    assert model_flags(out) == []
+    for check in ("check-host", "check-mcu"):
+        assert subprocess.run(["make", "-s", "-C", str(out), check], capture_output=True).returncode == 0
     model = fold(backbone_from_checkpoint(read_checkpoint(checkpoint))[0].eval(), event_frames=True)
     codes = torch.from_numpy(np.fromfile(out / "samples.bin", dtype=np.int8).reshape(count, *shape).copy())
     assert [" ".join(map(str, (int(p), *row.tolist()))) for p, row in
@@ -418,14 +432,17 @@ def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized
 
 @pytest.mark.parametrize("name, shape, bits, frames", [("fmnistnet", (1, 28, 28), "1w2u", False),
                                                        ("resnet19", (3, 16, 16), "1w8u", False),
-                                                       ("dvsmcunet", (2, 32, 32), "1w2u", True)])
+                                                       ("dvsmcunet", (2, 32, 32), "1w2u", True),
+                                                       ("fmnistnet", (2, 60, 60), "1w2u", True),
+                                                       ("fmnistnet", (1, 40, 40), "1w4u", False)])
 def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, frames, tmp_path):
     """tests/c/kernel_check.c, sanitized, on each build path: every stem and binary conv (ResNet19's identity and
     1x1 conv shortcuts among them) on random frames and random spike and count maps, sparse to dense, then half
     uniform (pixels the kernels skip or remember), levels carried over six calls: the microcontroller and host
     kernels write the reference kernels' spikes. The event-frame dvsmcunet (two input channels, 2-bit levels) takes
     the stem's fused path: windows of one to four nonzero pairs of taps (found from the rows' nonzero columns) and of
-    more, resting and charged neurons."""
+    more, resting and charged neurons; the 60-wide event-frame fmnistnet takes it on rows of two words of columns, and
+    the 40-wide static one finds its windows of zeros on such rows."""
     model = fold(trained_like(name, shape, bits), event_frames=frames)
     write_folder(model, plan(model), None, tmp_path / "out", {})
     outputs = {}
@@ -470,8 +487,9 @@ def two_exports(tmp_path_factory):
 
 @pytest.mark.parametrize("path", RUNTIME_PATHS)
 def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(two_exports, path, tmp_path):
-    """tests/c/two_models.c, sanitized: one runtime, two generated models (their symbols and macros named by
-    --c-name), a context each, stepped in turn: each prints its own expected.txt."""
+    """tests/c/two_models.c, sanitized: one runtime (built for both kinds: no QSNN_STATIC_ONLY), two generated
+    models, a static and an event model (their symbols and macros named by --c-name), a context each, stepped in
+    turn: each prints its own expected.txt."""
     (first, first_folder), (second, second_folder) = list(two_exports.items())[:2]
     assert f"#define {first.upper()}_CTX_BYTES" in (first_folder / "src" / "qsnn_model.h").read_text()
     objects = []
@@ -480,7 +498,7 @@ def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(t
         subprocess.run([*SANITIZED, *(["-DQSNN_HOST"] if path == "host" else []), f"-I{folder / 'include'}",
                         f"-I{folder / 'src'}", "-c", str(folder / "src" / "qsnn_model.c"), "-o", str(objects[-1])],
                        check=True, capture_output=True, text=True)
-    runtime = [arg for arg in build_command(first_folder, path) if not arg.endswith("qsnn_model.c")]
+    runtime = [arg for arg in build_command(first_folder, path, own_flags=False) if not arg.endswith("qsnn_model.c")]
     program = tmp_path / "two_models"
     subprocess.run([*runtime, f"-DFIRST={first}", f"-DSECOND={second}", str(TWO_MODELS), *map(str, objects), "-o",
                     str(program)], check=True, capture_output=True, text=True)
@@ -489,6 +507,22 @@ def test_two_models_run_interleaved_in_one_program_each_equal_to_its_reference(t
     for section, folder in (("first", first_folder), ("second", second_folder)):
         assert [line.split(" ", 1)[1] for line in lines if line.startswith(section + " ")] == \
             (folder / "expected.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_a_build_for_static_images_runs_static_models_and_refuses_event_models(two_exports, path, tmp_path):
+    """sources.mk: a static model's export builds with -DQSNN_STATIC_ONLY (the stem's event-frame kernels left out
+    of its images), an event model's without. Such a build runs a static model (its expected.txt) and refuses an
+    event model: qsnn_init returns QSNN_ERROR_MODEL (-5), nothing is printed."""
+    static, events = two_exports["fmnist_1w2u"], two_exports["events_1w4u"]
+    assert model_flags(static) == ["-DQSNN_STATIC_ONLY"] and model_flags(events) == []
+    assert compile_and_run(static, path=path) == (static / "expected.txt").read_text()
+    program = tmp_path / "static_only"
+    subprocess.run([*build_command(events, path, [*SANITIZED, "-DQSNN_STATIC_ONLY"]), str(events / "host" / "main.c"),
+                    "-o", str(program)], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(program), str(events / "samples.bin")], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "qsnn_host: sample 0: the runtime returned status -5 (include/qsnn.h)\n"
 
 
 @pytest.mark.slow
@@ -549,6 +583,7 @@ def test_export_bench_measures_both_sides_on_a_checkpoint(checkpoints, tmp_path)
     figures = json.loads(figures_file.read_text())
     assert figures["images"] == 30 and figures["c_equals_reference"]
     assert figures["c_ms_per_image"] > 0 and figures["torch_fp32_batch1_ms_per_image"] > 0
+    assert figures["c_mcu_kernels_ms_per_image"] > 0  # the host program on the microcontrollers' kernels, timed too
     if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
         assert figures["m4_instructions_per_inference"] > 0 and figures["membrane_state_bytes"] == 6272
 

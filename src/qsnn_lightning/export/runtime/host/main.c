@@ -17,9 +17,9 @@
  * problem and the fix: a samples file that is missing, unreadable, empty, or not a whole
  * number of samples), 1 if the runtime returns an error status or stdout cannot be written.
  *
- * Build (from DIR/): `make host` (-DQSNN_HOST and the host path's kernels, sources.mk); built
- * with the microcontroller or reference path's files instead, and without -DQSNN_HOST, it runs
- * those kernels.
+ * Build (from DIR/): `make host` (-DQSNN_HOST and the host path's kernels, sources.mk); `make
+ * qsnn_mcu` and `make qsnn_reference` build it, without -DQSNN_HOST, on the microcontroller and
+ * reference paths' kernels.
  */
 #include <errno.h>
 #include <stdint.h>
