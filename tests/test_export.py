@@ -41,6 +41,7 @@ TWO_MODELS_MCU = Path(__file__).with_name("c") / "two_models_mcu.c"
 EXPORT_OF = Path(__file__).with_name("c") / "export_of.c"
 KERNEL_CHECK = Path(__file__).with_name("c") / "kernel_check.c"
 FIRE_BIAS_CHECK = Path(__file__).with_name("c") / "fire_bias_check.c"
+LIF_CHECK = Path(__file__).with_name("c") / "lif_check.c"
 RUNTIME = Path(__file__).parents[1] / "src" / "qsnn_lightning" / "export" / "runtime"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 
@@ -466,6 +467,26 @@ def test_lif_of_pixels_without_input_equals_the_lif_of_their_biases(tmp_path):
                     str(RUNTIME / "src" / "lif_mcu.c"), "-o", str(program)], check=True, capture_output=True, text=True)
     result = subprocess.run([str(program)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.endswith(" 0 mismatches\n"), result.stdout + result.stderr
+
+
+def test_lif_on_the_boundaries_of_rounding_and_threshold_equals_the_reference(tmp_path):
+    """tests/c/lif_check.c, sanitized, built on the reference LIF and on the microcontrollers': membranes at and
+    beside -2^(F-1), 0, 2^(F-1), 2^F and Theta from every level, thresholds above 2^F down to below 0 (the quiet
+    neurons' one comparison and its limit), 2-, 4- and 8-bit fields: the same next levels and spikes, and the LIF
+    from counts (at k = 2 also from raised biases) the same as from currents."""
+    lines = {}
+    for name, lif_source, flags in (("reference", "lif_ref.c", ["-DQSNN_REFERENCE"]), ("mcu", "lif_mcu.c", [])):
+        program = tmp_path / f"lif_check_{name}"
+        subprocess.run([*SANITIZED, *flags, f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", str(LIF_CHECK),
+                        str(RUNTIME / "src" / lif_source), "-o", str(program)], check=True, capture_output=True, text=True)
+        result = subprocess.run([str(program)], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout.endswith("306 cases, 0 mismatches\n"), result.stdout + result.stderr
+        lines[name] = result.stdout.splitlines()
+    assert lines["mcu"] == lines["reference"]
+    # hand-computed, 2-bit fields, Theta = 1.5 levels, neurons 0..2 from levels -1, 0, 1 at U = -2^(F-1) - 1,
+    # -2^(F-1), -2^(F-1) + 1: next levels -1 (field 11), 0, 0; no spike
+    spikes, first_word = lines["reference"][0].split()[2:4]
+    assert int(first_word, 16) & 0x3F == 0b000011 and int(spikes, 16) & 0b111 == 0
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,13 @@ typedef struct {
 
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
- * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) = [U > 2^(F-1)] - [U < -2^(F-1)],
- * the sign bits of 2^(F-1) - U and U + 2^(F-1) (|U| + 2^(F-1) < 2^31: docs/export.md), gathered
- * at the fields' low bits as `up` and `down`: the fields are up | 3 down (01 for 1, 11 for -1);
- * `raised` (from counts, the biases raised by half a level): qsnn_fire_raised of V = U + 2^(F-1).
- * The neurons' currents: current[i], or (`counts`) those of channels first + i of `in`'s counts.
- * Returns the word of the next levels; their spikes go to bits [0, count) of *spikes. */
+ * A quiet neuron first, in one comparison: -2^(F-1) <= U <= 2^(F-1) and no spike (level 0, field 0:
+ * quiet_limit, qsnn_fire_raised). Else next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1)
+ * is -1 (field 11) below -2^(F-1), 1 (01) above: U's sign bit is the field's high bit
+ * (|U| + 2^(F-1) < 2^31: docs/export.md); `raised` (from counts, the biases raised by half a level):
+ * qsnn_fire_raised of V = U + 2^(F-1), one addition fewer. The neurons' currents: current[i], or
+ * (`counts`) those of channels first + i of `in`'s counts. Returns the word of the next levels;
+ * their spikes go to bits [0, count) of *spikes. */
 static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, const int32_t *current,
                                              const currents_t *in, uint32_t first, uint32_t word, uint32_t count,
                                              uint32_t *spikes, const uint32_t bits, const int counts,
@@ -29,30 +30,30 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, co
     const int32_t *negative = counts ? in->negative + first : NULL;
     const int32_t *multiplier = counts ? in->multiplier + first : NULL;
     const int32_t *bias = counts ? (raised ? in->raised : in->bias) + first : NULL;
-    uint32_t i, next = 0, up = 0, down = 0, fired = 0;
+    uint32_t i, next = 0, fired = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
         int32_t membrane;
-        if (raised) {   /* k = 2 from counts: V = U + 2^(F-1), one addition fewer than U below */
+        if (raised) {   /* k = 2 from counts */
             qsnn_fire_raised(multiplier[i] * (in->total - 2 * negative[i]) + (level * lif->leak + bias[i]), lif, i,
                              &fired, &next);
             continue;
         }
         membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
-        if (membrane >= lif->threshold && !QSNN_WORST) {   /* hard reset: level 0 (worst case: the dearer branch) */
+        if ((uint32_t)(membrane + lif->half) < lif->quiet_limit) continue;   /* level 0, no spike */
+        if (membrane >= lif->threshold) {   /* hard reset: level 0 */
             fired |= 1u << i;
         } else if (bits == 2u) {
-            up |= (((uint32_t)lif->half - (uint32_t)membrane) >> 31) << (i * bits);
-            down |= ((uint32_t)(membrane + lif->half) >> 31) << (i * bits);
+            next |= (1u << (2u * i)) | (((uint32_t)membrane >> 31) << (2u * i + 1u));
         } else {
             next |= ((uint32_t)qsnn_next_level(membrane, lif->fraction, lif->half, lif->levels) & mask) << (i * bits);
         }
     }
     *spikes = QSNN_WORST ? ~0u : fired;
-    return bits == 2u && !raised ? up | 3u * down : next;
+    return next;
 }
 
 /* The LIF of a pixel's `channels` neurons, a word of fields at a time; a last partial word runs
