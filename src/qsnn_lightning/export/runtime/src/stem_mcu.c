@@ -8,9 +8,9 @@
  * uniform background) keeps its currents: the dot products are skipped, and its LIF is remembered
  * (lif_mcu.c). A window of zeros has the biases as currents (lif_mcu.c's qsnn_fire_bias). An
  * event frame's window at k = 2 takes the products of its nonzero pairs alone (up to four; its taps
- * found from the rows' nonzero columns, only those read), 16 neurons at a time into a buffer, then
- * their LIF from (M_c, B_c) pairs (one LDRD), without the leak term where the 16 levels are 0 (no
- * currents stored). */
+ * found from the rows' nonzero columns, only those read), 16 neurons at a time, their LIF from
+ * (M_c, B_c) pairs (one LDRD), without the leak term where the 16 levels are 0 (no currents stored):
+ * the products of one or two pairs computed as each neuron fires, of more into a buffer first. */
 #include <string.h>
 
 #include "qsnn_internal.h"
@@ -129,12 +129,10 @@ static QSNN_ALWAYS_INLINE void stem_currents_two(const stem_constants_t *k, cons
 }
 
 /* acc[i] = neuron i's products (* 2^R) of a window whose taps are 0 but for `count` pairs, pair
- * j at offsets[j] from neuron i's weights (weight + i * stride) with value values[j]; or, `half`
- * 1 (the low half) or 2 (the high), of one tap alone, of the pair at offsets[0], values[0] then
- * its value * 2^R */
+ * j at offsets[j] from neuron i's weights (weight + i * stride) with value values[j] */
 static QSNN_ALWAYS_INLINE void window_products(const int32_t *weight, const uint32_t stride, const uint32_t *offsets,
-                                               const int32_t *values, const uint32_t count, const int half,
-                                               int32_t scale, int32_t *acc)
+                                               const int32_t *values, const uint32_t count, int32_t scale,
+                                               int32_t *acc)
 {
     const int32_t *w[QSNN_STEM_PAIRS];
     int32_t v[QSNN_STEM_PAIRS];   /* in registers: the stores to acc alias no value */
@@ -151,18 +149,11 @@ static QSNN_ALWAYS_INLINE void window_products(const int32_t *weight, const uint
 #endif
     for (i = 0; i < 16u; ++i) {
         int32_t sum = 0;
-        if (half == 1) {
-            sum = (int32_t)(int16_t)w[0][i * stride] * v[0];
-        } else if (half == 2) {
-            sum = (w[0][i * stride] >> 16) * v[0];
-        } else {
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-            for (j = 0; j < count; ++j) sum = add_pair_products(sum, w[j][i * stride], v[j], j == 0u);
-            sum *= scale;
-        }
-        acc[i] = sum;
+        for (j = 0; j < count; ++j) sum = add_pair_products(sum, w[j][i * stride], v[j], j == 0u);
+        acc[i] = sum * scale;
     }
 }
 
@@ -203,8 +194,61 @@ static QSNN_NOINLINE uint32_t fire_sixteen_any(const stem_constants_t *k, const 
     return fire_sixteen(k, scaled, acc, word, 0);
 }
 
-/* The LIF at k = 2 of a window whose taps are 0 but for `count` pairs (window_products' arguments),
- * 16 neurons at a time: their products into a buffer, then their LIF (two passes: few registers each) */
+/* fire_sixteen of a window of one or two nonzero pairs (window_products' arguments), each neuron's
+ * products computed as it fires: no buffer (one or two pairs leave registers enough) */
+static QSNN_ALWAYS_INLINE uint32_t fire_sixteen_products(const stem_constants_t *k, const int32_t *scaled,
+                                                         const int32_t *weight, const uint32_t stride,
+                                                         const uint32_t *offsets, const int32_t *values,
+                                                         const uint32_t count, const int half, uint32_t *word,
+                                                         const int resting)
+{
+    const qsnn_lif_constants_t lif = k->lif;   /* in registers */
+    const int32_t *first = weight + offsets[0], *second = weight + offsets[count - 1u];
+    const int32_t a = values[0], b = values[count - 1u], scale = k->scale;
+    const uint32_t before = *word;
+    uint32_t i, fields = 0, fired = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (i = 0; i < 16u; ++i) {
+        const int32_t level = (int32_t)(before << (30u - 2u * i)) >> 30;
+        const int32_t multiplier = scaled[2u * i], raised_bias = scaled[2u * i + 1u];   /* one LDRD */
+        int32_t sum;
+        if (half == 1) {
+            sum = (int32_t)(int16_t)first[i * stride] * a;
+        } else if (half == 2) {
+            sum = (first[i * stride] >> 16) * a;
+        } else {
+            sum = add_pair_products(0, first[i * stride], a, 1);
+            if (count == 2u) sum = add_pair_products(sum, second[i * stride], b, 0);
+            sum *= scale;
+        }
+        qsnn_fire_raised(high_product_add(sum, multiplier, resting ? raised_bias : level * lif.leak + raised_bias),
+                         &lif, i, &fired, &fields);
+    }
+    *word = fields;
+    return fired;
+}
+
+/* fire_sixteen_products for each window of one or two pairs (`count`, `half`), resting (every level 0) or not:
+ * compiled once each */
+#define FIRE_PRODUCTS(name, count, half)                                                                          \
+    static QSNN_NOINLINE uint32_t name(const stem_constants_t *k, const int32_t *scaled, const int32_t *weight,  \
+                                       uint32_t stride, const uint32_t *offsets, const int32_t *values,          \
+                                       uint32_t *word)                                                           \
+    {                                                                                                            \
+        return *word == 0u ? fire_sixteen_products(k, scaled, weight, stride, offsets, values, count, half, word, 1) \
+                           : fire_sixteen_products(k, scaled, weight, stride, offsets, values, count, half, word, 0); \
+    }
+FIRE_PRODUCTS(fire_low_tap, 1u, 1)
+FIRE_PRODUCTS(fire_high_tap, 1u, 2)
+FIRE_PRODUCTS(fire_one_pair, 1u, 0)
+FIRE_PRODUCTS(fire_two_pairs, 2u, 0)
+
+/* The LIF at k = 2 of a window whose taps are 0 but for `count` pairs (window_products' arguments;
+ * or, `half` 1 (the low half) or 2 (the high), of one tap alone, of the pair at offsets[0], values[0]
+ * then its value * 2^R), 16 neurons at a time: one or two pairs, their products as each neuron fires;
+ * more, their products into a buffer, then their LIF (two passes: few registers each) */
 static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32_t *weight, const uint32_t stride,
                                           const uint32_t *offsets, const int32_t *values, const uint32_t count,
                                           const int half, uint32_t *levels, uint32_t *out)
@@ -213,9 +257,19 @@ static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32
     uint32_t c;
     for (c = 0; c < k->channels; c += 16u) {
         uint32_t fired, *word = &levels[c / 16u];
-        window_products(weight + c * stride, stride, offsets, values, count, half, k->scale, acc);
-        fired = *word == 0u ? fire_sixteen_resting(k, k->scaled + 2u * c, acc, word)
-                            : fire_sixteen_any(k, k->scaled + 2u * c, acc, word);
+        const int32_t *scaled = k->scaled + 2u * c;
+        if (count == 1u && half == 1) {
+            fired = fire_low_tap(k, scaled, weight + c * stride, stride, offsets, values, word);
+        } else if (count == 1u && half == 2) {
+            fired = fire_high_tap(k, scaled, weight + c * stride, stride, offsets, values, word);
+        } else if (count == 1u) {
+            fired = fire_one_pair(k, scaled, weight + c * stride, stride, offsets, values, word);
+        } else if (count == 2u) {
+            fired = fire_two_pairs(k, scaled, weight + c * stride, stride, offsets, values, word);
+        } else {
+            window_products(weight + c * stride, stride, offsets, values, count, k->scale, acc);
+            fired = *word == 0u ? fire_sixteen_resting(k, scaled, acc, word) : fire_sixteen_any(k, scaled, acc, word);
+        }
         if (c % 32u == 0u) {
             out[c / 32u] = fired;
         } else {
