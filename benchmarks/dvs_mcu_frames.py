@@ -2,7 +2,7 @@
 with gesture-like events, a short training run through the real CLI, then the Cortex-M4 export.
 
     python benchmarks/dvs_mcu_frames.py [--epochs 8] [--batch-size 8] [--events 40000] [--train-users 6] [--test-users 2]
-                                        [--samples 11] [--rv32] [--keep DIR] [--json FILE]
+                                        [--seeds 42] [--samples 11] [--rv32] [--keep DIR] [--json FILE]
 
 Writes tonic's DVS-Gesture layout (``DVSGesture/ibmGestureTrain|ibmGestureTest/user<NN>_<lighting>/<label>.npy``,
 columns x, y, p, t as in tests/dataset_files.py) with, for each of the 11 gestures, a hand-sized blob whose
@@ -12,8 +12,9 @@ class (a line at the class's angle, a circle one way or the other, ...), plus un
 ``qsnn train dvsgesture_mcu_1w2u data.data_dir=... trainer.max_epochs=N`` on the CPU, and ``qsnn export
 CKPT --target cortex-m4`` (and ``--target rv32`` with ``--rv32``) on the first ``--samples`` test samples,
 and prints, from each manifest: instructions per inference and per frame (T frames an inference), the
-worst case (every spike 1), the firing rate of the embedded samples, flash and RAM. About 5 minutes on
-two CPU cores with the defaults.
+worst case (every spike 1), the firing rate of the embedded samples, flash and RAM. ``--seeds 42,1,2``
+trains one checkpoint per seed (the figures follow the spikes, so they move with the training run; the
+training's floating point also differs between CPUs). About 5 minutes on two CPU cores with the defaults.
 """
 
 import argparse
@@ -93,11 +94,11 @@ def run(command: list[str]) -> str:
     return result.stdout
 
 
-def train(data: Path, runs: Path, epochs: int, batch_size: int) -> tuple[Path, dict]:
+def train(data: Path, runs: Path, epochs: int, batch_size: int, seed: int) -> tuple[Path, dict]:
     """``qsnn train`` through the CLI; (the checkpoint it tested, its results.json)."""
     output = run([QSNN, "train", EXPERIMENT, f"data.data_dir={data}", "data.download=false", f"run_dir={runs}",
-                  f"trainer.max_epochs={epochs}", f"data.batch_size={batch_size}", "trainer.accelerator=cpu",
-                  "trainer.enable_progress_bar=false"])
+                  f"trainer.max_epochs={epochs}", f"data.batch_size={batch_size}", f"seed={seed}",
+                  "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
     run_dir = Path(re.search(r"^run directory: (.+)$", output, re.M).group(1))
     results = json.loads((run_dir / "results.json").read_text())
     return Path(results["checkpoint"]), results
@@ -110,11 +111,12 @@ def export(checkpoint: Path, data: Path, out: Path, target: str, samples: int) -
     return json.loads((out / "manifest.json").read_text())
 
 
-def row(target: str, info: dict) -> dict:
+def row(seed: "int | None", test_acc: "float | None", target: str, info: dict) -> dict:
     prefix = "m4" if target == "cortex-m4" else "rv32"
     per_inference = info[f"{prefix}_instructions_per_inference"]
     frames = info["timesteps"]
-    return {"target": target, "instructions_per_inference": per_inference,
+    return {"seed": "-" if seed is None else seed, "test_acc": "-" if test_acc is None else round(test_acc, 3),
+            "target": target, "instructions_per_inference": per_inference,
             "instructions_per_frame": round(per_inference / frames),
             "worst_per_inference": info[f"{prefix}_worst_instructions_per_inference"],
             "worst_per_frame": round(info[f"{prefix}_worst_instructions_per_inference"] / frames),
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="events per sample (default 40,000)")
     parser.add_argument("--train-users", type=int, default=6, help="user folders of the training split, 11 files each")
     parser.add_argument("--test-users", type=int, default=2, help="user folders of the test split, 11 files each")
+    parser.add_argument("--seeds", default="42", help="training seeds, comma-separated: a checkpoint each (default 42)")
     parser.add_argument("--samples", type=int, default=11, help="test samples embedded in the images (default 11)")
     parser.add_argument("--rv32", action="store_true", help="also export --target rv32")
     parser.add_argument("--checkpoint", type=Path, help="skip training: export this checkpoint (its data written anew)")
@@ -144,19 +147,22 @@ def main() -> None:
         files = write_files(data, args.events, args.train_users, args.test_users)
         print(f"{files} DVS-Gesture files of {args.events:,} events in {data / 'DVSGesture'} "
               f"({time.perf_counter() - start:.0f} s)")
-        checkpoint, results = args.checkpoint, {}
-        if checkpoint is None:
+        trained = {None: (args.checkpoint, {})} if args.checkpoint else {}
+        for seed in ([] if args.checkpoint else [int(seed) for seed in args.seeds.split(",")]):
             start = time.perf_counter()
-            checkpoint, results = train(data, work / "runs", args.epochs, args.batch_size)
-            print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s: test_acc "
-                  f"{results.get('test_acc', float('nan')):.3f}, {checkpoint}")
+            trained[seed] = train(data, work / "runs", args.epochs, args.batch_size, seed)
+            print(f"trained {args.epochs} epochs at seed {seed} in {time.perf_counter() - start:.0f} s: test_acc "
+                  f"{trained[seed][1].get('test_acc', float('nan')):.3f}, {trained[seed][0]}")
         rows = []
-        for target in ("cortex-m4", *(("rv32",) if args.rv32 else ())):
-            start = time.perf_counter()
-            rows.append(row(target, export(checkpoint, data, work / f"export-{target}", target, args.samples)))
-            print(f"exported --target {target} in {time.perf_counter() - start:.0f} s")
+        for seed, (checkpoint, results) in trained.items():
+            for target in ("cortex-m4", *(("rv32",) if args.rv32 else ())):
+                start = time.perf_counter()
+                folder = work / f"export-{target}" if seed is None else work / f"export-{target}-seed{seed}"
+                rows.append(row(seed, results.get("test_acc"), target,
+                                export(checkpoint, data, folder, target, args.samples)))
+                print(f"exported --target {target} in {time.perf_counter() - start:.0f} s")
 
-    columns = ("target", "instructions_per_inference", "instructions_per_frame", "worst_per_inference",
+    columns = ("seed", "test_acc", "target", "instructions_per_inference", "instructions_per_frame", "worst_per_inference",
                "worst_per_frame", "firing_rate", "flash_bytes", "ram_bytes", "samples", "qemu_matches_expected")
     cells = [[str(c) for c in columns]] + [[f"{r[c]:,}" if isinstance(r[c], int) and not isinstance(r[c], bool)
                                             else str(r[c]) for c in columns] for r in rows]
@@ -164,7 +170,9 @@ def main() -> None:
     for line in cells:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
     if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "results": results, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"checkpoints": {str(seed): str(checkpoint) for seed, (checkpoint, _) in trained.items()},
+                                         "results": {str(seed): results for seed, (_, results) in trained.items()},
+                                         "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
