@@ -157,54 +157,21 @@ static QSNN_ALWAYS_INLINE void window_products(const int32_t *weight, const uint
     }
 }
 
-/* The LIF at k = 2 (2-bit fields, 16 a word) of 16 neurons from their products acc (* 2^R): the
- * currents of stem_currents, raised by half a level for qsnn_fire_raised:
+/* The LIF at k = 2 (2-bit fields, 16 a word) of 16 neurons from their products (* 2^R): acc[i]
+ * (`count` 0: a buffer's), or those of a window of `count` (1 or 2) nonzero pairs (window_products'
+ * arguments; `half` 1 or 2: one tap alone) computed as each neuron fires (no buffer: one or two pairs
+ * leave registers enough). The currents of stem_currents, raised by half a level for qsnn_fire_raised:
  *   U + 2^(F-1) = ((acc * 2^R) * M_c) >> 32 + level * leak + B_c + 2^(F-1)   (Eq. 4, 8)
  * `resting`: every level 0 (*word 0), no leak term. Returns the spikes (bit i: neuron i); *word
  * the levels, in place. */
 static QSNN_ALWAYS_INLINE uint32_t fire_sixteen(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
+                                                const int32_t *weight, const uint32_t stride, const uint32_t *offsets,
+                                                const int32_t *values, const uint32_t count, const int half,
                                                 uint32_t *word, const int resting)
 {
     const qsnn_lif_constants_t lif = k->lif;   /* in registers */
-    const uint32_t before = *word;
-    uint32_t i, fields = 0, fired = 0;
-#if defined(__GNUC__)
-#pragma GCC unroll 16
-#endif
-    for (i = 0; i < 16u; ++i) {
-        const int32_t level = (int32_t)(before << (30u - 2u * i)) >> 30;
-        const int32_t multiplier = scaled[2u * i], raised_bias = scaled[2u * i + 1u];   /* one LDRD */
-        qsnn_fire_raised(high_product_add(acc[i], multiplier, resting ? raised_bias : level * lif.leak + raised_bias),
-                         &lif, i, &fired, &fields);
-    }
-    *word = fields;
-    return fired;
-}
-
-/* fire_sixteen of 16 resting neurons (most of a stem's), and of any: compiled once each, for every window */
-static QSNN_NOINLINE uint32_t fire_sixteen_resting(const stem_constants_t *k, const int32_t *scaled,
-                                                   const int32_t *acc, uint32_t *word)
-{
-    return fire_sixteen(k, scaled, acc, word, 1);
-}
-
-static QSNN_NOINLINE uint32_t fire_sixteen_any(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
-                                               uint32_t *word)
-{
-    return fire_sixteen(k, scaled, acc, word, 0);
-}
-
-/* fire_sixteen of a window of one or two nonzero pairs (window_products' arguments), each neuron's
- * products computed as it fires: no buffer (one or two pairs leave registers enough) */
-static QSNN_ALWAYS_INLINE uint32_t fire_sixteen_products(const stem_constants_t *k, const int32_t *scaled,
-                                                         const int32_t *weight, const uint32_t stride,
-                                                         const uint32_t *offsets, const int32_t *values,
-                                                         const uint32_t count, const int half, uint32_t *word,
-                                                         const int resting)
-{
-    const qsnn_lif_constants_t lif = k->lif;   /* in registers */
-    const int32_t *first = weight + offsets[0], *second = weight + offsets[count - 1u];
-    const int32_t a = values[0], b = values[count - 1u], scale = k->scale;
+    const int32_t *first = count != 0u ? weight + offsets[0] : NULL, *second = count == 2u ? weight + offsets[1] : NULL;
+    const int32_t a = count != 0u ? values[0] : 0, b = count == 2u ? values[1] : 0, scale = k->scale;
     const uint32_t before = *word;
     uint32_t i, fields = 0, fired = 0;
 #if defined(__GNUC__)
@@ -214,7 +181,9 @@ static QSNN_ALWAYS_INLINE uint32_t fire_sixteen_products(const stem_constants_t 
         const int32_t level = (int32_t)(before << (30u - 2u * i)) >> 30;
         const int32_t multiplier = scaled[2u * i], raised_bias = scaled[2u * i + 1u];   /* one LDRD */
         int32_t sum;
-        if (half == 1) {
+        if (count == 0u) {
+            sum = acc[i];
+        } else if (half == 1) {
             sum = (int32_t)(int16_t)first[i * stride] * a;
         } else if (half == 2) {
             sum = (first[i * stride] >> 16) * a;
@@ -230,15 +199,28 @@ static QSNN_ALWAYS_INLINE uint32_t fire_sixteen_products(const stem_constants_t 
     return fired;
 }
 
-/* fire_sixteen_products for each window of one or two pairs (`count`, `half`), resting (every level 0) or not:
+/* fire_sixteen from a buffer, of 16 resting neurons (most of a stem's) and of any: compiled once each */
+static QSNN_NOINLINE uint32_t fire_sixteen_resting(const stem_constants_t *k, const int32_t *scaled,
+                                                   const int32_t *acc, uint32_t *word)
+{
+    return fire_sixteen(k, scaled, acc, NULL, 0u, NULL, NULL, 0u, 0, word, 1);
+}
+
+static QSNN_NOINLINE uint32_t fire_sixteen_any(const stem_constants_t *k, const int32_t *scaled, const int32_t *acc,
+                                               uint32_t *word)
+{
+    return fire_sixteen(k, scaled, acc, NULL, 0u, NULL, NULL, 0u, 0, word, 0);
+}
+
+/* fire_sixteen of each window of one or two pairs (`count`, `half`), resting (every level 0) or not:
  * compiled once each */
 #define FIRE_PRODUCTS(name, count, half)                                                                          \
     static QSNN_NOINLINE uint32_t name(const stem_constants_t *k, const int32_t *scaled, const int32_t *weight,  \
                                        uint32_t stride, const uint32_t *offsets, const int32_t *values,          \
                                        uint32_t *word)                                                           \
     {                                                                                                            \
-        return *word == 0u ? fire_sixteen_products(k, scaled, weight, stride, offsets, values, count, half, word, 1) \
-                           : fire_sixteen_products(k, scaled, weight, stride, offsets, values, count, half, word, 0); \
+        return *word == 0u ? fire_sixteen(k, scaled, NULL, weight, stride, offsets, values, count, half, word, 1) \
+                           : fire_sixteen(k, scaled, NULL, weight, stride, offsets, values, count, half, word, 0); \
     }
 FIRE_PRODUCTS(fire_low_tap, 1u, 1)
 FIRE_PRODUCTS(fire_high_tap, 1u, 2)
