@@ -14,9 +14,10 @@ typedef struct {
 
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
- * A quiet neuron first, in one comparison: -2^(F-1) <= U <= 2^(F-1) and no spike (level 0, field 0:
- * quiet_limit, qsnn_fire_raised). Else next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1)
- * is -1 (field 11) below -2^(F-1), 1 (01) above: U's sign bit is the field's high bit
+ * Below Theta a quiet neuron, -2^(F-1) <= U <= 2^(F-1) (level 0, field 0), takes one comparison
+ * (quiet_limit: qsnn_fire_raised; the spike first here, where static images fire often). Else
+ * next_level for k = 2: clamp(round_half_even(U / 2^F), -1, 1) is -1 (field 11) below -2^(F-1),
+ * 1 (01) above: U's sign bit is the field's high bit
  * (|U| + 2^(F-1) < 2^31: docs/export.md); `raised` (from counts, the biases raised by half a level):
  * qsnn_fire_raised of V = U + 2^(F-1), one addition fewer. The neurons' currents: current[i], or
  * (`counts`) those of channels first + i of `in`'s counts. Returns the word of the next levels;
@@ -43,9 +44,10 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, co
             continue;
         }
         membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
-        if ((uint32_t)(membrane + lif->half) < lif->quiet_limit) continue;   /* level 0, no spike */
         if (membrane >= lif->threshold) {   /* hard reset: level 0 */
             fired |= 1u << i;
+        } else if ((uint32_t)(membrane + lif->half) < lif->quiet_limit) {   /* level 0 */
+            continue;
         } else if (bits == 2u) {
             next |= (1u << (2u * i)) | (((uint32_t)membrane >> 31) << (2u * i + 1u));
         } else {
