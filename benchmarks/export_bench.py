@@ -4,13 +4,15 @@
                                            [--m4-samples 20] [--json FILE]
 
 Prints, for the checkpoint's model:
-- host C latency per image (the exported program as its Makefile builds it, -O3: ``qsnn_host`` on
-  the runtime's host path, and ``qsnn_mcu`` on the microcontrollers' event-driven kernels; one
+- host C latency per image (the exported program as its Makefile builds it, -O3 and -march=native
+  where the compiler can: ``qsnn_host`` on the runtime's host path, and ``qsnn_mcu`` on the
+  microcontrollers' event-driven kernels; one
   thread; the time of a run on the first image alone subtracted, over the other images) against
   PyTorch fp32 batch-1 eval inference on one thread, and their ratios; the three are timed in
   alternating rounds and the best round of each counts;
-- instructions per inference of both host builds, from ``valgrind --tool=callgrind`` (two runs
-  with different image counts, so start-up costs cancel out);
+- instructions per inference of both host programs built portable (``HOST_ARCH=``: valgrind does
+  not run AVX-512 code), from ``valgrind --tool=callgrind`` (two runs with different image counts,
+  so start-up costs cancel out);
 - with arm-none-eabi-gcc and qemu-system-arm installed: the Cortex-M4 export's instructions per
   inference (QEMU -icount, SysTick), flash and RAM, and the packed membrane state;
 - the exported model's bytes against the fp32 checkpoint weights' bytes, and their ratio;
@@ -42,8 +44,12 @@ from qsnn_lightning.training.config import restore_config
 HOST_PROGRAMS = ("qsnn_host", "qsnn_mcu")
 
 
-def build_program(folder: Path, name: str) -> Path:
-    subprocess.run(["make", "-s", "-C", str(folder), name], check=True)
+def build_program(folder: Path, name: str, portable: bool = False) -> Path:
+    """The export's host program ``name`` as its Makefile builds it (for this CPU, ``-march=native`` where the
+    compiler can), or ``portable`` (``HOST_ARCH=``, kept as ``name-portable``: valgrind does not run AVX-512 code)."""
+    subprocess.run(["make", "-s", "-B", "-C", str(folder), name, *(["HOST_ARCH="] if portable else [])], check=True)
+    if portable:
+        return (folder / name).rename(folder / f"{name}-portable")
     return folder / name
 
 
@@ -125,6 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "export"
         info = export_checkpoint(args.checkpoint, str(folder), samples=args.images)
+        portable = {name: build_program(folder, name, portable=True) for name in HOST_PROGRAMS}
         binaries = {name: build_program(folder, name) for name in HOST_PROGRAMS}
         samples = folder / "samples.bin"
         sample_bytes = images[0].numel()
@@ -133,7 +140,7 @@ def main() -> None:
         first.write_bytes(samples.read_bytes()[:sample_bytes])
         c_latency, torch_latency = interleaved_latencies(binaries, timed, first, backbone, timed_images, args.rounds)
         instructions = {name: callgrind_instructions(binary, samples, sample_bytes) if shutil.which("valgrind") else None
-                        for name, binary in binaries.items()}
+                        for name, binary in portable.items()}
         c_lines = {name: subprocess.run([str(binary), str(samples)], check=True, capture_output=True, text=True).stdout
                    for name, binary in binaries.items()}
     model = fold(backbone, event_frames=info["event_frames"])

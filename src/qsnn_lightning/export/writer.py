@@ -54,6 +54,8 @@ CC ?= cc
 CFLAGS ?= -std=c99 -Wall -Wextra -Werror -O3
 include sources.mk
 HEADERS := include/qsnn.h src/qsnn_internal.h src/qsnn_model.h
+# the host programs for this machine's CPU where the compiler can (HOST_ARCH= builds them portable)
+HOST_ARCH ?= $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 HOST_PROGRAM := host/main.c $(addprefix src/,$(QSNN_COMMON_SOURCES) $(QSNN_HOST_SOURCES)) src/qsnn_model.c
 MCU_PROGRAM := host/main.c $(addprefix src/,$(QSNN_COMMON_SOURCES) $(QSNN_MCU_SOURCES)) src/qsnn_model.c
 REFERENCE_PROGRAM := host/main.c $(addprefix src/,$(QSNN_COMMON_SOURCES) $(QSNN_REFERENCE_SOURCES)) src/qsnn_model.c
@@ -61,13 +63,13 @@ REFERENCE_PROGRAM := host/main.c $(addprefix src/,$(QSNN_COMMON_SOURCES) $(QSNN_
 host: qsnn_host ## the host program: ./qsnn_host samples.bin (the runtime's host path, QSNN_HOST)
 
 qsnn_host: $(HOST_PROGRAM) $(HEADERS)
-\t$(CC) $(CFLAGS) $(QSNN_MODEL_FLAGS) -DQSNN_HOST -Iinclude -Isrc $(HOST_PROGRAM) -o $@
+\t$(CC) $(CFLAGS) $(HOST_ARCH) $(QSNN_MODEL_FLAGS) -DQSNN_HOST -Iinclude -Isrc $(HOST_PROGRAM) -o $@
 
 check-host: qsnn_host ## compare the host program's lines with expected.txt
 \t./qsnn_host samples.bin | cmp - expected.txt
 
 qsnn_mcu: $(MCU_PROGRAM) $(HEADERS)
-\t$(CC) $(CFLAGS) $(QSNN_MODEL_FLAGS) -Iinclude -Isrc $(MCU_PROGRAM) -o $@
+\t$(CC) $(CFLAGS) $(HOST_ARCH) $(QSNN_MODEL_FLAGS) -Iinclude -Isrc $(MCU_PROGRAM) -o $@
 
 check-mcu: qsnn_mcu ## the host program on the microcontrollers' event-driven kernels, compared with expected.txt
 \t./qsnn_mcu samples.bin | cmp - expected.txt
