@@ -227,17 +227,30 @@ FIRE_PRODUCTS(fire_high_tap, 1u, 2)
 FIRE_PRODUCTS(fire_one_pair, 1u, 0)
 FIRE_PRODUCTS(fire_two_pairs, 2u, 0)
 
+/* window_products of three, four and nine pairs, compiled once each (every kernel calls them) */
+#define WINDOW_PRODUCTS(name, count)                                                                             \
+    static QSNN_NOINLINE void name(const int32_t *weight, uint32_t stride, const uint32_t *offsets,             \
+                                   const int32_t *values, int32_t scale, int32_t *acc)                         \
+    {                                                                                                          \
+        window_products(weight, stride, offsets, values, count, scale, acc);                                   \
+    }
+WINDOW_PRODUCTS(three_pair_products, 3u)
+WINDOW_PRODUCTS(four_pair_products, 4u)
+WINDOW_PRODUCTS(nine_pair_products, 9u)
+
 /* The LIF at k = 2 of a window whose taps are 0 but for `count` pairs (window_products' arguments;
  * or, `half` 1 (the low half) or 2 (the high), of one tap alone, of the pair at offsets[0], values[0]
  * then its value * 2^R), 16 neurons at a time: one or two pairs, their products as each neuron fires;
- * more, their products into a buffer, then their LIF (two passes: few registers each) */
+ * three, four or nine (every pair), their products into a buffer, then their LIF (two passes, each a
+ * function of its own: few registers each, and the products compiled once). `channels`: a multiple of
+ * 16, constant where the caller knows it. */
 static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32_t *weight, const uint32_t stride,
                                           const uint32_t *offsets, const int32_t *values, const uint32_t count,
-                                          const int half, uint32_t *levels, uint32_t *out)
+                                          const int half, uint32_t *levels, uint32_t *out, const uint32_t channels)
 {
     int32_t acc[16];
     uint32_t c;
-    for (c = 0; c < k->channels; c += 16u) {
+    for (c = 0; c < channels; c += 16u) {
         uint32_t fired, *word = &levels[c / 16u];
         const int32_t *scaled = k->scaled + 2u * c;
         if (count == 1u && half == 1) {
@@ -249,7 +262,13 @@ static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32
         } else if (count == 2u) {
             fired = fire_two_pairs(k, scaled, weight + c * stride, stride, offsets, values, word);
         } else {
-            window_products(weight + c * stride, stride, offsets, values, count, k->scale, acc);
+            if (count == 3u) {
+                three_pair_products(weight + c * stride, stride, offsets, values, k->scale, acc);
+            } else if (count == 4u) {
+                four_pair_products(weight + c * stride, stride, offsets, values, k->scale, acc);
+            } else {   /* QSNN_STEM_PAIRS */
+                nine_pair_products(weight + c * stride, stride, offsets, values, k->scale, acc);
+            }
             fired = *word == 0u ? fire_sixteen_resting(k, scaled, acc, word) : fire_sixteen_any(k, scaled, acc, word);
         }
         if (c % 32u == 0u) {
@@ -260,23 +279,31 @@ static QSNN_ALWAYS_INLINE void fire_pairs(const stem_constants_t *k, const int32
     }
 }
 
+/* Bit j of 4 set where bytes[j] is not 0, without a branch:
+ *   top bit of byte j of ((w & 0x7F..) + 0x7F..) | w:  byte j of w nonzero
+ *   (those top bits >> 7) * 0x10204080 >> 28:  bit j of 4 (the products add without a carry) */
+static inline uint32_t nonzero_bytes(const int8_t *bytes)
+{
+    uint32_t word;
+    memcpy(&word, bytes, sizeof word);
+    return ((((((word & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) | word) & 0x80808080u) >> 7) * 0x10204080u) >> 28;
+}
+
+/* Bit i - from set where row[i] is not 0, i in [from, to), to - from <= 32: four bytes at a time */
+static inline uint32_t nonzero_columns(const int8_t *row, uint32_t from, uint32_t to)
+{
+    uint32_t i, bits = 0;
+    for (i = from; i + 4u <= to; i += 4u) bits |= nonzero_bytes(row + i) << (i - from);
+    for (; i < to; ++i) bits |= (row[i] != 0 ? 1u : 0u) << (i - from);
+    return bits;
+}
+
 /* The nonzero values of one row of the padded frame, `width` <= 64 bytes: bit i of *low (i < 32) or
- * of *high (i >= 32) set where row[i] is not 0; four bytes at a time (an event frame's rows are mostly 0). */
+ * of *high (i >= 32) set where row[i] is not 0 (an event frame's rows are mostly 0) */
 static void row_occupancy(const int8_t *row, uint32_t width, uint32_t *low, uint32_t *high)
 {
-    uint32_t i, b, bits[2] = {0u, 0u};
-    for (i = 0; i + 4u <= width; i += 4u) {
-        uint32_t word;
-        memcpy(&word, row + i, sizeof word);
-        for (b = 0; word != 0u; ++b, word >>= 8) {
-            if ((word & 0xFFu) != 0u) bits[(i + b) / 32u] |= 1u << ((i + b) % 32u);
-        }
-    }
-    for (; i < width; ++i) {
-        if (row[i] != 0) bits[i / 32u] |= 1u << (i % 32u);
-    }
-    *low = bits[0];
-    *high = bits[1];
+    *low = nonzero_columns(row, 0u, width < 32u ? width : 32u);
+    *high = width > 32u ? nonzero_columns(row, 32u, width) : 0u;
 }
 
 /* The nonzero columns of the rows of the padded frame under a row of windows (3x3 kernels at stride 1,
@@ -388,10 +415,39 @@ static QSNN_ALWAYS_INLINE void run_image_pixels(const qsnn_model_t *model, const
     }
 }
 
+/* The LIF at k = 2 of an event window of the 3x3 kernel over two channels (nine pairs a neuron,
+ * weight[c * 9..]), 16 neurons at a time, from its `count` nonzero pairs (fire_pairs' arguments): one
+ * tap alone, one, two, three or four pairs their products alone, more every pair (`pairs`). `channels`
+ * as fire_pairs'. */
+static QSNN_ALWAYS_INLINE void fire_window(const stem_constants_t *constants, const int32_t *weight,
+                                           const uint32_t *offsets, const int32_t *values, uint32_t count,
+                                           const int32_t *pairs, uint32_t one_tap, uint32_t *levels, uint32_t *spikes,
+                                           const uint32_t channels)
+{
+    const uint32_t pair_count = QSNN_STEM_PAIRS;
+    if (count == 1u) {
+        const int32_t low = (int16_t)(values[0] & 0xFFFF), high = values[0] >> 16;
+        const int32_t tap[1] = {(high == 0 ? low : high) * constants->scale};
+        if (one_tap && (high == 0 || low == 0)) {   /* one tap: one product a neuron */
+            fire_pairs(constants, weight, pair_count, offsets, tap, 1u, high == 0 ? 1 : 2, levels, spikes, channels);
+        } else {
+            fire_pairs(constants, weight, pair_count, offsets, values, 1u, 0, levels, spikes, channels);
+        }
+    } else if (count == 2u) {
+        fire_pairs(constants, weight, pair_count, offsets, values, 2u, 0, levels, spikes, channels);
+    } else if (count == 3u) {
+        fire_pairs(constants, weight, pair_count, offsets, values, 3u, 0, levels, spikes, channels);
+    } else if (count == 4u) {
+        fire_pairs(constants, weight, pair_count, offsets, values, 4u, 0, levels, spikes, channels);
+    } else {   /* every pair: one base, immediate offsets */
+        fire_pairs(constants, weight, pair_count, every_pair, pairs, pair_count, 0, levels, spikes, channels);
+    }
+}
+
 /* The stem of an event frame, arguments as run_image_pixels': each window's nonzero pairs found
- * (nothing remembered: an event frame's windows rarely repeat). At k = 2 and a constant shape (`fused`)
- * a window of up to four nonzero pairs, found from the rows' nonzero columns, takes their products
- * alone (fire_pairs); otherwise the currents of its nonzero pairs, then qsnn_fire_pixel. */
+ * (nothing remembered: an event frame's windows rarely repeat), their currents, then qsnn_fire_pixel;
+ * at k = 2 and a constant shape (`fused`) the products of those pairs alone, as each neuron fires
+ * (fire_window). The worst case and shapes that run_event_windows does not take. */
 static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
                                                 const qsnn_stage_t *stage, const qsnn_map_t *out, int32_t *pairs,
                                                 const uint32_t pair_count, const uint32_t channels, const uint32_t k)
@@ -399,7 +455,6 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     const qsnn_lif_t *lif = &stage->lif;
     int32_t *const scaled_or_current = ((const qsnn_packed_scratch_t *)ctx->scratch)->currents;   /* fused or not */
     stem_constants_t constants;
-    row_columns_t rows;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
     const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
     const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
@@ -407,20 +462,12 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     const uint32_t spike_words = qsnn_words_for(out->channels);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
-    /* k = 2 on whole words of 16 neurons, on U + 2^(F-1) (not in the worst case) */
-    const uint32_t fused = model->field_bits == 2u && out->channels % 16u == 0u && channels != 0u && !QSNN_WORST
-                           && qsnn_can_raise(lif);
+    /* k = 2 on whole words of 16 neurons, on U + 2^(F-1), of the 3x3 kernel over two channels (not in the
+     * worst case) */
+    const uint32_t fused = model->field_bits == 2u && out->channels % 16u == 0u && pair_count == QSNN_STEM_PAIRS
+                           && channels == 2u && !QSNN_WORST && qsnn_can_raise(lif);
     const uint32_t one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
-    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
-    /* and from them the windows' nonzero pairs: of at most four, only their taps read */
-    const uint32_t tap_masks = skip_zeros && fused;
-    /* tap t (in (ci, ky, kx) order) from a window's corner; an odd count's last high half any tap (its weights 0) */
-    uint32_t tap_offset[2u * QSNN_STEM_PAIRS] = {0u};
-    uint32_t chunks[4][2][3];   /* [j][ci][ky]: the rows' nonzero columns 16 j.. 16 j + 31 (0 past 63) */
-    uint32_t y, x, i, ci, ky;
-    for (i = 0; i < channels * k * k && tap_masks; ++i) {
-        tap_offset[i] = (i / (k * k) * padded_height + i / k % k) * padded_width + i % k;
-    }
+    uint32_t y, x, i;
     init_constants(&constants, model, lif, out->channels);
     constants.scaled = scaled_or_current;
     for (i = 0; i < out->channels && fused; ++i) {
@@ -430,80 +477,23 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     ((const qsnn_packed_scratch_t *)ctx->scratch)->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
-        uint32_t windows[2] = {~0u, ~0u};
-        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
-        for (ci = 0; ci < channels && tap_masks; ++ci) {
-            for (ky = 0; ky < k; ++ky) {
-                const uint32_t low = rows.low[ci][ky], high = rows.high[ci][ky];
-                chunks[0][ci][ky] = low;
-                chunks[1][ci][ky] = low >> 16 | high << 16;
-                chunks[2][ci][ky] = high;
-                chunks[3][ci][ky] = high >> 16;
-            }
-        }
         for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
             uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
             int32_t values[QSNN_STEM_PAIRS];
-            uint32_t taps = 0, few = 0;
-            if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
-                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
-                continue;
-            }
-            if (tap_masks) {   /* bit t: tap t is nonzero, from the rows' nonzero columns */
-                const uint32_t(*columns)[3] = chunks[x / 16u];   /* columns x..x + 2: bits x % 16.. */
-                for (ci = 0; ci < channels; ++ci) {
-                    for (ky = 0; ky < k; ++ky) {
-                        taps |= (columns[ci][ky] >> x % 16u & ((1u << k) - 1u)) << (k * (ci * k + ky));
-                    }
-                }
-                taps = (taps | taps >> 1) & 0x55555555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
-                few = taps & (taps - 1u);
-                few &= few - 1u;
-                few &= few - 1u;
-                few &= few - 1u;   /* 0: at most four pairs */
-            }
-            if (tap_masks && few == 0u) {   /* those pairs alone read */
-                const int8_t *corner = ctx->padded + y * padded_width + x;
-                for (; taps != 0u; taps &= taps - 1u, ++nonzero) {
-                    const uint32_t t = qsnn_lowest_bit(taps);   /* even: pair t / 2 */
-                    offsets[nonzero] = t / 2u;
-                    values[nonzero] = (int32_t)(pair_half(corner[tap_offset[t]], 0u)
-                                                | pair_half(corner[tap_offset[t + 1u]], 1u));
-                }
-            } else if (tap_masks) {   /* five pairs or more: every pair */
-                load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
-                nonzero = pair_count;
-            } else {
-                load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
+            load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-                for (i = 0; i < pair_count; ++i) {
-                    offsets[nonzero] = i;
-                    values[nonzero] = pairs[i];
-                    nonzero += pairs[i] != 0 ? 1u : 0u;
-                }
+            for (i = 0; i < pair_count; ++i) {
+                offsets[nonzero] = i;
+                values[nonzero] = pairs[i];
+                nonzero += pairs[i] != 0 ? 1u : 0u;
             }
             if (nonzero == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
                 qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
-            } else if (fused) {   /* the products of the nonzero pairs alone, as each neuron fires */
-                const int32_t *weight = stage->weight_pairs;
-                const int32_t low = nonzero == 1u ? (int16_t)(values[0] & 0xFFFF) : 0;
-                const int32_t high = nonzero == 1u ? values[0] >> 16 : 0;
-                const int32_t tap[1] = {(high == 0 ? low : high) * constants.scale};
-                if (nonzero == 1u && one_tap && (high == 0 || low == 0)) {   /* one tap: one product a neuron */
-                    fire_pairs(&constants, weight, pair_count, offsets, tap, 1u, high == 0 ? 1 : 2, levels, spikes);
-                } else if (nonzero == 1u) {
-                    fire_pairs(&constants, weight, pair_count, offsets, values, 1u, 0, levels, spikes);
-                } else if (nonzero == 2u) {
-                    fire_pairs(&constants, weight, pair_count, offsets, values, 2u, 0, levels, spikes);
-                } else if (nonzero == 3u) {
-                    fire_pairs(&constants, weight, pair_count, offsets, values, 3u, 0, levels, spikes);
-                } else if (nonzero == 4u) {
-                    fire_pairs(&constants, weight, pair_count, offsets, values, 4u, 0, levels, spikes);
-                } else {   /* every pair: one base, immediate offsets */
-                    fire_pairs(&constants, weight, pair_count, every_pair, pairs, pair_count, 0, levels, spikes);
-                }
+            } else if (fused) {
+                fire_window(&constants, stage->weight_pairs, offsets, values, nonzero, pairs, one_tap, levels, spikes,
+                            out->channels);
             } else {
                 if (nonzero == 1u) {
                     stem_currents(&constants, stage->weight_pairs + offsets[0], pair_count, values, 1u,
@@ -516,6 +506,96 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
                 }
                 qsnn_fire_pixel(model, lif, scaled_or_current, out->channels, levels, spikes);
             }
+        }
+    }
+}
+
+/* code[X] of run_event_windows one row down, X < columns <= 32: bit X of `first` and `second` the new
+ * rows' nonzero columns of channels 0 and 1 */
+static inline void shift_codes(uint32_t *code, uint32_t first, uint32_t second, uint32_t columns)
+{
+    uint32_t x;
+    for (x = 0; x < columns; ++x, first >>= 1, second >>= 1) {
+        code[x] = ((code[x] >> 3) & ~((1u << 6) | (1u << 15))) | (first & 1u) << 6 | (second & 1u) << 15;
+    }
+}
+
+/* An event frame's 3x3 stem over two channels at stride 1 (18 taps, 9 pairs), k = 2 on whole words of
+ * 16 neurons (`channels` 16, or 0: any multiple of 16), padded rows of at most 64 columns, not in the
+ * worst case: each window's nonzero taps found from the rows' nonzero columns, only those read.
+ * Per output row, column X of the padded frame has a code with bit 3r set where row r = 3 ci + ky
+ * under the row (channel ci, row y + ky) is nonzero at X; going down a row, ky - 1 <- ky:
+ *   code = ((code >> 3) & ~(bit 6 | bit 15)) | new(ci 0) << 6 | new(ci 1) << 15
+ * and window x's taps, bit t = 3 (3 ci + ky) + kx in (ci, ky, kx) order:
+ *   taps = code[x] | code[x + 1] << 1 | code[x + 2] << 2
+ * A window of zeros has the biases as currents; one of up to four nonzero pairs takes their products
+ * alone (fire_window). */
+static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
+                                                 const qsnn_stage_t *stage, const qsnn_map_t *out,
+                                                 const uint32_t channels)
+{
+    const qsnn_lif_t *lif = &stage->lif;
+    const uint32_t words = channels != 0u ? channels / 16u : out->channels / 16u;   /* level words: 16 neurons each */
+    const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
+    const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
+    const uint32_t width = out->width, one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
+    const int8_t *padded = ctx->padded;
+    const int32_t *weight = stage->weight_pairs;
+    int32_t *const scaled = ((const qsnn_packed_scratch_t *)ctx->scratch)->currents;
+    uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, width, 0, 0);   /* [y][x][word] */
+    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                     /* [y][x][word] */
+    uint32_t code[64];   /* per column of the padded frame, for the output row */
+    uint32_t tap_offset[18];   /* tap t from a window's corner */
+    stem_constants_t constants;
+    qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
+    uint32_t y, x, i;
+    for (i = 0; i < 18u; ++i) tap_offset[i] = (i / 9u * padded_height + i / 3u % 3u) * padded_width + i % 3u;
+    init_constants(&constants, model, lif, out->channels);
+    constants.scaled = scaled;
+    for (i = 0; i < out->channels; ++i) {
+        scaled[2u * i] = lif->multiplier[i];
+        scaled[2u * i + 1u] = lif->bias[i] + constants.lif.half;
+    }
+    for (x = 0; x < padded_width; ++x) code[x] = 0;
+    zeros.valid = 0;
+    for (y = 0; y < out->height; ++y) {
+        uint32_t ky;
+        for (ky = y == 0u ? 0u : 2u; ky < 3u; ++ky) {   /* the rows new under output row y */
+            uint32_t low[2], high[2];
+            row_occupancy(padded + (y + ky) * padded_width, padded_width, &low[0], &high[0]);
+            row_occupancy(padded + (padded_height + y + ky) * padded_width, padded_width, &low[1], &high[1]);
+            shift_codes(code, low[0], low[1], padded_width < 32u ? padded_width : 32u);
+            if (padded_width > 32u) shift_codes(code + 32, high[0], high[1], padded_width - 32u);
+        }
+        for (x = 0; x < width; ++x, levels += words, spikes += (words + 1u) / 2u) {
+            const uint32_t taps = code[x] | code[x + 1u] << 1 | code[x + 2u] << 2;
+            uint32_t pairs, few, count = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
+            int32_t values[QSNN_STEM_PAIRS];
+            const int8_t *corner = padded + y * padded_width + x;
+            if (taps == 0u) {   /* every tap 0: the biases */
+                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                continue;
+            }
+            pairs = (taps | taps >> 1) & 0x15555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
+            few = pairs & (pairs - 1u);
+            few &= few - 1u;
+            few &= few - 1u;
+            few &= few - 1u;   /* 0: at most four pairs */
+            if (few == 0u) {   /* those pairs alone read */
+                for (; pairs != 0u; pairs &= pairs - 1u, ++count) {
+                    const uint32_t t = qsnn_lowest_bit(pairs);   /* even: pair t / 2 */
+                    offsets[count] = t / 2u;
+                    values[count] = (int32_t)(pair_half(corner[tap_offset[t]], 0u) | pair_half(corner[tap_offset[t + 1u]], 1u));
+                }
+            } else {   /* five pairs or more: every pair */
+                for (i = 0; i < QSNN_STEM_PAIRS; ++i) {
+                    values[i] = (int32_t)(pair_half(corner[tap_offset[2u * i]], 0u)
+                                          | pair_half(corner[tap_offset[2u * i + 1u]], 1u));
+                }
+                count = QSNN_STEM_PAIRS;
+            }
+            fire_window(&constants, weight, offsets, values, count, values, one_tap, levels, spikes,
+                        channels != 0u ? channels : out->channels);
         }
     }
 }
@@ -550,13 +630,41 @@ STEM_KERNEL(run_image_any, 0, 0u, 0u, 0u)
 STEM_KERNEL(run_event_3x3x2, 1, 9u, 2u, 3u)
 STEM_KERNEL(run_event_any, 1, 0u, 0u, 0u)
 
+/* run_event_windows for 16 output channels (the 16 neurons of one word in registers) and for any multiple of 16 */
+static QSNN_NOINLINE void run_event_windows_16(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
+                                               const qsnn_stage_t *stage, const qsnn_map_t *out)
+{
+    run_event_windows(model, ctx, stage, out, 16u);
+}
+
+static QSNN_NOINLINE void run_event_windows_any(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
+                                                const qsnn_stage_t *stage, const qsnn_map_t *out)
+{
+    run_event_windows(model, ctx, stage, out, 0u);
+}
+
+/* Nonzero where run_event_windows applies: a 3x3 kernel over two channels at stride 1, padded rows of at
+ * most 64 columns, k = 2 on whole words of 16 neurons and Theta + 2^(F-1) within int32, not the worst case */
+static int takes_event_windows(const qsnn_model_t *model, const qsnn_stage_t *stage, const qsnn_map_t *out)
+{
+    return !QSNN_WORST && stage->kernel == 3u && stage->stride == 1u && model->input_channels == 2u
+           && model->input_width + 2u * model->stem_padding <= 64u && model->field_bits == 2u && out->channels % 16u == 0u
+           && qsnn_can_raise(&stage->lif);
+}
+
 void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
                    const qsnn_map_t *out, const int8_t *frame)
 {
     const int three_by_three = stage->kernel == 3u;
     qsnn_pad_frame(model, ctx, frame);
     if (QSNN_EVENT_KERNELS && model->event_frames) {
-        if (three_by_three && model->input_channels == 2u) {
+        if (takes_event_windows(model, stage, out)) {
+            if (out->channels == 16u) {
+                run_event_windows_16(model, ctx, stage, out);
+            } else {
+                run_event_windows_any(model, ctx, stage, out);
+            }
+        } else if (three_by_three && model->input_channels == 2u) {
             run_event_3x3x2(model, ctx, stage, out);
         } else {
             run_event_any(model, ctx, stage, out);
