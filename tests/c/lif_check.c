@@ -9,8 +9,9 @@
  * prints one line per case (width, threshold, the 32 neurons' next levels and spikes) and, last,
  * "<cases> cases, <mismatches> mismatches". Built with lif_ref.c (the reference) and with lif_mcu.c,
  * whose lines must be the same (tests/test_export.py); on the microcontrollers' path the LIF from
- * counts (qsnn_fire_counts, and at k = 2 qsnn_fire_counts_raised) must also write qsnn_fire_pixel's
- * levels and spikes: the mismatches counted. */
+ * counts (qsnn_fire_counts; at k = 2 qsnn_fire_counts_raised, and qsnn_fire_counters_raised on the
+ * bit-sliced counters' bytes, from counts 0..255 that differ from neuron to neuron) must also write
+ * qsnn_fire_pixel's levels and spikes: the mismatches counted. */
 #include <stdio.h>
 #include <string.h>
 
@@ -67,9 +68,21 @@ int main(void)
                     qsnn_fire_counts(&model, &lif, negative, 0, CHANNELS, counted, counted_out);
                     mismatches += counted_out[0] != out[0] || memcmp(counted, levels, words * 4u) != 0;
                     if (bits == 2u && qsnn_can_raise(&lif)) {
-                        for (c = 0; c < CHANNELS; ++c) raised[c] = bias[c] + half;
+                        /* counts 0..255, a different one a neuron, the currents unchanged: raised[c] =
+                         * current[c] + 2^(F-1) - (total - 2 counts[c]); as ints, then as the conv's counters */
+                        int32_t counts[CHANNELS];
+                        uint8_t counters[CHANNELS];
+                        const int32_t total = 300;
+                        for (c = 0; c < CHANNELS; ++c) {
+                            counts[c] = (int32_t)((c * 37u + first * 11u) % 256u);
+                            counters[qsnn_counter_byte(c)] = (uint8_t)counts[c];
+                            raised[c] = bias[c] + half - (total - 2 * counts[c]);
+                        }
                         memcpy(counted, before, sizeof before);
-                        qsnn_fire_counts_raised(&model, &lif, negative, 0, raised, CHANNELS, counted, counted_out);
+                        qsnn_fire_counts_raised(&model, &lif, counts, total, raised, CHANNELS, counted, counted_out);
+                        mismatches += counted_out[0] != out[0] || memcmp(counted, levels, words * 4u) != 0;
+                        memcpy(counted, before, sizeof before);
+                        qsnn_fire_counters_raised(&model, &lif, counters, total, raised, CHANNELS, counted, counted_out);
                         mismatches += counted_out[0] != out[0] || memcmp(counted, levels, words * 4u) != 0;
                     }
                 }

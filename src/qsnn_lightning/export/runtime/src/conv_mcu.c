@@ -36,9 +36,10 @@ static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch
             bits += p * plane_words;
             for (w = 0; w < words; ++w) {
                 uint32_t word = bits[w], *first = entry, units;
+                const uint32_t word_offset = offset + 32u * w * groups;
                 if (word == 0u) continue;
                 do {
-                    *entry++ = offset + (32u * w + qsnn_lowest_bit(word)) * groups;
+                    *entry++ = word_offset + qsnn_lowest_bit(word) * groups;   /* one multiply-add */
                     word &= word - 1u;
                 } while (word != 0u);
                 units = (uint32_t)(entry - first) << p;   /* the word's entries: its set bits, each worth 2^p */
@@ -108,8 +109,9 @@ static QSNN_ALWAYS_INLINE void store_counters(const uint32_t *level, int32_t *ne
 /* negative[c] = counter c of the bit-sliced counters (bit c of level[l] is bit l of counter c),
  * added to it if `add`: the 8 x 8 bit blocks of the eight words (one per byte) transposed in
  * place, three rounds of swaps between words l and l + s, so that byte b of word j holds counter
- * 8b + j (unrolled: the words stay in registers). */
-static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, uint32_t add)
+ * 8b + j (unrolled: the words stay in registers); `as_words`: those eight words stored as they are
+ * (qsnn_counter_byte's layout, for qsnn_fire_counters_raised) */
+static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, uint32_t add, uint32_t as_words)
 {
     uint32_t s, l;
 #if defined(__GNUC__)
@@ -128,7 +130,11 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
             }
         }
     }
-    store_counters(level, negative, add);
+    if (as_words) {
+        for (l = 0; l < 8u; ++l) negative[l] = (int32_t)level[l];
+    } else {
+        store_counters(level, negative, add);
+    }
 }
 
 #define QSNN_FEW 4u   /* active sets of at most this many entries skip the bit-sliced counters */
@@ -136,11 +142,15 @@ static QSNN_ALWAYS_INLINE void add_counters(uint32_t *level, int32_t *negative, 
 /* count_negatives of a set of at most QSNN_FEW entries: each mask's bits spread straight into byte
  * counters (byte b of word j: channel 8b + j, as add_counters leaves them), worth 2^plane each */
 static void count_few(const qsnn_packed_scratch_t *scratch, const active_set_t *set, const uint32_t *weights,
-                      uint32_t groups)
+                      uint32_t groups, uint32_t as_words)
 {
     uint32_t group, e, j;
     for (group = 0; group < groups; ++group) {
-        uint32_t level[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+        uint32_t level[8];
+#if defined(__GNUC__)
+#pragma GCC unroll 8
+#endif
+        for (j = 0; j < 8u; ++j) level[j] = 0;   /* unrolled: eight stores, not a call to memset */
         for (e = 0; e < set->count; ++e) {
             const uint32_t mask = weights[scratch->active[e] + group];
             const uint32_t plane = e < set->plane_end[0] ? 0u : e < set->plane_end[1] ? 1u : 2u;
@@ -149,16 +159,21 @@ static void count_few(const qsnn_packed_scratch_t *scratch, const active_set_t *
 #endif
             for (j = 0; j < 8u; ++j) level[j] += ((mask >> j) & 0x01010101u) << plane;
         }
-        store_counters(level, scratch->negative + 32u * group, 0u);
+        if (as_words) {
+            for (j = 0; j < 8u; ++j) scratch->negative[8u * group + j] = (int32_t)level[j];
+        } else {
+            store_counters(level, scratch->negative + 32u * group, 0u);
+        }
     }
 }
 
-/* counter ^= a ^ b; returns the carry (a & b) | (counter & (a ^ b)): a full adder, 32 lanes */
+/* counter ^= a ^ b; returns the carry, the majority of (counter, a, b): a full adder, 32 lanes, in
+ * four operations:  majority(a, b, c) = ((a ^ c) & (b ^ c)) ^ c */
 static inline uint32_t full_add(uint32_t *counter, uint32_t a, uint32_t b)
 {
-    uint32_t sum = a ^ b, carry = (a & b) | (*counter & sum);
-    *counter ^= sum;
-    return carry;
+    const uint32_t c = *counter, a_c = a ^ c;
+    *counter = a_c ^ b;
+    return (a_c & (b ^ c)) ^ c;
 }
 
 /* Adds `carry` (32 lanes of one bit) into the counters from level `from` up; a chunk's counts are
@@ -169,7 +184,11 @@ static QSNN_ALWAYS_INLINE void ripple(uint32_t *level, uint32_t carry, const uin
 #if defined(__GNUC__)
 #pragma GCC unroll 8
 #endif
-    for (l = from; l < 7u; ++l) carry = full_add(&level[l], carry, 0u);
+    for (l = from; l < 7u; ++l) {   /* a half adder */
+        const uint32_t overflow = level[l] & carry;
+        level[l] ^= carry;
+        carry = overflow;
+    }
     level[7] ^= carry;
 }
 
@@ -209,14 +228,15 @@ static QSNN_ALWAYS_INLINE void add_masks(uint32_t *v, const uint32_t *active, ui
 /* For every output channel c: the sum over active inputs of value x [w_cj = -1], into the
  * scratch's negative. `weights` holds each input position's output-channel bits, [position][groups],
  * groups = ceil(Cout / 32): an active input adds its masks into bit-sliced counters, chunk by chunk
- * (each chunk's three planes in a row: the counters stay in registers). */
+ * (each chunk's three planes in a row: the counters stay in registers). `as_words` (a set of one
+ * chunk alone): the counters' words stored as they are (add_counters). */
 static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_set_t *set, const uint32_t *weights,
-                            uint32_t groups)
+                            uint32_t groups, uint32_t as_words)
 {
     const uint32_t *active = scratch->active, *plane_end = set->plane_end;
     uint32_t group, chunk;
     for (group = 0; group < groups; ++group) {
-        int32_t *negative = scratch->negative + 32u * group;
+        int32_t *negative = scratch->negative + (as_words ? 8u : 32u) * group;
         uint32_t start = 0;
         for (chunk = 0; chunk <= set->chunks; ++chunk) {
             uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count;
@@ -228,10 +248,26 @@ static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_s
             add_masks(level, active, start, end, 0u, plane_end[0], weights + group, 0u);
             add_masks(level, active, start, end, plane_end[0], plane_end[1], weights + group, 1u);
             add_masks(level, active, start, end, plane_end[1], plane_end[2], weights + group, 2u);
-            add_counters(level, negative, chunk != 0u);
+            add_counters(level, negative, chunk != 0u, as_words);
             start = end;
         }
     }
+}
+
+/* Bit x set where pixel x of a row of `width` <= 32 pixels (at `bits`, `words` a pixel) holds a spike or
+ * a count in any of its `planes` planes; compiled apart for a count map of at most 32 channels */
+static QSNN_ALWAYS_INLINE uint32_t occupied_pixels(const uint32_t *bits, uint32_t plane_words, uint32_t width,
+                                                   const uint32_t planes, const uint32_t words)
+{
+    uint32_t x, p, w, row = 0;
+    for (x = 0; x < width; ++x, bits += words) {
+        uint32_t any = 0;
+        for (p = 0; p < planes; ++p) {
+            for (w = 0; w < words; ++w) any |= bits[p * plane_words + w];
+        }
+        row |= (any != 0u ? 1u : 0u) << x;
+    }
+    return row;
 }
 
 /* acc_c = sum sign(w) x = total - 2 * negative_c, then the currents and the LIF */
@@ -254,54 +290,48 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const uint32_t *in_plane = qsnn_pixel_words(ctx->arena, in, 0, 0, 0);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, 0, 0);   /* [y][x][word] */
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                      /* [y][x][word] */
-    /* maps of at most 32 x 32 pixels: which input pixels hold a spike or count (bit ix of occupied[iy]),
-     * found once a step; a kernel's sources are then only those */
-    const uint32_t by_rows = in_width <= 32u && in_height <= QSNN_ROWS && k <= 5u;
+    /* rows of at most 32 pixels with the padding, at most QSNN_ROWS rows: which input pixels hold a spike
+     * or count (bit ix of occupied[iy]), found once a step; a kernel's sources are then only those */
+    const uint32_t by_rows = in_width + 2u * padding <= 32u && in_height <= QSNN_ROWS && k <= 5u;
     /* k = 2 from counts: the biases raised by half a level, in `current` (unused on that path) */
     const uint32_t raise = model->field_bits == 2u && stage->residual == QSNN_RESIDUAL_NONE && channels % 16u == 0u
                            && !QSNN_WORST && qsnn_can_raise(lif);
     uint32_t occupied[QSNN_ROWS];
-    uint8_t index[25];   /* by_rows: the kernel position of each source */
-    uint32_t y, x, c, ky, kx, tap, count, w;
+    uint32_t rows[5];              /* by_rows: occupied[y * stride + ky - padding] << padding (0 outside) */
+    int32_t kernel_offset[25];     /* by_rows: kernel position t's pixel from the kernel's first, ky * W + kx */
+    uint8_t index[25];             /* by_rows: the kernel position of each source */
+    uint32_t y, x, c, ky, kx, tap, count, as_words;
     active_set_t set;
     qsnn_fire_bias_t without_input;   /* the LIF of the pixels without input */
     without_input.valid = 0;
     for (c = 0; c < channels && raise; ++c) current[c] = bias[c] + (int32_t)(1u << (lif->fraction_bits - 1u));
     for (y = 0; y < in_height && by_rows; ++y) {
-        const uint32_t *bits = in_plane + y * in_width * in_words;
-        uint32_t row = 0;
-        for (x = 0; x < in_width; ++x, bits += in_words) {
-            uint32_t any = 0;
-            for (c = 0; c < in->planes; ++c) {
-                for (w = 0; w < in_words; ++w) any |= bits[c * plane_words + w];
-            }
-            row |= (any != 0u ? 1u : 0u) << x;
-        }
-        occupied[y] = row;
+        occupied[y] = in->planes == 3u && in_words == 1u ? occupied_pixels(in_plane + y * in_width, plane_words, in_width, 3u, 1u)
+                                                         : occupied_pixels(in_plane + y * in_width * in_words, plane_words,
+                                                                           in_width, in->planes, in_words);
     }
+    for (tap = 0; tap < taps && by_rows; ++tap) kernel_offset[tap] = (int32_t)(tap / k * in_width + tap % k);
     for (y = 0; y < out->height; ++y) {
+        /* the kernel's first pixel, (y stride - padding, x stride - padding), as a pixel index (negative in the padding) */
+        const int32_t row_first = ((int32_t)(y * stride) - (int32_t)padding) * (int32_t)in_width - (int32_t)padding;
+        for (ky = 0; ky < k && by_rows; ++ky) {
+            const uint32_t iy = y * stride + ky - padding;   /* unsigned: a negative index is out too */
+            rows[ky] = iy < in_height ? occupied[iy] << padding : 0u;
+        }
         for (x = 0; x < out->width; ++x, levels += level_words, spikes += groups) {
-            if (by_rows) {   /* the occupied input pixels under the kernel */
-                const int32_t left = (int32_t)(x * stride) - (int32_t)padding;   /* the kernel's first column */
-                uint32_t under[5], any = 0;   /* bit kx of under[ky]: input pixel (ky, kx) of the kernel occupied */
-                for (ky = 0; ky < k; ++ky) {
-                    const uint32_t iy = y * stride + ky - padding;   /* unsigned: a negative index is out too */
-                    under[ky] = iy >= in_height ? 0u
-                                                : (left >= 0 ? occupied[iy] >> left : occupied[iy] << -left) & ((1u << k) - 1u);
-                    any |= under[ky];
-                }
-                if (any == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
+            if (by_rows) {   /* the occupied input pixels under the kernel: bit ky k + kx of `under` */
+                const uint32_t first_column = x * stride;   /* in `rows`, padded */
+                const int32_t first = row_first + (int32_t)first_column;
+                uint32_t under = 0;
+                for (ky = 0; ky < k; ++ky) under |= ((rows[ky] >> first_column) & ((1u << k) - 1u)) << (k * ky);
+                if (under == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
                     qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                     continue;
                 }
-                for (ky = 0, count = 0; ky < k; ++ky) {
-                    const uint32_t iy = y * stride + ky - padding;
-                    uint32_t row = under[ky];
-                    for (; row != 0u; row &= row - 1u) {
-                        kx = qsnn_lowest_bit(row);
-                        sources[count] = in_plane + (iy * in_width + (uint32_t)(left + (int32_t)kx)) * in_words;
-                        index[count++] = (uint8_t)(ky * k + kx);
-                    }
+                for (count = 0; under != 0u; under &= under - 1u, ++count) {
+                    tap = qsnn_lowest_bit(under);
+                    sources[count] = in_plane + (uint32_t)(first + kernel_offset[tap]) * in_words;
+                    index[count] = (uint8_t)tap;
                 }
                 gather_active(scratch, in->planes, plane_words, count, in->channels, groups, &set, index);
             } else {
@@ -318,13 +348,18 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                 qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                 continue;
             }
+            /* the counts of at most 255 a chunk, as the counters leave them, for the raised LIF */
+            as_words = raise && (set.count <= QSNN_FEW || set.chunks == 0u);
             if (set.count <= QSNN_FEW && !QSNN_WORST) {   /* worst case: the counters */
-                count_few(scratch, &set, stage->weight_bits, groups);
+                count_few(scratch, &set, stage->weight_bits, groups, as_words);
             } else if (set.total != 0) {
-                count_negatives(scratch, &set, stage->weight_bits, groups);
+                count_negatives(scratch, &set, stage->weight_bits, groups, as_words);
             }
             if (stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u) {
-                if (raise) {
+                if (as_words) {
+                    qsnn_fire_counters_raised(model, lif, (const uint8_t *)negative, set.total, current, channels,
+                                              levels, spikes);
+                } else if (raise) {
                     qsnn_fire_counts_raised(model, lif, negative, set.total, current, channels, levels, spikes);
                 } else {
                     qsnn_fire_counts(model, lif, negative, set.total, channels, levels, spikes);   /* currents unstored */
@@ -340,7 +375,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                 sources[0] = qsnn_pixel_words(ctx->arena, shortcut, 0, y * stage->residual_stride,
                                               x * stage->residual_stride);
                 gather_active(scratch, shortcut->planes, shortcut_words, 1u, shortcut->channels, groups, &set, NULL);
-                if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups);
+                if (set.total != 0) count_negatives(scratch, &set, stage->residual_bits, groups, 0u);
                 for (c = 0; c < channels && set.total != 0; ++c) {
                     current[c] += stage->residual_multiplier[c] * (set.total - 2 * negative[c]);
                 }

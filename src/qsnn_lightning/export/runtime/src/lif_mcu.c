@@ -10,7 +10,11 @@ typedef struct {
     const int32_t *current, *negative, *multiplier, *bias;
     int32_t total;
     const int32_t *raised;     /* `raised`: B_c + 2^(F-1) in place of bias */
+    const uint8_t *counters;   /* `counts` 2: negative[c] as a byte, at qsnn_counter_byte(c) */
 } currents_t;
+
+/* COUNTERS (`counts` 2): the counts are the bytes of the bit-sliced counters, not int32 */
+#define COUNTERS 2
 
 /* The LIF of the `count` neurons of one word of `bits`-bit fields:
  *   U = q * 2^(F-m) + current;  spike = U >= Theta;  q = spike ? 0 : next_level(U)
@@ -28,7 +32,8 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, co
                                              const int raised)
 {
     const uint32_t mask = (1u << bits) - 1u;
-    const int32_t *negative = counts ? in->negative + first : NULL;
+    const int32_t *negative = counts == 1 ? in->negative + first : NULL;
+    const uint8_t *counters = counts == COUNTERS ? in->counters + qsnn_counter_byte(first) : NULL;   /* first % 16 == 0 */
     const int32_t *multiplier = counts ? in->multiplier + first : NULL;
     const int32_t *bias = counts ? (raised ? in->raised : in->bias) + first : NULL;
     uint32_t i, next = 0, fired = 0;
@@ -38,12 +43,13 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, co
     for (i = 0; i < count; ++i) {
         int32_t level = (int32_t)(word << (32u - bits - i * bits)) >> (32u - bits);   /* two's complement */
         int32_t membrane;
+        const int32_t count = counts == COUNTERS ? (int32_t)counters[qsnn_counter_byte(i)] : counts ? negative[i] : 0;
         if (raised) {   /* k = 2 from counts */
-            qsnn_fire_raised(multiplier[i] * (in->total - 2 * negative[i]) + (level * lif->leak + bias[i]), lif, i,
-                             &fired, &next);
+            qsnn_fire_raised(multiplier[i] * (in->total - 2 * count) + (level * lif->leak + bias[i]), lif, i, &fired,
+                             &next);
             continue;
         }
-        membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * negative[i]) + bias[i] : current[i]);
+        membrane = level * lif->leak + (counts ? multiplier[i] * (in->total - 2 * count) + bias[i] : current[i]);
         if (membrane >= lif->threshold) {   /* hard reset: level 0 */
             fired |= 1u << i;
         } else if ((uint32_t)(membrane + lif->half) < lif->quiet_limit) {   /* level 0 */
@@ -134,6 +140,17 @@ void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, c
     in.raised = raised;
     in.total = total;
     fire(model, lif, &in, channels, levels, out, 1, 1);
+}
+
+void qsnn_fire_counters_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const uint8_t *counters, int32_t total,
+                               const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    currents_t in;
+    in.counters = counters;
+    in.multiplier = lif->multiplier;
+    in.raised = raised;
+    in.total = total;
+    fire(model, lif, &in, channels, levels, out, COUNTERS, 1);
 }
 
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,

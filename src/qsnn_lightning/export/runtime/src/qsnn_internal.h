@@ -241,6 +241,15 @@ void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const in
 void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
                              const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
 
+/* The bit-sliced counters of a binary conv's 32 output channels (conv_mcu.c) leave counter c in byte
+ * c / 8 of word c % 8: eight words a group of 32, stored as they are, hold counter c at byte */
+static inline uint32_t qsnn_counter_byte(uint32_t c) { return c / 32u * 32u + c % 8u * 4u + c % 32u / 8u; }
+
+/* lif_mcu.c: qsnn_fire_counts_raised from counts of at most 255 as such stored counters (byte
+ * qsnn_counter_byte(c) of `counters`: negative[c]), little-endian words */
+void qsnn_fire_counters_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const uint8_t *counters, int32_t total,
+                               const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
+
 /* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
  * background, a pixel without input spikes), which reach the same levels from the same levels:
  * the levels before and after, and the spikes, of pixels of up to QSNN_MEMO_WORDS level words. */
