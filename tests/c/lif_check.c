@@ -78,11 +78,15 @@ int main(void)
                             counters[qsnn_counter_byte(c)] = (uint8_t)counts[c];
                             raised[c] = bias[c] + half - (total - 2 * counts[c]);
                         }
+                        qsnn_lif_constants_t constants;
+                        qsnn_lif_constants(&model, &lif, &constants);
                         memcpy(counted, before, sizeof before);
-                        qsnn_fire_counts_raised(&model, &lif, counts, total, raised, CHANNELS, counted, counted_out);
+                        qsnn_fire_counts_raised(&constants, multiplier, counts, total, raised, CHANNELS, counted,
+                                                counted_out);
                         mismatches += counted_out[0] != out[0] || memcmp(counted, levels, words * 4u) != 0;
                         memcpy(counted, before, sizeof before);
-                        qsnn_fire_counters_raised(&model, &lif, counters, total, raised, CHANNELS, counted, counted_out);
+                        qsnn_fire_counters_raised(&constants, multiplier, counters, total, raised, CHANNELS, counted,
+                                                  counted_out);
                         mismatches += counted_out[0] != out[0] || memcmp(counted, levels, words * 4u) != 0;
                     }
                 }

@@ -296,6 +296,8 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     /* k = 2 from counts: the biases raised by half a level, in `current` (unused on that path) */
     const uint32_t raise = model->field_bits == 2u && stage->residual == QSNN_RESIDUAL_NONE && channels % 16u == 0u
                            && !QSNN_WORST && qsnn_can_raise(lif);
+    /* the LIF from the counts (currents unstored): no shortcut, whole words of fields */
+    const uint32_t from_counts = stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u;
     uint32_t occupied[QSNN_ROWS];
     uint32_t rows[5];              /* by_rows: occupied[y * stride + ky - padding] << padding (0 outside) */
     int32_t kernel_offset[25];     /* by_rows: kernel position t's pixel from the kernel's first, ky * W + kx */
@@ -303,6 +305,8 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     uint32_t y, x, c, ky, kx, tap, count, as_words;
     active_set_t set;
     qsnn_fire_bias_t without_input;   /* the LIF of the pixels without input */
+    qsnn_lif_constants_t constants;   /* the raised LIF's, once a step */
+    qsnn_lif_constants(model, lif, &constants);
     without_input.valid = 0;
     for (c = 0; c < channels && raise; ++c) current[c] = bias[c] + (int32_t)(1u << (lif->fraction_bits - 1u));
     for (y = 0; y < in_height && by_rows; ++y) {
@@ -355,12 +359,13 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             } else if (set.total != 0) {
                 count_negatives(scratch, &set, stage->weight_bits, groups, as_words);
             }
-            if (stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u) {
+            if (from_counts) {
                 if (as_words) {
-                    qsnn_fire_counters_raised(model, lif, (const uint8_t *)negative, set.total, current, channels,
-                                              levels, spikes);
+                    qsnn_fire_counters_raised(&constants, multiplier, (const uint8_t *)negative, set.total, current,
+                                              channels, levels, spikes);
                 } else if (raise) {
-                    qsnn_fire_counts_raised(model, lif, negative, set.total, current, channels, levels, spikes);
+                    qsnn_fire_counts_raised(&constants, multiplier, negative, set.total, current, channels, levels,
+                                            spikes);
                 } else {
                     qsnn_fire_counts(model, lif, negative, set.total, channels, levels, spikes);   /* currents unstored */
                 }

@@ -76,7 +76,7 @@ static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_constants_t *lif, cons
     uint32_t c, i, fired, spikes = 0;
     for (c = 0; c < channels; c += per_word, ++levels) {
         const int32_t *current = counts ? NULL : in->current + c;
-        uint32_t count = channels - c < per_word ? channels - c : per_word, fields = ~0u;
+        uint32_t count = counts || channels - c >= per_word ? per_word : channels - c, fields = ~0u;   /* counts: whole words */
         if (!counts && count < per_word) {
             for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? in->current[c + i] : 0;
             current = tail;
@@ -93,17 +93,14 @@ static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_constants_t *lif, cons
 
 /* fire_fields for the model's field width */
 static QSNN_ALWAYS_INLINE void fire(const qsnn_model_t *model, const qsnn_lif_t *lif, const currents_t *in,
-                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts,
-                                    const int raised)
+                                    uint32_t channels, uint32_t *levels, uint32_t *out, const int counts)
 {
     qsnn_lif_constants_t constants;
     qsnn_lif_constants(model, lif, &constants);
 #if defined(__GNUC__)
     __asm__("" : "+r"(constants.leak));   /* a multiplier, not a shift: level * leak + x is one MLA */
 #endif
-    if (raised) {   /* the caller's: k = 2 */
-        fire_fields(&constants, in, channels, levels, out, 2u, counts, 1);
-    } else if (model->field_bits == 2u) {
+    if (model->field_bits == 2u) {
         fire_fields(&constants, in, channels, levels, out, 2u, counts, 0);
     } else if (model->field_bits == 4u) {
         fire_fields(&constants, in, channels, levels, out, 4u, counts, 0);
@@ -117,7 +114,7 @@ void qsnn_fire_pixel(const qsnn_model_t *model, const qsnn_lif_t *lif, const int
 {
     currents_t in;
     in.current = current;
-    fire(model, lif, &in, channels, levels, out, 0, 0);
+    fire(model, lif, &in, channels, levels, out, 0);
 }
 
 void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
@@ -128,29 +125,30 @@ void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const in
     in.multiplier = lif->multiplier;
     in.bias = lif->bias;
     in.total = total;
-    fire(model, lif, &in, channels, levels, out, 1, 0);
+    fire(model, lif, &in, channels, levels, out, 1);
 }
 
-void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
-                             const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+void qsnn_fire_counts_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier, const int32_t *negative,
+                             int32_t total, const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
 {
     currents_t in;
     in.negative = negative;
-    in.multiplier = lif->multiplier;
+    in.multiplier = multiplier;
     in.raised = raised;
     in.total = total;
-    fire(model, lif, &in, channels, levels, out, 1, 1);
+    fire_fields(constants, &in, channels, levels, out, 2u, 1, 1);
 }
 
-void qsnn_fire_counters_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const uint8_t *counters, int32_t total,
-                               const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+void qsnn_fire_counters_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier,
+                               const uint8_t *counters, int32_t total, const int32_t *raised, uint32_t channels,
+                               uint32_t *levels, uint32_t *out)
 {
     currents_t in;
     in.counters = counters;
-    in.multiplier = lif->multiplier;
+    in.multiplier = multiplier;
     in.raised = raised;
     in.total = total;
-    fire(model, lif, &in, channels, levels, out, COUNTERS, 1);
+    fire_fields(constants, &in, channels, levels, out, 2u, COUNTERS, 1);
 }
 
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,

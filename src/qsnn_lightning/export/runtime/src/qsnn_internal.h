@@ -237,9 +237,10 @@ void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const in
 
 /* lif_mcu.c: qsnn_fire_counts at k = 2 (field_bits 2, `channels` a multiple of 16) from the biases
  * raised by half a level, raised[c] = B_c + 2^(F-1), for Theta + 2^(F-1) within int32: V = U + 2^(F-1)
- * is compared as U is (one addition fewer a neuron). */
-void qsnn_fire_counts_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *negative, int32_t total,
-                             const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
+ * is compared as U is (one addition fewer a neuron); the layer's `constants` (qsnn_lif_constants) and
+ * multipliers M_c computed once by the caller. */
+void qsnn_fire_counts_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier, const int32_t *negative,
+                             int32_t total, const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
 
 /* The bit-sliced counters of a binary conv's 32 output channels (conv_mcu.c) leave counter c in byte
  * c / 8 of word c % 8: eight words a group of 32, stored as they are, hold counter c at byte */
@@ -247,8 +248,9 @@ static inline uint32_t qsnn_counter_byte(uint32_t c) { return c / 32u * 32u + c 
 
 /* lif_mcu.c: qsnn_fire_counts_raised from counts of at most 255 as such stored counters (byte
  * qsnn_counter_byte(c) of `counters`: negative[c]), little-endian words */
-void qsnn_fire_counters_raised(const qsnn_model_t *model, const qsnn_lif_t *lif, const uint8_t *counters, int32_t total,
-                               const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out);
+void qsnn_fire_counters_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier,
+                               const uint8_t *counters, int32_t total, const int32_t *raised, uint32_t channels,
+                               uint32_t *levels, uint32_t *out);
 
 /* lif_mcu.c: a pixel's LIF remembered for the next pixels of the same currents (a uniform
  * background, a pixel without input spikes), which reach the same levels from the same levels:
