@@ -2,7 +2,8 @@
  * outcomes at each level) against qsnn_fire_pixel on the biases, for layers of 1 to 136 channels
  * (partial words of levels and of spikes among them; past 128 the fallback) at field widths 2, 4
  * and 8, random biases around the threshold and the rounding points, and random levels -n..n
- * (every field value, a run of pixels of the same levels among them: the remembered result),
+ * (every field value, a run of pixels of the same levels among them: the remembered result; pixels
+ * of every level 0 among them: the outcome at rest, before and after the outcomes are computed),
  * several pixels a call of the kernel:
  *
  *   fire_bias_check
@@ -51,8 +52,10 @@ int main(void)
                 table.valid = 0;
                 for (pixel = 0; pixel < 24u; ++pixel, ++pixels) {
                     if (pixel % 6u != 5u) {   /* every sixth pixel: the last one's levels again */
+                        /* a resting pixel (every level 0) now and then, the first of some layers */
+                        const int resting = pixel % 6u == 2u || (pixel == 0u && layer % 2u == 1u);
                         memset(levels, 0, sizeof levels);
-                        for (c = 0; c < channels; ++c) {
+                        for (c = 0; c < channels && !resting; ++c) {
                             int32_t level = (int32_t)(next_random() % (uint32_t)(2 * n + 1)) - n;
                             levels[c / per_word] |= ((uint32_t)level & ((1u << bits) - 1u)) << (c % per_word * bits);
                         }

@@ -208,7 +208,16 @@ void qsnn_fire_bias(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t c
         for (i = 0; i < spike_words; ++i) out[i] = table->memo.spikes[i];
         return;
     }
-    for (i = 0; i < words; ++i) table->memo.before[i] = levels[i];
+    for (i = 0, same = 0; i < words; ++i) {
+        table->memo.before[i] = levels[i];
+        same |= levels[i];
+    }
+    if (same == 0u && table->valid) {   /* every neuron at level 0: that outcome */
+        for (i = 0; i < words; ++i) levels[i] = table->memo.after[i] = table->next[0][i];
+        for (i = 0; i < spike_words; ++i) out[i] = table->memo.spikes[i] = table->spikes[0][i];
+        table->memo.valid = 1;
+        return;
+    }
     if (!table->valid) {   /* the three outcomes: the LIF of every neuron at one level */
         for (q = 0; q < 3u; ++q) {
             for (i = 0; i < words; ++i) table->next[q][i] = every[q];

@@ -271,7 +271,7 @@ void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, cons
  * level alone (-1, 0 or 1): the layer's three outcomes (every neuron at level 0, at 1, at -1) are
  * computed once, at the first such pixel of a kernel's call, and each pixel selects its neurons'
  * from them, 16 neurons a word with a few bit operations; a pixel of the last one's levels reuses
- * its result (as qsnn_fire_pixel_memo). Pixels of more than QSNN_MEMO_WORDS words of levels, other
+ * its result (as qsnn_fire_pixel_memo), a pixel at rest (every level 0) takes the outcome at 0. Pixels of more than QSNN_MEMO_WORDS words of levels, other
  * field widths and the worst-case build take qsnn_fire_pixel_memo. */
 typedef struct {
     uint32_t valid;   /* 0: not computed yet (set it to 0 before a kernel's first pixel) */
