@@ -147,8 +147,9 @@ def main() -> None:
         files = write_files(data, args.events, args.train_users, args.test_users)
         print(f"{files} DVS-Gesture files of {args.events:,} events in {data / 'DVSGesture'} "
               f"({time.perf_counter() - start:.0f} s)")
+        seeds = [] if args.checkpoint else [int(seed) for seed in args.seeds.split(",")]
         trained = {None: (args.checkpoint, {})} if args.checkpoint else {}
-        for seed in ([] if args.checkpoint else [int(seed) for seed in args.seeds.split(",")]):
+        for seed in seeds:
             start = time.perf_counter()
             trained[seed] = train(data, work / "runs", args.epochs, args.batch_size, seed)
             print(f"trained {args.epochs} epochs at seed {seed} in {time.perf_counter() - start:.0f} s: test_acc "

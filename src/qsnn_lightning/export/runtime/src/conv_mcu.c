@@ -20,10 +20,11 @@ typedef struct {
 
 /* The active inputs of `taps` input pixels of `channels` channels (`words` words), `planes` planes
  * each: sources[tap] holds plane 0 of pixel `tap` (NULL in the padding), plane p lies p * plane_words
- * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci. */
+ * further; a set bit of pixel `tap`, channel ci is input position tap * channels + ci, or, given
+ * `offsets` (sources never NULL), the position whose weights start at offsets[tap] + ci * groups. */
 static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch, uint32_t planes,
                                             uint32_t plane_words, uint32_t taps, uint32_t channels, uint32_t groups,
-                                            active_set_t *set, const uint32_t words, const uint8_t *index)
+                                            active_set_t *set, const uint32_t words, const uint32_t *offsets)
 {
     const uint32_t *const *sources = scratch->sources;
     uint32_t *const active = scratch->active, *entry = active, *chunk_end = scratch->chunk_end;
@@ -31,8 +32,8 @@ static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch
     for (p = 0; p < planes; ++p) {
         for (tap = 0; tap < taps; ++tap) {
             const uint32_t *bits = sources[tap];
-            if (bits == NULL) continue;
-            offset = (index != NULL ? index[tap] : tap) * channels * groups;
+            if (offsets == NULL && bits == NULL) continue;
+            offset = offsets != NULL ? offsets[tap] : tap * channels * groups;
             bits += p * plane_words;
             for (w = 0; w < words; ++w) {
                 uint32_t word = bits[w], *first = entry, units;
@@ -61,26 +62,26 @@ static QSNN_ALWAYS_INLINE void gather_words(const qsnn_packed_scratch_t *scratch
 
 /* gather_words, compiled apart for inputs of at most 32 channels (one word a pixel: no word loop) */
 static void gather_active(const qsnn_packed_scratch_t *scratch, uint32_t planes, uint32_t plane_words, uint32_t taps,
-                          uint32_t channels, uint32_t groups, active_set_t *set, const uint8_t *index)
+                          uint32_t channels, uint32_t groups, active_set_t *set, const uint32_t *offsets)
 {
-    if (index != NULL) {   /* the sources are the occupied input pixels, index[] their kernel positions */
+    if (offsets != NULL) {   /* the sources are the occupied input pixels, offsets[] their weights' */
         if (channels <= 32u) {
-            gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u, index);
+            gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u, offsets);
         } else {
-            gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels), index);
+            gather_words(scratch, planes, plane_words, taps, channels, groups, set, qsnn_words_for(channels), offsets);
         }
     } else if (channels <= 32u && planes == 3u && taps <= 32u) {   /* count maps: the taps without a count skipped */
         const uint32_t **sources = scratch->sources;
         uint32_t tap, occupied = 0;
-        uint8_t index[32];   /* the kernel position of each source kept */
+        uint32_t kept[32];   /* the weights' offset of each source kept */
         for (tap = 0; tap < taps; ++tap) {
             const uint32_t *bits = sources[tap];
             if (bits != NULL && (bits[0] | bits[plane_words] | bits[2u * plane_words]) != 0u) {
                 sources[occupied] = bits;
-                index[occupied++] = (uint8_t)tap;
+                kept[occupied++] = tap * channels * groups;
             }
         }
-        gather_words(scratch, 3u, plane_words, occupied, channels, groups, set, 1u, index);
+        gather_words(scratch, 3u, plane_words, occupied, channels, groups, set, 1u, kept);
     } else if (channels <= 32u) {
         gather_words(scratch, planes, plane_words, taps, channels, groups, set, 1u, NULL);
     } else {
@@ -270,6 +271,15 @@ static QSNN_ALWAYS_INLINE uint32_t occupied_pixels(const uint32_t *bits, uint32_
     return row;
 }
 
+/* Bit ky k + kx set where input pixel (ky, kx) under a kernel whose first column is `first_column` of
+ * rows[ky] (the kernel rows' occupied pixels) is occupied; compiled apart for 3x3 kernels */
+static QSNN_ALWAYS_INLINE uint32_t kernel_occupancy(const uint32_t *rows, uint32_t first_column, const uint32_t k)
+{
+    uint32_t ky, under = 0;
+    for (ky = 0; ky < k; ++ky) under |= ((rows[ky] >> first_column) & ((1u << k) - 1u)) << (k * ky);
+    return under;
+}
+
 /* acc_c = sum sign(w) x = total - 2 * negative_c, then the currents and the LIF */
 void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
                    const qsnn_map_t *out)
@@ -301,7 +311,8 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     uint32_t occupied[QSNN_ROWS];
     uint32_t rows[5];              /* by_rows: occupied[y * stride + ky - padding] << padding (0 outside) */
     int32_t kernel_offset[25];     /* by_rows: kernel position t's pixel from the kernel's first, ky * W + kx */
-    uint8_t index[25];             /* by_rows: the kernel position of each source */
+    uint32_t weight_offset[25];    /* by_rows: kernel position t's weights, t * Cin * groups */
+    uint32_t offsets[25];          /* by_rows: the weights' offset of each source */
     uint32_t y, x, c, ky, kx, tap, count, as_words;
     active_set_t set;
     qsnn_fire_bias_t without_input;   /* the LIF of the pixels without input */
@@ -314,7 +325,10 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                                                          : occupied_pixels(in_plane + y * in_width * in_words, plane_words,
                                                                            in_width, in->planes, in_words);
     }
-    for (tap = 0; tap < taps && by_rows; ++tap) kernel_offset[tap] = (int32_t)(tap / k * in_width + tap % k);
+    for (tap = 0; tap < taps && by_rows; ++tap) {
+        kernel_offset[tap] = (int32_t)(tap / k * in_width + tap % k);
+        weight_offset[tap] = tap * in->channels * groups;
+    }
     for (y = 0; y < out->height; ++y) {
         /* the kernel's first pixel, (y stride - padding, x stride - padding), as a pixel index (negative in the padding) */
         const int32_t row_first = ((int32_t)(y * stride) - (int32_t)padding) * (int32_t)in_width - (int32_t)padding;
@@ -326,8 +340,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             if (by_rows) {   /* the occupied input pixels under the kernel: bit ky k + kx of `under` */
                 const uint32_t first_column = x * stride;   /* in `rows`, padded */
                 const int32_t first = row_first + (int32_t)first_column;
-                uint32_t under = 0;
-                for (ky = 0; ky < k; ++ky) under |= ((rows[ky] >> first_column) & ((1u << k) - 1u)) << (k * ky);
+                uint32_t under = k == 3u ? kernel_occupancy(rows, first_column, 3u) : kernel_occupancy(rows, first_column, k);
                 if (under == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
                     qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                     continue;
@@ -335,9 +348,9 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
                 for (count = 0; under != 0u; under &= under - 1u, ++count) {
                     tap = qsnn_lowest_bit(under);
                     sources[count] = in_plane + (uint32_t)(first + kernel_offset[tap]) * in_words;
-                    index[count] = (uint8_t)tap;
+                    offsets[count] = weight_offset[tap];
                 }
-                gather_active(scratch, in->planes, plane_words, count, in->channels, groups, &set, index);
+                gather_active(scratch, in->planes, plane_words, count, in->channels, groups, &set, offsets);
             } else {
                 for (ky = 0, tap = 0; ky < k; ++ky) {   /* the input pixels under the kernel, NULL in the padding */
                     uint32_t iy = y * stride + ky - padding, ix = x * stride - padding;

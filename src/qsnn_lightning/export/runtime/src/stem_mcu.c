@@ -548,7 +548,7 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
     uint32_t tap_offset[18];   /* tap t from a window's corner */
     stem_constants_t constants;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
-    uint32_t y, x, i;
+    uint32_t y, x, i, even_bits = 0x15555u;   /* the pairs' bits of 18 taps */
     for (i = 0; i < 18u; ++i) tap_offset[i] = (i / 9u * padded_height + i / 3u % 3u) * padded_width + i % 3u;
     init_constants(&constants, model, lif, out->channels);
     constants.scaled = scaled;
@@ -557,6 +557,9 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
         scaled[2u * i + 1u] = lif->bias[i] + constants.lif.half;
     }
     for (x = 0; x < padded_width; ++x) code[x] = 0;
+#if defined(__GNUC__)
+    __asm__("" : "+r"(even_bits));   /* a register, not four immediate operations a window */
+#endif
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
         uint32_t ky;
@@ -576,7 +579,7 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
                 qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
                 continue;
             }
-            pairs = (taps | taps >> 1) & 0x15555u;   /* bit 2i: pair i (taps 2i and 2i + 1) */
+            pairs = (taps | taps >> 1) & even_bits;   /* bit 2i: pair i (taps 2i and 2i + 1) */
             few = pairs & (pairs - 1u);
             few &= few - 1u;
             few &= few - 1u;
