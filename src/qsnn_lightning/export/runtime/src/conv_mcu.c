@@ -193,18 +193,14 @@ static QSNN_ALWAYS_INLINE void ripple(uint32_t *level, uint32_t carry, const uin
     level[7] ^= carry;
 }
 
-/* Adds the 32-channel masks weights[entry] of the entries active[i], i in [from, to) and in plane
- * `plane`'s [plane_start, plane_end), each worth 2^plane, into the bit-sliced counters level[0..7]
- * (bit c of level[l] is bit l of counter c). Eight masks at a time (as Harley and Seal's popcount):
- * four full adders at level `plane`, whose carries meet in two full adders at plane + 1 and theirs
- * in one at plane + 2, then one carry ripples up; a last four, pair and odd mask the same way.
- * Compiled once per constant plane. */
-static QSNN_ALWAYS_INLINE void add_masks(uint32_t *v, const uint32_t *active, uint32_t from, uint32_t to,
-                                         uint32_t plane_start, uint32_t plane_end, const uint32_t *weights,
-                                         const uint32_t plane)
+/* Adds the 32-channel masks weights[entry] of the entries [first, last) of plane `plane`, each worth
+ * 2^plane, into the bit-sliced counters level[0..7] (bit c of level[l] is bit l of counter c). Eight
+ * masks at a time (as Harley and Seal's popcount): four full adders at level `plane`, whose carries
+ * meet in two full adders at plane + 1 and theirs in one at plane + 2, then one carry ripples up; a
+ * last four, pair and odd mask the same way. Compiled once per constant plane. */
+static QSNN_ALWAYS_INLINE void add_masks(uint32_t *v, const uint32_t *first, const uint32_t *last,
+                                         const uint32_t *weights, const uint32_t plane)
 {
-    const uint32_t *first = active + (from > plane_start ? from : plane_start);
-    const uint32_t *last = active + (to < plane_end ? to : plane_end);
     for (; first + 7 < last; first += 8) {   /* the tree twice as deep: eight masks, one ripple */
         uint32_t low = full_add(&v[plane], weights[first[0]], weights[first[1]]);
         uint32_t high = full_add(&v[plane], weights[first[2]], weights[first[3]]);
@@ -235,23 +231,25 @@ static void count_negatives(const qsnn_packed_scratch_t *scratch, const active_s
                             uint32_t groups, uint32_t as_words)
 {
     const uint32_t *active = scratch->active, *plane_end = set->plane_end;
-    uint32_t group, chunk;
-    for (group = 0; group < groups; ++group) {
-        int32_t *negative = scratch->negative + (as_words ? 8u : 32u) * group;
-        uint32_t start = 0;
-        for (chunk = 0; chunk <= set->chunks; ++chunk) {
-            uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count;
+    uint32_t group, chunk, start = 0, p;
+    for (chunk = 0; chunk <= set->chunks; ++chunk) {
+        const uint32_t end = chunk < set->chunks ? scratch->chunk_end[chunk] : set->count;
+        const uint32_t *bound[4];   /* the chunk's entries of plane p: [bound[p], bound[p + 1]) */
+        bound[0] = active + start;
+        for (p = 0; p < QSNN_PLANES; ++p) bound[p + 1u] = active + (end < plane_end[p] ? end : plane_end[p]);
+        for (p = 1; p < QSNN_PLANES; ++p) bound[p] = bound[p] > active + start ? bound[p] : active + start;
+        for (group = 0; group < groups; ++group) {
             uint32_t level[8], l;
 #if defined(__GNUC__)
 #pragma GCC unroll 8
 #endif
             for (l = 0; l < 8u; ++l) level[l] = 0;   /* unrolled: eight stores, not a call to memset */
-            add_masks(level, active, start, end, 0u, plane_end[0], weights + group, 0u);
-            add_masks(level, active, start, end, plane_end[0], plane_end[1], weights + group, 1u);
-            add_masks(level, active, start, end, plane_end[1], plane_end[2], weights + group, 2u);
-            add_counters(level, negative, chunk != 0u, as_words);
-            start = end;
+            add_masks(level, bound[0], bound[1], weights + group, 0u);
+            add_masks(level, bound[1], bound[2], weights + group, 1u);
+            add_masks(level, bound[2], bound[3], weights + group, 2u);
+            add_counters(level, scratch->negative + (as_words ? 8u : 32u) * group, chunk != 0u, as_words);
         }
+        start = end;
     }
 }
 
