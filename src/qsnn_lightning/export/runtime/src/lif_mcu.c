@@ -128,29 +128,33 @@ void qsnn_fire_counts(const qsnn_model_t *model, const qsnn_lif_t *lif, const in
     fire(model, lif, &in, channels, levels, out, 1);
 }
 
-void qsnn_fire_counts_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier, const int32_t *negative,
-                             int32_t total, const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+/* qsnn_fire_counts_raised (`counts` 1: int32 negatives) and qsnn_fire_counters_raised (COUNTERS: bytes) */
+static QSNN_ALWAYS_INLINE void fire_counts_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier,
+                                                  const int32_t *negative, const uint8_t *counters, int32_t total,
+                                                  const int32_t *raised, uint32_t channels, uint32_t *levels,
+                                                  uint32_t *out, const int counts)
 {
     const qsnn_lif_constants_t lif = *constants;   /* in registers: the stores alias none */
     currents_t in;
     in.negative = negative;
+    in.counters = counters;
     in.multiplier = multiplier;
     in.raised = raised;
     in.total = total;
-    fire_fields(&lif, &in, channels, levels, out, 2u, 1, 1);
+    fire_fields(&lif, &in, channels, levels, out, 2u, counts, 1);
+}
+
+void qsnn_fire_counts_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier, const int32_t *negative,
+                             int32_t total, const int32_t *raised, uint32_t channels, uint32_t *levels, uint32_t *out)
+{
+    fire_counts_raised(constants, multiplier, negative, NULL, total, raised, channels, levels, out, 1);
 }
 
 void qsnn_fire_counters_raised(const qsnn_lif_constants_t *constants, const int32_t *multiplier,
                                const uint8_t *counters, int32_t total, const int32_t *raised, uint32_t channels,
                                uint32_t *levels, uint32_t *out)
 {
-    const qsnn_lif_constants_t lif = *constants;   /* in registers: the stores alias none */
-    currents_t in;
-    in.counters = counters;
-    in.multiplier = multiplier;
-    in.raised = raised;
-    in.total = total;
-    fire_fields(&lif, &in, channels, levels, out, 2u, COUNTERS, 1);
+    fire_counts_raised(constants, multiplier, NULL, counters, total, raised, channels, levels, out, COUNTERS);
 }
 
 void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, const int32_t *current, uint32_t channels,
