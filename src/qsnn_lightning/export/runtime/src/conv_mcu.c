@@ -319,16 +319,17 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     without_input.valid = 0;
     for (c = 0; c < channels && raise; ++c) current[c] = bias[c] + (int32_t)(1u << (lif->fraction_bits - 1u));
     for (y = 0; y < in_height && by_rows; ++y) {
-        occupied[y] = in->planes == 3u && in_words == 1u ? occupied_pixels(in_plane + y * in_width, plane_words, in_width, 3u, 1u)
-                                                         : occupied_pixels(in_plane + y * in_width * in_words, plane_words,
-                                                                           in_width, in->planes, in_words);
+        const uint32_t *row = in_plane + y * in_width * in_words;
+        occupied[y] = in->planes == 3u && in_words == 1u ? occupied_pixels(row, plane_words, in_width, 3u, 1u)
+                                                         : occupied_pixels(row, plane_words, in_width, in->planes, in_words);
     }
     for (tap = 0; tap < taps && by_rows; ++tap) {
         kernel_offset[tap] = (int32_t)(tap / k * in_width + tap % k);
         weight_offset[tap] = tap * in->channels * groups;
     }
     for (y = 0; y < out->height; ++y) {
-        /* the kernel's first pixel, (y stride - padding, x stride - padding), as a pixel index (negative in the padding) */
+        /* the kernel's first pixel, (y stride - padding, x stride - padding), as a pixel index (negative in
+         * the padding) */
         const int32_t row_first = ((int32_t)(y * stride) - (int32_t)padding) * (int32_t)in_width - (int32_t)padding;
         for (ky = 0; ky < k && by_rows; ++ky) {
             const uint32_t iy = y * stride + ky - padding;   /* unsigned: a negative index is out too */
@@ -338,7 +339,8 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
             if (by_rows) {   /* the occupied input pixels under the kernel: bit ky k + kx of `under` */
                 const uint32_t first_column = x * stride;   /* in `rows`, padded */
                 const int32_t first = row_first + (int32_t)first_column;
-                uint32_t under = k == 3u ? kernel_occupancy(rows, first_column, 3u) : kernel_occupancy(rows, first_column, k);
+                uint32_t under = k == 3u ? kernel_occupancy(rows, first_column, 3u)
+                                         : kernel_occupancy(rows, first_column, k);
                 if (under == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
                     qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                     continue;

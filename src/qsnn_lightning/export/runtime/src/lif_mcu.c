@@ -33,7 +33,8 @@ static QSNN_ALWAYS_INLINE uint32_t fire_word(const qsnn_lif_constants_t *lif, co
 {
     const uint32_t mask = (1u << bits) - 1u;
     const int32_t *negative = counts == 1 ? in->negative + first : NULL;
-    const uint8_t *counters = counts == COUNTERS ? in->counters + qsnn_counter_byte(first) : NULL;   /* first % 16 == 0 */
+    /* first % 16 == 0: counter first + i at qsnn_counter_byte(first) + qsnn_counter_byte(i) */
+    const uint8_t *counters = counts == COUNTERS ? in->counters + qsnn_counter_byte(first) : NULL;
     const int32_t *multiplier = counts ? in->multiplier + first : NULL;
     const int32_t *bias = counts ? (raised ? in->raised : in->bias) + first : NULL;
     uint32_t i, next = 0, fired = 0;
@@ -76,7 +77,8 @@ static QSNN_ALWAYS_INLINE void fire_fields(const qsnn_lif_constants_t *lif, cons
     uint32_t c, i, fired, spikes = 0;
     for (c = 0; c < channels; c += per_word, ++levels) {
         const int32_t *current = counts ? NULL : in->current + c;
-        uint32_t count = counts || channels - c >= per_word ? per_word : channels - c, fields = ~0u;   /* counts: whole words */
+        /* from counts: whole words */
+        uint32_t count = counts || channels - c >= per_word ? per_word : channels - c, fields = ~0u;
         if (!counts && count < per_word) {
             for (i = 0; i < per_word; ++i) tail[i] = c + i < channels ? in->current[c + i] : 0;
             current = tail;

@@ -445,9 +445,10 @@ static QSNN_ALWAYS_INLINE void fire_window(const stem_constants_t *constants, co
 }
 
 /* The stem of an event frame, arguments as run_image_pixels': each window's nonzero pairs found
- * (nothing remembered: an event frame's windows rarely repeat), their currents, then qsnn_fire_pixel;
- * at k = 2 and a constant shape (`fused`) the products of those pairs alone, as each neuron fires
- * (fire_window). The worst case and shapes that run_event_windows does not take. */
+ * (nothing remembered: an event frame's windows rarely repeat; windows of zeros found from the rows'
+ * nonzero columns where row_windows applies), their currents, then qsnn_fire_pixel; at k = 2 and a
+ * constant shape (`fused`) the products of those pairs alone, as each neuron fires (fire_window). The
+ * worst case and shapes that run_event_windows does not take (4- and 8-bit fields among them). */
 static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const qsnn_ctx_t *ctx,
                                                 const qsnn_stage_t *stage, const qsnn_map_t *out, int32_t *pairs,
                                                 const uint32_t pair_count, const uint32_t channels, const uint32_t k)
@@ -455,9 +456,11 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     const qsnn_lif_t *lif = &stage->lif;
     int32_t *const scaled_or_current = ((const qsnn_packed_scratch_t *)ctx->scratch)->currents;   /* fused or not */
     stem_constants_t constants;
+    row_columns_t rows;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
     const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
     const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
+    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
     const uint32_t level_words = qsnn_words_for(out->channels * model->field_bits);
     const uint32_t spike_words = qsnn_words_for(out->channels);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
@@ -477,9 +480,15 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     ((const qsnn_packed_scratch_t *)ctx->scratch)->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
+        uint32_t windows[2] = {~0u, ~0u};
+        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
         for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
             uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
             int32_t values[QSNN_STEM_PAIRS];
+            if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
+                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                continue;
+            }
             load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
@@ -588,7 +597,8 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
                 for (; pairs != 0u; pairs &= pairs - 1u, ++count) {
                     const uint32_t t = qsnn_lowest_bit(pairs);   /* even: pair t / 2 */
                     offsets[count] = t / 2u;
-                    values[count] = (int32_t)(pair_half(corner[tap_offset[t]], 0u) | pair_half(corner[tap_offset[t + 1u]], 1u));
+                    values[count] = (int32_t)(pair_half(corner[tap_offset[t]], 0u)
+                                              | pair_half(corner[tap_offset[t + 1u]], 1u));
                 }
             } else {   /* five pairs or more: every pair */
                 for (i = 0; i < QSNN_STEM_PAIRS; ++i) {
@@ -651,8 +661,8 @@ static QSNN_NOINLINE void run_event_windows_any(const qsnn_model_t *model, const
 static int takes_event_windows(const qsnn_model_t *model, const qsnn_stage_t *stage, const qsnn_map_t *out)
 {
     return !QSNN_WORST && stage->kernel == 3u && stage->stride == 1u && model->input_channels == 2u
-           && model->input_width + 2u * model->stem_padding <= 64u && model->field_bits == 2u && out->channels % 16u == 0u
-           && qsnn_can_raise(&stage->lif);
+           && model->input_width + 2u * model->stem_padding <= 64u && model->field_bits == 2u
+           && out->channels % 16u == 0u && qsnn_can_raise(&stage->lif);
 }
 
 void qsnn_run_stem(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
