@@ -435,6 +435,7 @@ def test_every_misuse_of_the_api_is_a_status_code_that_changes_nothing(sanitized
                                                        ("resnet19", (3, 16, 16), "1w8u", False),
                                                        ("dvsmcunet", (2, 32, 32), "1w2u", True),
                                                        ("fmnistnet", (2, 60, 60), "1w2u", True),
+                                                       ("fmnistnet", (2, 64, 64), "1w2u", True),
                                                        ("fmnistnet", (1, 40, 40), "1w4u", False)])
 def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, shape, bits, frames, tmp_path):
     """tests/c/kernel_check.c, sanitized, on each build path: every stem and binary conv (ResNet19's identity and
@@ -443,7 +444,9 @@ def test_optimized_kernels_equal_the_reference_kernels_on_random_inputs(name, sh
     kernels write the reference kernels' spikes. The event-frame dvsmcunet (two input channels, 2-bit levels) takes
     the stem's fused path: windows of one to four nonzero pairs of taps (found from the rows' nonzero columns) and of
     more, resting and charged neurons; the 60-wide event-frame fmnistnet takes it on rows of two words of columns, and
-    the 40-wide static one finds its windows of zeros on such rows."""
+    the 40-wide static one finds its windows of zeros on such rows. The 64-wide event-frame fmnistnet (66 padded
+    columns) takes the stem's generic fused path, and its binary conv reads a 32-wide map whose rows with the padding
+    outgrow a word (the occupancy in 64 bits)."""
     model = fold(trained_like(name, shape, bits), event_frames=frames)
     write_folder(model, plan(model), None, tmp_path / "out", {})
     outputs = {}

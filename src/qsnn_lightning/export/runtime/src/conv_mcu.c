@@ -270,11 +270,20 @@ static QSNN_ALWAYS_INLINE uint32_t occupied_pixels(const uint32_t *bits, uint32_
 }
 
 /* Bit ky k + kx set where input pixel (ky, kx) under a kernel whose first column is `first_column` of
- * rows[ky] (the kernel rows' occupied pixels) is occupied; compiled apart for 3x3 kernels */
+ * rows[ky] (the kernel rows' occupied pixels, the padding's columns first) is occupied; compiled apart
+ * for 3x3 kernels */
 static QSNN_ALWAYS_INLINE uint32_t kernel_occupancy(const uint32_t *rows, uint32_t first_column, const uint32_t k)
 {
     uint32_t ky, under = 0;
     for (ky = 0; ky < k; ++ky) under |= ((rows[ky] >> first_column) & ((1u << k) - 1u)) << (k * ky);
+    return under;
+}
+
+/* kernel_occupancy of rows of more than 32 columns with the padding (64-bit shifts) */
+static uint32_t wide_kernel_occupancy(const uint64_t *rows, uint32_t first_column, uint32_t k)
+{
+    uint32_t ky, under = 0;
+    for (ky = 0; ky < k; ++ky) under |= ((uint32_t)(rows[ky] >> first_column) & ((1u << k) - 1u)) << (k * ky);
     return under;
 }
 
@@ -298,9 +307,11 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const uint32_t *in_plane = qsnn_pixel_words(ctx->arena, in, 0, 0, 0);
     uint32_t *levels = qsnn_state_words(model, ctx, lif, channels, out->width, 0, 0);   /* [y][x][word] */
     uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                      /* [y][x][word] */
-    /* rows of at most 32 pixels with the padding, at most QSNN_ROWS rows: which input pixels hold a spike
-     * or count (bit ix of occupied[iy]), found once a step; a kernel's sources are then only those */
-    const uint32_t by_rows = in_width + 2u * padding <= 32u && in_height <= QSNN_ROWS && k <= 5u;
+    /* maps of at most 32 x 32 pixels: which input pixels hold a spike or count (bit ix of occupied[iy]),
+     * found once a step; a kernel's sources are then only those (`wide`: rows of more than 32 columns with
+     * the padding) */
+    const uint32_t by_rows = in_width <= 32u && in_height <= QSNN_ROWS && k <= 5u;
+    const uint32_t wide = in_width + 2u * padding > 32u;
     /* k = 2 from counts: the biases raised by half a level, in `current` (unused on that path) */
     const uint32_t raise = model->field_bits == 2u && stage->residual == QSNN_RESIDUAL_NONE && channels % 16u == 0u
                            && !QSNN_WORST && qsnn_can_raise(lif);
@@ -308,6 +319,7 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
     const uint32_t from_counts = stage->residual == QSNN_RESIDUAL_NONE && channels % (32u / model->field_bits) == 0u;
     uint32_t occupied[QSNN_ROWS];
     uint32_t rows[5];              /* by_rows: occupied[y * stride + ky - padding] << padding (0 outside) */
+    uint64_t wide_rows[5];         /* the same, `wide` */
     int32_t kernel_offset[25];     /* by_rows: kernel position t's pixel from the kernel's first, ky * W + kx */
     uint32_t weight_offset[25];    /* by_rows: kernel position t's weights, t * Cin * groups */
     uint32_t offsets[25];          /* by_rows: the weights' offset of each source */
@@ -333,14 +345,19 @@ void qsnn_run_conv(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_
         const int32_t row_first = ((int32_t)(y * stride) - (int32_t)padding) * (int32_t)in_width - (int32_t)padding;
         for (ky = 0; ky < k && by_rows; ++ky) {
             const uint32_t iy = y * stride + ky - padding;   /* unsigned: a negative index is out too */
-            rows[ky] = iy < in_height ? occupied[iy] << padding : 0u;
+            if (wide) {
+                wide_rows[ky] = iy < in_height ? (uint64_t)occupied[iy] << padding : 0u;
+            } else {
+                rows[ky] = iy < in_height ? occupied[iy] << padding : 0u;
+            }
         }
         for (x = 0; x < out->width; ++x, levels += level_words, spikes += groups) {
             if (by_rows) {   /* the occupied input pixels under the kernel: bit ky k + kx of `under` */
                 const uint32_t first_column = x * stride;   /* in `rows`, padded */
                 const int32_t first = row_first + (int32_t)first_column;
-                uint32_t under = k == 3u ? kernel_occupancy(rows, first_column, 3u)
-                                         : kernel_occupancy(rows, first_column, k);
+                uint32_t under = wide      ? wide_kernel_occupancy(wide_rows, first_column, k)
+                                 : k == 3u ? kernel_occupancy(rows, first_column, 3u)
+                                           : kernel_occupancy(rows, first_column, k);
                 if (under == 0u && stage->residual == QSNN_RESIDUAL_NONE) {   /* no input: the currents are B_c */
                     qsnn_fire_bias_inline(model, lif, channels, levels, spikes, &without_input);
                     continue;
