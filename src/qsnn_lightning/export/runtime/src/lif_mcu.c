@@ -202,7 +202,7 @@ void qsnn_fire_bias(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t c
 {
     const uint32_t words = qsnn_words_for(channels * model->field_bits), spike_words = qsnn_words_for(channels);
     static const uint32_t every[3] = {0u, 0x55555555u, 0xFFFFFFFFu};   /* all fields 0, 1, -1 */
-    uint32_t w, q, i, same;
+    uint32_t w, q, i, same, any_level;
     if (QSNN_WORST || model->field_bits != 2u || words > QSNN_MEMO_WORDS) {
         if (!table->valid) table->memo.valid = 0;
         table->valid = 1;
@@ -216,11 +216,11 @@ void qsnn_fire_bias(const qsnn_model_t *model, const qsnn_lif_t *lif, uint32_t c
         for (i = 0; i < spike_words; ++i) out[i] = table->memo.spikes[i];
         return;
     }
-    for (i = 0, same = 0; i < words; ++i) {
+    for (i = 0, any_level = 0; i < words; ++i) {
         table->memo.before[i] = levels[i];
-        same |= levels[i];
+        any_level |= levels[i];
     }
-    if (same == 0u && table->valid) {   /* every neuron at level 0: that outcome */
+    if (any_level == 0u && table->valid) {   /* every neuron at level 0: that outcome */
         for (i = 0; i < words; ++i) levels[i] = table->memo.after[i] = table->next[0][i];
         for (i = 0; i < spike_words; ++i) out[i] = table->memo.spikes[i] = table->spikes[0][i];
         table->memo.valid = 1;

@@ -200,9 +200,12 @@ static inline void qsnn_lif_constants(const qsnn_model_t *model, const qsnn_lif_
     out->levels = model->levels;
     out->raised_threshold = qsnn_can_raise(lif) ? lif->threshold + out->half : INT32_MAX;
     /* 0 <= V <= 2^F (level 0 next) and V < Theta + 2^(F-1) (no spike) */
-    out->quiet_limit = out->raised_threshold <= 0 ? 0u
-                       : (uint32_t)out->raised_threshold < 2u * (uint32_t)out->half + 1u ? (uint32_t)out->raised_threshold
-                                                                                       : 2u * (uint32_t)out->half + 1u;
+    {
+        const uint32_t rounding_limit = 2u * (uint32_t)out->half + 1u;
+        out->quiet_limit = out->raised_threshold <= 0 ? 0u
+                           : (uint32_t)out->raised_threshold < rounding_limit ? (uint32_t)out->raised_threshold
+                                                                              : rounding_limit;
+    }
 #if QSNN_WORST && defined(__GNUC__)
     /* the worst case: never quiet, never a spike, each comparison still made (the constants opaque) */
     out->quiet_limit = 0u;
@@ -271,8 +274,9 @@ void qsnn_fire_pixel_memo(const qsnn_model_t *model, const qsnn_lif_t *lif, cons
  * level alone (-1, 0 or 1): the layer's three outcomes (every neuron at level 0, at 1, at -1) are
  * computed once, at the first such pixel of a kernel's call, and each pixel selects its neurons'
  * from them, 16 neurons a word with a few bit operations; a pixel of the last one's levels reuses
- * its result (as qsnn_fire_pixel_memo), a pixel at rest (every level 0) takes the outcome at 0. Pixels of more than QSNN_MEMO_WORDS words of levels, other
- * field widths and the worst-case build take qsnn_fire_pixel_memo. */
+ * its result (as qsnn_fire_pixel_memo), a pixel at rest (every level 0) takes the outcome at 0.
+ * Pixels of more than QSNN_MEMO_WORDS words of levels, other field widths and the worst-case build
+ * take qsnn_fire_pixel_memo. */
 typedef struct {
     uint32_t valid;   /* 0: not computed yet (set it to 0 before a kernel's first pixel) */
     uint32_t next[3][QSNN_MEMO_WORDS];              /* the levels after, from every level 0, 1, -1 */

@@ -350,15 +350,42 @@ static inline uint32_t finds_zero_windows(const qsnn_stage_t *stage, uint32_t ch
     return channels != 0u && k == 3u && stage->stride == 1u && padded_width <= 64u && !QSNN_WORST;
 }
 
-/* The constants of stem_currents and fire_pairs */
-static void init_constants(stem_constants_t *constants, const qsnn_model_t *model, const qsnn_lif_t *lif,
-                           uint32_t channels)
+/* The constants of stem_currents and, given `scaled` (room for 2 x channels), of fire_pairs: the
+ * (M_c, B_c + 2^(F-1)) pairs written there (inlined: the window loops keep the constants in registers) */
+static QSNN_ALWAYS_INLINE void init_constants(stem_constants_t *constants, const qsnn_model_t *model,
+                                              const qsnn_lif_t *lif, uint32_t channels, int32_t *scaled)
 {
+    uint32_t c;
     constants->multiplier = lif->multiplier;
     constants->bias = lif->bias;
     constants->scale = (int32_t)(1u << lif->acc_shift);
     constants->channels = channels;
+    constants->scaled = scaled;
     qsnn_lif_constants(model, lif, &constants->lif);
+    for (c = 0; c < channels && scaled != NULL; ++c) {
+        scaled[2u * c] = lif->multiplier[c];
+        scaled[2u * c + 1u] = lif->bias[c] + constants->lif.half;
+    }
+}
+
+/* Where a stem reads and writes: the padded frame's rows and columns, and the levels and spikes of
+ * its first output pixel ([y][x][word], level_words and spike_words a pixel) */
+typedef struct {
+    uint32_t padded_height, padded_width, level_words, spike_words;
+    uint32_t *levels, *spikes;
+} stem_frame_t;
+
+static inline stem_frame_t stem_frame(const qsnn_model_t *model, const qsnn_ctx_t *ctx, const qsnn_stage_t *stage,
+                                      const qsnn_map_t *out)
+{
+    stem_frame_t frame;
+    frame.padded_height = model->input_height + 2u * model->stem_padding;
+    frame.padded_width = model->input_width + 2u * model->stem_padding;
+    frame.level_words = qsnn_words_for(out->channels * model->field_bits);
+    frame.spike_words = qsnn_words_for(out->channels);
+    frame.levels = qsnn_state_words(model, ctx, &stage->lif, out->channels, out->width, 0, 0);
+    frame.spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);
+    return frame;
 }
 
 /* The stem of a static image with `pair_count` pairs of taps a pixel, `pairs` room for them; `channels`
@@ -375,42 +402,37 @@ static QSNN_ALWAYS_INLINE void run_image_pixels(const qsnn_model_t *model, const
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
     stem_constants_t constants;
     row_columns_t rows;
-    const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
-    const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
-    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
-    const uint32_t level_words = qsnn_words_for(out->channels * model->field_bits);
-    const uint32_t spike_words = qsnn_words_for(out->channels);
-    uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
-    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
+    stem_frame_t at = stem_frame(model, ctx, stage, out);
+    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, at.padded_width);
     uint32_t y, x, i;
-    init_constants(&constants, model, lif, out->channels);
+    init_constants(&constants, model, lif, out->channels, NULL);
     scratch->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     memo.valid = 0;
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
         uint32_t windows[2] = {~0u, ~0u};
-        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
-        for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
+        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, at.padded_height, at.padded_width, windows);
+        for (x = 0; x < out->width; ++x, at.levels += at.level_words, at.spikes += at.spike_words) {
             uint32_t changed, any = 0;
             if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
-                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                qsnn_fire_bias_inline(model, lif, out->channels, at.levels, at.spikes, &zeros);
                 continue;
             }
-            changed = load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width,
-                                 1);
+            changed = load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, at.padded_height,
+                                 at.padded_width, 1);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
             for (i = 0; i < pair_count; ++i) any |= (uint32_t)pairs[i];
             if (any == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
-                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                qsnn_fire_bias_inline(model, lif, out->channels, at.levels, at.spikes, &zeros);
                 continue;
             }
             if (changed != 0u || y + x == 0u || QSNN_WORST) {   /* worst case: every pixel computed */
                 stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, current);
                 memo.valid = 0;
             }
-            qsnn_fire_pixel_memo(model, lif, current, out->channels, levels, spikes, &memo);
+            qsnn_fire_pixel_memo(model, lif, current, out->channels, at.levels, at.spikes, &memo);
         }
     }
 }
@@ -458,38 +480,28 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
     stem_constants_t constants;
     row_columns_t rows;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
-    const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
-    const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
-    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, padded_width);
-    const uint32_t level_words = qsnn_words_for(out->channels * model->field_bits);
-    const uint32_t spike_words = qsnn_words_for(out->channels);
-    uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, out->width, 0, 0);   /* [y][x][word] */
-    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                          /* [y][x][word] */
+    stem_frame_t at = stem_frame(model, ctx, stage, out);
+    const uint32_t skip_zeros = finds_zero_windows(stage, channels, k, at.padded_width);
     /* k = 2 on whole words of 16 neurons, on U + 2^(F-1), of the 3x3 kernel over two channels (not in the
      * worst case) */
     const uint32_t fused = model->field_bits == 2u && out->channels % 16u == 0u && pair_count == QSNN_STEM_PAIRS
                            && channels == 2u && !QSNN_WORST && qsnn_can_raise(lif);
     const uint32_t one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
     uint32_t y, x, i;
-    init_constants(&constants, model, lif, out->channels);
-    constants.scaled = scaled_or_current;
-    for (i = 0; i < out->channels && fused; ++i) {
-        scaled_or_current[2u * i] = lif->multiplier[i];
-        scaled_or_current[2u * i + 1u] = lif->bias[i] + constants.lif.half;
-    }
+    init_constants(&constants, model, lif, out->channels, fused ? scaled_or_current : NULL);
     ((const qsnn_packed_scratch_t *)ctx->scratch)->taps[model->stem_taps - 1u] = 0;   /* the generic path's odd last tap */
     zeros.valid = 0;
     for (y = 0; y < out->height; ++y) {
         uint32_t windows[2] = {~0u, ~0u};
-        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, padded_height, padded_width, windows);
-        for (x = 0; x < out->width; ++x, levels += level_words, spikes += spike_words) {
+        if (skip_zeros) row_windows(ctx, y, &rows, channels, k, at.padded_height, at.padded_width, windows);
+        for (x = 0; x < out->width; ++x, at.levels += at.level_words, at.spikes += at.spike_words) {
             uint32_t nonzero = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
             int32_t values[QSNN_STEM_PAIRS];
             if (skip_zeros && ((windows[x / 32u] >> (x % 32u)) & 1u) == 0u) {   /* every tap 0: the biases */
-                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                qsnn_fire_bias_inline(model, lif, out->channels, at.levels, at.spikes, &zeros);
                 continue;
             }
-            load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, padded_height, padded_width, 0);
+            load_pairs(model, ctx, stage, y, x, pairs, pair_count, channels, k, at.padded_height, at.padded_width, 0);
 #if defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
@@ -499,10 +511,10 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
                 nonzero += pairs[i] != 0 ? 1u : 0u;
             }
             if (nonzero == 0u && !QSNN_WORST) {   /* worst case: every pixel computed */
-                qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
+                qsnn_fire_bias_inline(model, lif, out->channels, at.levels, at.spikes, &zeros);
             } else if (fused) {
-                fire_window(&constants, stage->weight_pairs, offsets, values, nonzero, pairs, one_tap, levels, spikes,
-                            out->channels);
+                fire_window(&constants, stage->weight_pairs, offsets, values, nonzero, pairs, one_tap, at.levels,
+                            at.spikes, out->channels);
             } else {
                 if (nonzero == 1u) {
                     stem_currents(&constants, stage->weight_pairs + offsets[0], pair_count, values, 1u,
@@ -513,7 +525,7 @@ static QSNN_ALWAYS_INLINE void run_event_pixels(const qsnn_model_t *model, const
                 } else {
                     stem_currents(&constants, stage->weight_pairs, pair_count, pairs, pair_count, scaled_or_current);
                 }
-                qsnn_fire_pixel(model, lif, scaled_or_current, out->channels, levels, spikes);
+                qsnn_fire_pixel(model, lif, scaled_or_current, out->channels, at.levels, at.spikes);
             }
         }
     }
@@ -545,27 +557,20 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
 {
     const qsnn_lif_t *lif = &stage->lif;
     const uint32_t words = channels != 0u ? channels / 16u : out->channels / 16u;   /* level words: 16 neurons each */
-    const uint32_t padded_height = model->input_height + 2u * model->stem_padding;
-    const uint32_t padded_width = model->input_width + 2u * model->stem_padding;
+    const stem_frame_t at = stem_frame(model, ctx, stage, out);
+    uint32_t *levels = at.levels, *spikes = at.spikes;   /* [y][x][word] */
     const uint32_t width = out->width, one_tap = lif->acc_shift <= 24u;   /* a tap (|tap| <= 127) * 2^R within int32 */
     const int8_t *padded = ctx->padded;
     const int32_t *weight = stage->weight_pairs;
     int32_t *const scaled = ((const qsnn_packed_scratch_t *)ctx->scratch)->currents;
-    uint32_t *levels = qsnn_state_words(model, ctx, lif, out->channels, width, 0, 0);   /* [y][x][word] */
-    uint32_t *spikes = qsnn_pixel_words(ctx->arena, out, 0, 0, 0);                     /* [y][x][word] */
     uint32_t code[64];   /* per column of the padded frame, for the output row */
     uint32_t tap_offset[18];   /* tap t from a window's corner */
     stem_constants_t constants;
     qsnn_fire_bias_t zeros;   /* the LIF of the windows of zeros: the currents are the biases */
     uint32_t y, x, i, even_bits = 0x15555u;   /* the pairs' bits of 18 taps */
-    for (i = 0; i < 18u; ++i) tap_offset[i] = (i / 9u * padded_height + i / 3u % 3u) * padded_width + i % 3u;
-    init_constants(&constants, model, lif, out->channels);
-    constants.scaled = scaled;
-    for (i = 0; i < out->channels; ++i) {
-        scaled[2u * i] = lif->multiplier[i];
-        scaled[2u * i + 1u] = lif->bias[i] + constants.lif.half;
-    }
-    for (x = 0; x < padded_width; ++x) code[x] = 0;
+    for (i = 0; i < 18u; ++i) tap_offset[i] = (i / 9u * at.padded_height + i / 3u % 3u) * at.padded_width + i % 3u;
+    init_constants(&constants, model, lif, out->channels, scaled);
+    for (x = 0; x < at.padded_width; ++x) code[x] = 0;
 #if defined(__GNUC__)
     __asm__("" : "+r"(even_bits));   /* a register, not four immediate operations a window */
 #endif
@@ -574,16 +579,16 @@ static QSNN_ALWAYS_INLINE void run_event_windows(const qsnn_model_t *model, cons
         uint32_t ky;
         for (ky = y == 0u ? 0u : 2u; ky < 3u; ++ky) {   /* the rows new under output row y */
             uint32_t low[2], high[2];
-            row_occupancy(padded + (y + ky) * padded_width, padded_width, &low[0], &high[0]);
-            row_occupancy(padded + (padded_height + y + ky) * padded_width, padded_width, &low[1], &high[1]);
-            shift_codes(code, low[0], low[1], padded_width < 32u ? padded_width : 32u);
-            if (padded_width > 32u) shift_codes(code + 32, high[0], high[1], padded_width - 32u);
+            row_occupancy(padded + (y + ky) * at.padded_width, at.padded_width, &low[0], &high[0]);
+            row_occupancy(padded + (at.padded_height + y + ky) * at.padded_width, at.padded_width, &low[1], &high[1]);
+            shift_codes(code, low[0], low[1], at.padded_width < 32u ? at.padded_width : 32u);
+            if (at.padded_width > 32u) shift_codes(code + 32, high[0], high[1], at.padded_width - 32u);
         }
         for (x = 0; x < width; ++x, levels += words, spikes += (words + 1u) / 2u) {
             const uint32_t taps = code[x] | code[x + 1u] << 1 | code[x + 2u] << 2;
             uint32_t pairs, few, count = 0, offsets[QSNN_STEM_PAIRS];   /* the nonzero pairs: offsets and values */
             int32_t values[QSNN_STEM_PAIRS];
-            const int8_t *corner = padded + y * padded_width + x;
+            const int8_t *corner = padded + y * at.padded_width + x;
             if (taps == 0u) {   /* every tap 0: the biases */
                 qsnn_fire_bias_inline(model, lif, out->channels, levels, spikes, &zeros);
                 continue;
